@@ -1,0 +1,9 @@
+DROP TABLE sellpage_stats_daily;
+DROP TABLE ad_stats_daily;
+DROP TABLE ad_stats_raw;
+DROP TABLE ads;
+DROP TABLE adsets;
+DROP TABLE campaigns;
+DROP TABLE sellpages;
+DROP TABLE ad_connections;
+DROP TABLE sellers;

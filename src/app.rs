@@ -1,0 +1,232 @@
+//! Wiring: one pool, the job runtime, the scheduler and the HTTP server in one process, and the
+//! order they stop in.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{ServerHandle, Service};
+use actix_web::{App, HttpServer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenVerifier;
+use crate::config::{parse_cron, Settings};
+use crate::db::{Db, DbError};
+use crate::http::{self, AppState};
+use crate::jobs::{JobQueue, JobRuntime, RuntimeSettings, Scheduler};
+use crate::pipeline::Pipeline;
+use crate::providers::StatProvider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("invalid setting: {0}")]
+    Settings(String),
+}
+
+/// How to start beyond what the settings say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Run one scheduler tick right away instead of waiting for the first cron mark.
+    pub tick_now: bool,
+}
+
+/// A running service. Dropping it leaves the tasks running; call [`Application::shutdown`].
+pub struct Application {
+    port: u16,
+    db: Db,
+    pipeline: Pipeline,
+    queue: JobQueue,
+    scheduler: Scheduler,
+    server: ServerHandle,
+    server_task: JoinHandle<std::io::Result<()>>,
+    runtime: JobRuntime,
+    scheduler_stop: CancellationToken,
+    scheduler_task: Option<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects, migrates (when `database.run_migrations`), binds, and starts the workers, the
+    /// scheduler (when `scheduler.enabled`) and the HTTP server.
+    pub async fn start(
+        settings: &Settings,
+        provider: Arc<dyn StatProvider>,
+        options: StartOptions,
+    ) -> Result<Self, StartupError> {
+        let db = Db::connect(&settings.database)?;
+        if settings.database.run_migrations {
+            let applied = db.run_migrations(&settings.database_url()).await?;
+            tracing::info!(applied, backend = db.backend_name(), "migrations checked");
+        }
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(settings.server.port);
+
+        let pipeline = Pipeline::new(db.clone(), provider, settings.stats.aggregation);
+        let (queue, receiver) = JobQueue::new(
+            db.clone(),
+            settings.jobs.queue_capacity,
+            settings.jobs.max_attempts,
+        );
+        let runtime = JobRuntime::start(
+            db.clone(),
+            pipeline.clone(),
+            queue.clone(),
+            receiver,
+            RuntimeSettings::from(&settings.jobs),
+        );
+        let schedule = parse_cron(&settings.scheduler.cron).map_err(StartupError::Settings)?;
+        let scheduler = Scheduler::new(
+            db.clone(),
+            queue.clone(),
+            schedule,
+            settings.scheduler_timezone(),
+            settings.scheduler.enabled,
+        );
+        let scheduler_stop = CancellationToken::new();
+        let scheduler_task = settings.scheduler.enabled.then(|| {
+            tokio::spawn(
+                scheduler
+                    .clone()
+                    .run(scheduler_stop.clone(), options.tick_now),
+            )
+        });
+
+        let state = Arc::new(AppState {
+            db: db.clone(),
+            queue: queue.clone(),
+            scheduler: scheduler.clone(),
+            verifier: TokenVerifier::new(&settings.auth),
+            max_body_bytes: settings.server.max_body_bytes,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap_fn(|req, srv| {
+                    let started = Instant::now();
+                    let method = req.method().to_string();
+                    let path = req.path().to_string();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        tracing::info!(
+                            http.method = %method, http.path = %path,
+                            http.status = response.status().as_u16(),
+                            duration_ms = started.elapsed().as_millis() as u64, "request"
+                        );
+                        Ok(response)
+                    }
+                })
+                .configure(http::configure(state.clone()))
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?
+        .run();
+        let handle = server.handle();
+        let server_task = tokio::spawn(server);
+        tracing::info!(
+            address = %format!("{}:{port}", settings.server.host), backend = db.backend_name(),
+            scheduler = settings.scheduler.enabled, "ads-stats listening"
+        );
+        Ok(Self {
+            port,
+            db,
+            pipeline,
+            queue,
+            scheduler,
+            server: handle,
+            server_task,
+            runtime,
+            scheduler_stop,
+            scheduler_task,
+        })
+    }
+
+    /// The bound port (useful with `server.port = 0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    pub fn queue(&self) -> &JobQueue {
+        &self.queue
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// Runs until `stop` is cancelled, then shuts down in order.
+    pub async fn run_until(self, stop: CancellationToken) {
+        stop.cancelled().await;
+        self.shutdown().await;
+    }
+
+    /// Stops the HTTP server (in-flight requests finish), then the scheduler, then the workers
+    /// (running jobs get `jobs.shutdown_grace`; the rest stay QUEUED).
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.server.stop(true).await;
+        let _ = self.server_task.await;
+        self.scheduler_stop.cancel();
+        if let Some(task) = self.scheduler_task {
+            let _ = task.await;
+        }
+        self.runtime.shutdown().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// A token cancelled at the first SIGTERM or SIGINT: the one signal handler of the process.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => tracing::info!("SIGINT received"),
+                        _ = term.recv() => tracing::info!("SIGTERM received"),
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,171 @@
+//! API tokens: HS256 JWTs whose `sellerId` claim names the caller.
+
+use std::time::Duration;
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuthSettings;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    #[serde(rename = "sellerId")]
+    pub seller_id: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Verifies and issues tokens with the configured secret; built once at start-up.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    decoding: DecodingKey,
+    encoding: EncodingKey,
+    validation: Validation,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl TokenVerifier {
+    pub fn new(settings: &AuthSettings) -> Self {
+        let secret = settings.jwt_secret.expose().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = settings.leeway_seconds;
+        validation.validate_exp = true;
+        let issuer = non_empty(&settings.issuer);
+        let audience = non_empty(&settings.audience);
+        // A configured issuer or audience must be present, not merely correct when present.
+        let mut required = vec!["exp"];
+        if let Some(iss) = &issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        match &audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        Self {
+            decoding: DecodingKey::from_secret(secret),
+            encoding: EncodingKey::from_secret(secret),
+            validation,
+            issuer,
+            audience,
+        }
+    }
+
+    /// The claims of a valid token. Expired, wrongly signed, `alg: none` and other algorithms fail.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data =
+            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        AuthError::Invalid("algorithm not accepted (HS256 only)".into())
+                    }
+                    ErrorKind::MissingRequiredClaim(c) => {
+                        AuthError::Invalid(format!("missing `{c}` claim"))
+                    }
+                    ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
+                    ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
+                    ErrorKind::Json(_) => {
+                        AuthError::Invalid("claims are not as expected (`sellerId`, `exp`)".into())
+                    }
+                    _ => AuthError::Invalid("malformed token".into()),
+                }
+            })?;
+        if data.claims.seller_id.trim().is_empty() {
+            return Err(AuthError::Invalid("empty `sellerId` claim".into()));
+        }
+        Ok(data.claims)
+    }
+
+    /// A token for `seller_id` valid for `ttl`, carrying the configured issuer and audience.
+    pub fn issue(&self, seller_id: &str, ttl: Duration) -> Result<String, AuthError> {
+        let now = unix_now();
+        let claims = Claims {
+            seller_id: seller_id.to_string(),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn settings(secret: &str) -> AuthSettings {
+        AuthSettings {
+            jwt_secret: Secret::new(secret),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway_seconds: 0,
+        }
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_carry_the_seller() {
+        let v = TokenVerifier::new(&settings("s3cret"));
+        let token = v.issue("seller-1", Duration::from_secs(60)).unwrap();
+        assert_eq!(v.verify(&token).unwrap().seller_id, "seller-1");
+    }
+
+    #[test]
+    fn another_secret_is_rejected() {
+        let token = TokenVerifier::new(&settings("one"))
+            .issue("s", Duration::from_secs(60))
+            .unwrap();
+        assert!(matches!(
+            TokenVerifier::new(&settings("two")).verify(&token),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let mut strict = settings("k");
+        strict.issuer = "ads-platform".into();
+        strict.audience = "ads-stats".into();
+        let strict = TokenVerifier::new(&strict);
+        let loose = TokenVerifier::new(&settings("k"));
+        let token = loose.issue("s", Duration::from_secs(60)).unwrap();
+        assert!(strict.verify(&token).is_err());
+        let token = strict.issue("s", Duration::from_secs(60)).unwrap();
+        assert_eq!(strict.verify(&token).unwrap().seller_id, "s");
+    }
+}

@@ -1,0 +1,478 @@
+//! One typed configuration, layered from `config/` files and the environment.
+//!
+//! Defaults live in `config/default.toml`, which is also compiled in so the binary works from any
+//! folder. Every problem is reported as one [`ConfigError`] naming the key, so start-up can stop with
+//! a single readable line and exit code 2.
+
+mod cron_expr;
+mod secret;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+pub use cron_expr::parse_cron;
+pub use secret::Secret;
+
+/// The JWT secret shipped in `config/default.toml`; production refuses it.
+pub const DEFAULT_JWT_SECRET: &str = "dev-only-insecure-secret";
+const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+const ENV_PREFIX: &str = "ADS_STATS_";
+
+/// A configuration problem: which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("config error: {key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub provider: ProviderKind,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub stats: StatsSettings,
+    pub jobs: JobSettings,
+    pub scheduler: SchedulerSettings,
+    /// Environment name from `ADS_STATS_ENV` (`development` when unset); not a file key.
+    #[serde(skip)]
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Mock,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: usize,
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(with = "duration")]
+    pub statement_timeout: Duration,
+    pub run_migrations: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: Secret,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_seconds: u64,
+}
+
+/// How raw rows fold into a daily row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// Daily = sum of the day's raw rows.
+    Sum,
+    /// Daily = the latest raw row (providers reporting day-to-date totals).
+    Latest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsSettings {
+    pub aggregation: Aggregation,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    #[serde(with = "duration")]
+    pub backoff: Duration,
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    #[serde(with = "duration")]
+    pub retention: Duration,
+    pub queue_capacity: usize,
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    #[serde(with = "duration")]
+    pub rescue_after: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    pub enabled: bool,
+    pub cron: String,
+    pub timezone: String,
+}
+
+/// Where the database lives, decided by the URL scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err("is empty".into());
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return tokio_postgres::Config::from_str(url)
+                .map(|_| Self::Postgres(url.to_string()))
+                .map_err(|e| format!("not a valid PostgreSQL URL ({e})"));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/ads-stats.db".into());
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(format!(
+                "unsupported scheme `{scheme}://` (use postgres://, postgresql:// or sqlite://)"
+            ));
+        }
+        Ok(Self::Sqlite(PathBuf::from(url)))
+    }
+}
+
+impl Settings {
+    /// Loads settings the way the binary does: files under `ADS_STATS_CONFIG_DIR` (default `config`),
+    /// the optional `--config` file, then the process environment.
+    pub fn load(explicit_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let environment = std::env::var("ADS_STATS_ENV").unwrap_or_else(|_| "development".into());
+        let dir = std::env::var("ADS_STATS_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        let dir = Path::new(&dir);
+
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        figment = figment.merge(Toml::file(dir.join("default.toml")));
+        figment = figment.merge(Toml::file(dir.join(format!("{environment}.toml"))));
+        if let Some(file) = explicit_file {
+            if !file.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("file {} does not exist", file.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["JWT_SECRET"])
+                    .map(|_| "auth.jwt_secret".into()),
+            )
+            .merge(Env::raw().only(&["PORT"]).map(|_| "server.port".into()))
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .ignore(&["ENV", "CONFIG_DIR"])
+                    .split("__"),
+            );
+        Self::from_figment(figment, environment)
+    }
+
+    /// Settings from the compiled-in defaults only, adjusted in code (tests, tools).
+    pub fn defaults_with(adjust: impl FnOnce(&mut Settings)) -> Result<Self, ConfigError> {
+        let mut settings =
+            Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)), "test".into())?;
+        adjust(&mut settings);
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn from_figment(figment: Figment, environment: String) -> Result<Self, ConfigError> {
+        let mut settings: Settings = figment.extract().map_err(figment_error)?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == "production"
+    }
+
+    pub fn database_url(&self) -> DatabaseUrl {
+        // validate() has already accepted the URL.
+        DatabaseUrl::parse(&self.database.url).unwrap_or(DatabaseUrl::Sqlite("".into()))
+    }
+
+    pub fn scheduler_timezone(&self) -> chrono_tz::Tz {
+        self.scheduler.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// Checks what serde cannot: ranges, URLs, the cron expression, production secrets.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        DatabaseUrl::parse(&self.database.url).map_err(|p| ConfigError::new("database.url", p))?;
+        positive("database.pool_size", self.database.pool_size)?;
+        positive("jobs.concurrency", self.jobs.concurrency)?;
+        positive("jobs.max_attempts", self.jobs.max_attempts as usize)?;
+        positive("jobs.queue_capacity", self.jobs.queue_capacity)?;
+        positive("server.max_body_bytes", self.server.max_body_bytes)?;
+        nonzero("jobs.timeout", self.jobs.timeout)?;
+        nonzero("jobs.poll_interval", self.jobs.poll_interval)?;
+        nonzero("jobs.rescue_after", self.jobs.rescue_after)?;
+        nonzero("database.connect_timeout", self.database.connect_timeout)?;
+        if self.server.host.trim().is_empty() {
+            return Err(ConfigError::new("server.host", "is empty"));
+        }
+        parse_cron(&self.scheduler.cron).map_err(|p| ConfigError::new("scheduler.cron", p))?;
+        self.scheduler
+            .timezone
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| {
+                ConfigError::new(
+                    "scheduler.timezone",
+                    format!(
+                        "`{}` is not an IANA time zone (e.g. UTC, Europe/Berlin)",
+                        self.scheduler.timezone
+                    ),
+                )
+            })?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", format!("not a tracing filter ({e})")))?;
+        if self.is_production() {
+            let secret = self.auth.jwt_secret.expose();
+            if secret.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "auth.jwt_secret",
+                    "is missing; production needs a secret (set JWT_SECRET)",
+                ));
+            }
+            if secret == DEFAULT_JWT_SECRET {
+                return Err(ConfigError::new(
+                    "auth.jwt_secret",
+                    "is the shipped default; production needs your own secret (set JWT_SECRET)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positive(key: &str, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(key, "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn nonzero(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::new(key, "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+fn figment_error(error: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let mut path = error.path.clone();
+    let problem = match &error.kind {
+        Kind::UnknownField(field, _) => {
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            "is not a known key".to_string()
+        }
+        Kind::MissingField(field) => {
+            if path.last().map(String::as_str) != Some(field.as_ref()) {
+                path.push(field.to_string());
+            }
+            "is missing".to_string()
+        }
+        other => other.to_string(),
+    };
+    let key = if path.is_empty() {
+        "config".to_string()
+    } else {
+        path.join(".")
+    };
+    let source = match &error.metadata {
+        Some(meta) => match &meta.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", meta.name),
+        },
+        None => String::new(),
+    };
+    ConfigError::new(key, format!("{problem}{source}"))
+}
+
+/// Durations in settings are human strings ("30s", "5m") or whole seconds.
+mod duration {
+    use serde::{de, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as \"30s\", \"5m\", \"7d\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                humantime::parse_duration(v.trim()).map_err(|e| {
+                    E::custom(format!("`{v}` is not a duration ({e}); use e.g. \"30s\""))
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                Ok(Duration::from_secs(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+                u64::try_from(v)
+                    .map(Duration::from_secs)
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_pick_the_backend() {
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://postgres@127.0.0.1:5432/x"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/a.db"),
+            Ok(DatabaseUrl::Sqlite("data/a.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("/tmp/x.db"),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(DatabaseUrl::parse("mysql://h/db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("postgres://h:notaport/db").is_err());
+    }
+
+    #[test]
+    fn compiled_in_defaults_are_valid() {
+        let s = Settings::defaults_with(|_| {}).expect("defaults load");
+        assert_eq!(s.server.port, 3000);
+        assert_eq!(s.jobs.concurrency, 5);
+        assert_eq!(s.stats.aggregation, Aggregation::Sum);
+        assert_eq!(s.jobs.timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn every_file_in_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("config dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            seen += 1;
+            let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::file(&path));
+            let mut settings: Settings = figment
+                .extract()
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+            settings.auth.jwt_secret = Secret::new("a-real-secret-for-this-check");
+            settings
+                .validate()
+                .unwrap_or_else(|e| panic!("{} is invalid: {e}", path.display()));
+        }
+        assert!(seen >= 2, "expected default.toml and production.toml");
+    }
+
+    #[test]
+    fn production_refuses_the_default_secret() {
+        let mut s = Settings::defaults_with(|_| {}).unwrap();
+        s.environment = "production".into();
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.key, "auth.jwt_secret");
+        s.auth.jwt_secret = Secret::new("");
+        assert_eq!(s.validate().unwrap_err().key, "auth.jwt_secret");
+        s.auth.jwt_secret = Secret::new("something-long-and-private");
+        s.validate().expect("a real secret passes");
+    }
+
+    #[test]
+    fn figment_errors_name_the_key() {
+        let figment = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string("[jobs]\nconcurency = 3\n"));
+        let err = figment
+            .extract::<Settings>()
+            .map_err(figment_error)
+            .unwrap_err();
+        assert_eq!(err.key, "jobs.concurency");
+
+        let figment = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string("[server]\nport = 70000\n"));
+        let err = figment
+            .extract::<Settings>()
+            .map_err(figment_error)
+            .unwrap_err();
+        assert_eq!(err.key, "server.port");
+
+        let figment = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string("[stats]\naggregation = \"avg\"\n"));
+        let err = figment
+            .extract::<Settings>()
+            .map_err(figment_error)
+            .unwrap_err();
+        assert_eq!(err.key, "stats.aggregation");
+    }
+}

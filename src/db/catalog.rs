@@ -1,0 +1,252 @@
+//! Reads (and, for seeding, writes) the ad hierarchy: sellers, connections, sellpages, campaigns,
+//! ad sets and ads.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel_async::RunQueryDsl;
+
+use super::models::{NewAd, NewAdConnection, NewAdset, NewCampaign, NewSeller, NewSellpage};
+use super::schema::{ad_connections, ads, adsets, campaigns, sellers, sellpages};
+use super::DbConn;
+use crate::db_run;
+
+/// A campaign that delivers: it, its connection and its seller are all ACTIVE.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct DeliveringCampaign {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = BigInt)]
+    pub daily_budget_cents: i64,
+}
+
+/// An ACTIVE ad set under a delivering campaign.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct DeliveringAdset {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub campaign_id: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub daily_budget_cents: Option<i64>,
+}
+
+/// An ACTIVE ad under a delivering ad set.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct DeliveringAd {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub adset_id: String,
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+const DELIVERING_CAMPAIGNS: &str = "\
+    SELECT c.id, c.daily_budget_cents \
+    FROM campaigns c \
+    JOIN sellers s ON s.id = c.seller_id \
+    JOIN ad_connections ac ON ac.id = c.connection_id \
+    WHERE c.seller_id = $1 AND c.status = 'ACTIVE' AND s.status = 'ACTIVE' AND ac.status = 'ACTIVE'";
+
+pub async fn delivering_campaigns(
+    conn: &mut DbConn,
+    seller_id: &str,
+) -> QueryResult<Vec<DeliveringCampaign>> {
+    let sql = format!("{DELIVERING_CAMPAIGNS} ORDER BY c.id");
+    db_run!(conn, {
+        diesel::sql_query(&sql)
+            .bind::<Text, _>(seller_id)
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn delivering_adsets(
+    conn: &mut DbConn,
+    seller_id: &str,
+) -> QueryResult<Vec<DeliveringAdset>> {
+    let sql = format!(
+        "SELECT a.id, a.campaign_id, a.daily_budget_cents FROM adsets a \
+         JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
+         WHERE a.status = 'ACTIVE' ORDER BY a.id"
+    );
+    db_run!(conn, {
+        diesel::sql_query(&sql)
+            .bind::<Text, _>(seller_id)
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn delivering_ads(conn: &mut DbConn, seller_id: &str) -> QueryResult<Vec<DeliveringAd>> {
+    let sql = format!(
+        "SELECT d.id, d.adset_id FROM ads d \
+         JOIN adsets a ON a.id = d.adset_id \
+         JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
+         WHERE a.status = 'ACTIVE' AND d.status = 'ACTIVE' ORDER BY d.id"
+    );
+    db_run!(conn, {
+        diesel::sql_query(&sql)
+            .bind::<Text, _>(seller_id)
+            .load(conn)
+            .await
+    })
+}
+
+/// Sellers the scheduler syncs: ACTIVE, with an ACTIVE connection and a delivering campaign.
+pub async fn eligible_seller_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+    let sql = format!("SELECT s.id FROM sellers s WHERE {ELIGIBLE} ORDER BY s.id");
+    db_run!(conn, {
+        let rows: Vec<IdRow> = diesel::sql_query(&sql).load(conn).await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    })
+}
+
+/// Whether one seller has anything to sync (the same rule as [`eligible_seller_ids`]).
+pub async fn is_eligible(conn: &mut DbConn, seller_id: &str) -> QueryResult<bool> {
+    let sql = format!("SELECT s.id FROM sellers s WHERE s.id = $1 AND {ELIGIBLE}");
+    db_run!(conn, {
+        let rows: Vec<IdRow> = diesel::sql_query(&sql)
+            .bind::<Text, _>(seller_id)
+            .load(conn)
+            .await?;
+        Ok(!rows.is_empty())
+    })
+}
+
+const ELIGIBLE: &str = "s.status = 'ACTIVE' \
+    AND EXISTS (SELECT 1 FROM ad_connections ac WHERE ac.seller_id = s.id AND ac.status = 'ACTIVE') \
+    AND EXISTS (SELECT 1 FROM campaigns c JOIN ad_connections cc ON cc.id = c.connection_id \
+                WHERE c.seller_id = s.id AND c.status = 'ACTIVE' AND cc.status = 'ACTIVE')";
+
+/// The seller's status (`ACTIVE`, `SUSPENDED`), or `None` when there is no such seller.
+pub async fn seller_status(conn: &mut DbConn, seller_id: &str) -> QueryResult<Option<String>> {
+    db_run!(conn, {
+        sellers::table
+            .find(seller_id)
+            .select(sellers::status)
+            .first::<String>(conn)
+            .await
+            .optional()
+    })
+}
+
+/// The hierarchy to insert at once, for the demo and for tests; rows that exist are left alone.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub sellers: Vec<NewSeller>,
+    pub connections: Vec<NewAdConnection>,
+    pub sellpages: Vec<NewSellpage>,
+    pub campaigns: Vec<NewCampaign>,
+    pub adsets: Vec<NewAdset>,
+    pub ads: Vec<NewAd>,
+}
+
+/// Inserts every row of `catalog` that is not there yet, parents first, in one transaction.
+pub async fn insert_catalog(conn: &mut DbConn, catalog: &Catalog) -> QueryResult<usize> {
+    conn.transaction(async |conn: &mut DbConn| {
+        let mut inserted = 0;
+        db_run!(conn, {
+            for row in &catalog.sellers {
+                inserted += diesel::insert_into(sellers::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for row in &catalog.connections {
+                inserted += diesel::insert_into(ad_connections::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for row in &catalog.sellpages {
+                inserted += diesel::insert_into(sellpages::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for row in &catalog.campaigns {
+                inserted += diesel::insert_into(campaigns::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for row in &catalog.adsets {
+                inserted += diesel::insert_into(adsets::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for row in &catalog.ads {
+                inserted += diesel::insert_into(ads::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+        });
+        Ok(inserted)
+    })
+    .await
+}
+
+/// Sets the status column of one row of a hierarchy table (tests and tools).
+pub async fn set_status(
+    conn: &mut DbConn,
+    table: HierarchyTable,
+    id: &str,
+    status: &str,
+) -> QueryResult<usize> {
+    db_run!(conn, {
+        match table {
+            HierarchyTable::Sellers => {
+                diesel::update(sellers::table.find(id))
+                    .set(sellers::status.eq(status))
+                    .execute(conn)
+                    .await
+            }
+            HierarchyTable::AdConnections => {
+                diesel::update(ad_connections::table.find(id))
+                    .set(ad_connections::status.eq(status))
+                    .execute(conn)
+                    .await
+            }
+            HierarchyTable::Campaigns => {
+                diesel::update(campaigns::table.find(id))
+                    .set(campaigns::status.eq(status))
+                    .execute(conn)
+                    .await
+            }
+            HierarchyTable::Adsets => {
+                diesel::update(adsets::table.find(id))
+                    .set(adsets::status.eq(status))
+                    .execute(conn)
+                    .await
+            }
+            HierarchyTable::Ads => {
+                diesel::update(ads::table.find(id))
+                    .set(ads::status.eq(status))
+                    .execute(conn)
+                    .await
+            }
+        }
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum HierarchyTable {
+    Sellers,
+    AdConnections,
+    Campaigns,
+    Adsets,
+    Ads,
+}

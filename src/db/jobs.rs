@@ -1,0 +1,346 @@
+//! Job records in `sync_jobs`. Every state change is one guarded UPDATE, so a record can only move
+//! along QUEUED → RUNNING → SUCCEEDED | FAILED (or back to QUEUED for a retry) by the process that
+//! holds it.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{Date, Integer, Text, Timestamp};
+use diesel_async::RunQueryDsl;
+
+use super::models::{JobRecord, NewJobRecord};
+use super::schema::sync_jobs::dsl as j;
+use super::DbConn;
+use crate::db_run;
+
+pub const QUEUED: &str = "QUEUED";
+pub const RUNNING: &str = "RUNNING";
+pub const SUCCEEDED: &str = "SUCCEEDED";
+pub const FAILED: &str = "FAILED";
+
+/// Rows one successful run wrote, kept on its record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowsWritten {
+    pub entities: i64,
+    pub raw: i64,
+    pub daily: i64,
+    pub sellpage: i64,
+}
+
+/// Who holds a RUNNING record: the process and the attempt it claimed.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub record_id: i64,
+    pub worker: String,
+    pub attempt: i32,
+}
+
+/// The record as long as this lease still holds it.
+macro_rules! leased {
+    ($lease:expr) => {
+        j::sync_jobs
+            .find($lease.record_id)
+            .filter(j::status.eq(RUNNING))
+            .filter(j::locked_by.eq($lease.worker.as_str()))
+            .filter(j::attempts.eq($lease.attempt))
+    };
+}
+
+const INSERT_UNLESS_ACTIVE: &str = "\
+    INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
+                           attempts, max_attempts, run_at, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8) \
+    ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING \
+    RETURNING *";
+
+/// Records a job unless one with the same job id is QUEUED or RUNNING. Returns the record and
+/// whether it is new. The partial unique index decides races between processes and threads.
+pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobRecord, bool)> {
+    // A conflicting job can finish between the INSERT and the SELECT; then insert again.
+    for _ in 0..5 {
+        let inserted: Vec<JobRecord> = db_run!(conn, {
+            diesel::sql_query(INSERT_UNLESS_ACTIVE)
+                .bind::<Text, _>(&job.job_id)
+                .bind::<Text, _>(&job.seller_id)
+                .bind::<Text, _>(&job.level)
+                .bind::<Date, _>(job.date_from)
+                .bind::<Date, _>(job.date_to)
+                .bind::<Text, _>(&job.triggered_by)
+                .bind::<Integer, _>(job.max_attempts)
+                .bind::<Timestamp, _>(job.run_at)
+                .load(conn)
+                .await
+        })?;
+        if let Some(record) = inserted.into_iter().next() {
+            return Ok((record, true));
+        }
+        if let Some(active) = active(conn, &job.job_id).await? {
+            return Ok((active, false));
+        }
+    }
+    Err(diesel::result::Error::RollbackTransaction)
+}
+
+/// The QUEUED or RUNNING record with this job id, if any.
+pub async fn active(conn: &mut DbConn, job_id: &str) -> QueryResult<Option<JobRecord>> {
+    db_run!(conn, {
+        j::sync_jobs
+            .filter(j::job_id.eq(job_id))
+            .filter(j::status.eq_any([QUEUED, RUNNING]))
+            .select(JobRecord::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// The newest record with this job id, if any.
+pub async fn latest(conn: &mut DbConn, job_id: &str) -> QueryResult<Option<JobRecord>> {
+    db_run!(conn, {
+        j::sync_jobs
+            .filter(j::job_id.eq(job_id))
+            .order(j::id.desc())
+            .select(JobRecord::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn get(conn: &mut DbConn, record_id: i64) -> QueryResult<Option<JobRecord>> {
+    db_run!(conn, {
+        j::sync_jobs
+            .find(record_id)
+            .select(JobRecord::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Moves a QUEUED record to RUNNING for `worker`, counting the attempt. `None` when the record is
+/// no longer QUEUED (another worker took it, or it was already done).
+pub async fn claim(
+    conn: &mut DbConn,
+    record_id: i64,
+    worker: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<JobRecord>> {
+    db_run!(conn, {
+        diesel::update(j::sync_jobs.find(record_id).filter(j::status.eq(QUEUED)))
+            .set((
+                j::status.eq(RUNNING),
+                j::attempts.eq(j::attempts + 1),
+                j::locked_by.eq(worker),
+                j::heartbeat_at.eq(now),
+                j::started_at.eq(now),
+                j::updated_at.eq(now),
+            ))
+            .returning(JobRecord::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Marks the leased run SUCCEEDED with its row counts. `false` when the lease was lost (the record
+/// was rescued or released meanwhile): the caller must then roll back the run's writes.
+pub async fn mark_succeeded(
+    conn: &mut DbConn,
+    lease: &Lease,
+    rows: RowsWritten,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let updated = db_run!(conn, {
+        diesel::update(leased!(lease))
+            .set((
+                j::status.eq(SUCCEEDED),
+                j::last_error.eq(None::<String>),
+                j::locked_by.eq(None::<String>),
+                j::entities.eq(rows.entities),
+                j::raw_rows.eq(rows.raw),
+                j::daily_rows.eq(rows.daily),
+                j::sellpage_rows.eq(rows.sellpage),
+                j::finished_at.eq(now),
+                j::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(updated == 1)
+}
+
+/// Records a failed attempt: back to QUEUED until `retry_at` when given, otherwise FAILED for good.
+pub async fn mark_attempt_failed(
+    conn: &mut DbConn,
+    lease: &Lease,
+    error: &str,
+    retry_at: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let updated = db_run!(conn, {
+        match retry_at {
+            Some(retry_at) => {
+                diesel::update(leased!(lease))
+                    .set((
+                        j::status.eq(QUEUED),
+                        j::last_error.eq(error),
+                        j::locked_by.eq(None::<String>),
+                        j::run_at.eq(retry_at),
+                        j::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await
+            }
+            None => {
+                diesel::update(leased!(lease))
+                    .set((
+                        j::status.eq(FAILED),
+                        j::last_error.eq(error),
+                        j::locked_by.eq(None::<String>),
+                        j::finished_at.eq(now),
+                        j::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await
+            }
+        }
+    })?;
+    Ok(updated == 1)
+}
+
+/// Hands a leased run back as QUEUED without counting the attempt (shutdown before it finished).
+pub async fn release(conn: &mut DbConn, lease: &Lease, now: NaiveDateTime) -> QueryResult<bool> {
+    let updated = db_run!(conn, {
+        diesel::update(leased!(lease))
+            .set((
+                j::status.eq(QUEUED),
+                j::attempts.eq(j::attempts - 1),
+                j::locked_by.eq(None::<String>),
+                j::run_at.eq(now),
+                j::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(updated == 1)
+}
+
+/// Refreshes the heartbeat of the records this process is running.
+pub async fn heartbeat(
+    conn: &mut DbConn,
+    record_ids: &[i64],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    db_run!(conn, {
+        diesel::update(
+            j::sync_jobs
+                .filter(j::status.eq(RUNNING))
+                .filter(j::id.eq_any(record_ids)),
+        )
+        .set(j::heartbeat_at.eq(now))
+        .execute(conn)
+        .await
+    })
+}
+
+/// Takes back RUNNING records whose process has not shown life since `stale_before`: QUEUED again
+/// when attempts remain, FAILED otherwise. Returns how many were taken back.
+pub async fn rescue_orphans(
+    conn: &mut DbConn,
+    stale_before: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    const NOTE: &str = "the process running this job stopped before it finished";
+    db_run!(conn, {
+        let orphaned = j::status.eq(RUNNING).and(
+            j::heartbeat_at
+                .is_null()
+                .or(j::heartbeat_at.lt(stale_before)),
+        );
+        let requeued = diesel::update(
+            j::sync_jobs
+                .filter(orphaned)
+                .filter(j::attempts.lt(j::max_attempts)),
+        )
+        .set((
+            j::status.eq(QUEUED),
+            j::last_error.eq(NOTE),
+            j::locked_by.eq(None::<String>),
+            j::run_at.eq(now),
+            j::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+        let failed = diesel::update(j::sync_jobs.filter(orphaned))
+            .set((
+                j::status.eq(FAILED),
+                j::last_error.eq(NOTE),
+                j::locked_by.eq(None::<String>),
+                j::finished_at.eq(now),
+                j::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(requeued + failed)
+    })
+}
+
+/// QUEUED records whose time has come, oldest first.
+pub async fn due(conn: &mut DbConn, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<i64>> {
+    db_run!(conn, {
+        j::sync_jobs
+            .filter(j::status.eq(QUEUED))
+            .filter(j::run_at.le(now))
+            .order((j::run_at, j::id))
+            .select(j::id)
+            .limit(limit)
+            .load(conn)
+            .await
+    })
+}
+
+/// Deletes finished records that finished before `before`.
+pub async fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
+    db_run!(conn, {
+        diesel::delete(
+            j::sync_jobs
+                .filter(j::status.eq_any([SUCCEEDED, FAILED]))
+                .filter(j::finished_at.lt(before)),
+        )
+        .execute(conn)
+        .await
+    })
+}
+
+/// (QUEUED, RUNNING) record counts.
+pub async fn active_counts(conn: &mut DbConn) -> QueryResult<(i64, i64)> {
+    db_run!(conn, {
+        let rows: Vec<(String, i64)> = j::sync_jobs
+            .filter(j::status.eq_any([QUEUED, RUNNING]))
+            .group_by(j::status)
+            .select((j::status, diesel::dsl::count_star()))
+            .load(conn)
+            .await?;
+        let count = |s: &str| rows.iter().find(|(st, _)| st == s).map_or(0, |(_, n)| *n);
+        Ok((count(QUEUED), count(RUNNING)))
+    })
+}
+
+/// Every record, oldest first (tests and tools).
+pub async fn all(conn: &mut DbConn) -> QueryResult<Vec<JobRecord>> {
+    db_run!(conn, {
+        j::sync_jobs
+            .order(j::id)
+            .select(JobRecord::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_appear_in_bind_order() {
+        crate::db::assert_placeholders_in_order(super::INSERT_UNLESS_ACTIVE);
+    }
+}

@@ -1,0 +1,349 @@
+//! The database: one pool per process over PostgreSQL or an embedded SQLite file, the shared schema,
+//! embedded migrations, and the queries everything else uses.
+//!
+//! Queries are plain `async fn(&mut DbConn, …) -> QueryResult<T>`; [`db_run!`] expands one query body
+//! for whichever backend the connection is, so a query is written once unless the SQL really differs.
+
+pub mod catalog;
+pub mod jobs;
+pub mod models;
+pub mod schema;
+pub mod stats;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::{Connection, SqliteConnection};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+
+use crate::config::{DatabaseSettings, DatabaseUrl};
+
+pub type PgConn = AsyncPgConnection;
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time: the server is down, unreachable or the pool is exhausted.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// The process-wide pool; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: DbPool,
+    connect_timeout: Duration,
+}
+
+#[derive(Clone)]
+enum DbPool {
+    Postgres(Pool<PgConn>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// A pooled connection to either backend; hand it back (drop it) before slow or outbound work.
+// Lives on the stack of one task at a time; boxing would only add an allocation per checkout.
+#[allow(clippy::large_enum_variant)]
+pub enum DbConn {
+    Postgres(Object<PgConn>),
+    Sqlite(Object<SqliteConn>),
+}
+
+/// Runs one query body on whichever backend `$conn` is. Inside the body `$conn` is
+/// `&mut AsyncPgConnection` or `&mut SyncConnectionWrapper<SqliteConnection>`.
+/// The second form takes a body per backend, for SQL that really differs.
+#[macro_export]
+macro_rules! db_run {
+    ($conn:ident, $body:block) => {
+        match $conn {
+            $crate::db::DbConn::Postgres(pooled) => {
+                let $conn: &mut $crate::db::PgConn = &mut *pooled;
+                $body
+            }
+            $crate::db::DbConn::Sqlite(pooled) => {
+                let $conn: &mut $crate::db::SqliteConn = &mut *pooled;
+                $body
+            }
+        }
+    };
+    ($conn:ident, postgres $pg:block, sqlite $sqlite:block) => {
+        match $conn {
+            $crate::db::DbConn::Postgres(pooled) => {
+                let $conn: &mut $crate::db::PgConn = &mut *pooled;
+                $pg
+            }
+            $crate::db::DbConn::Sqlite(pooled) => {
+                let $conn: &mut $crate::db::SqliteConn = &mut *pooled;
+                $sqlite
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Builds the pool for `settings.url`; no connection is opened until one is needed.
+    pub fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        let url = DatabaseUrl::parse(&settings.url).map_err(DbError::Unavailable)?;
+        let pool = match url {
+            DatabaseUrl::Postgres(url) => {
+                let statement_timeout_ms = settings.statement_timeout.as_millis();
+                let mut config = ManagerConfig::<PgConn>::default();
+                config.custom_setup = Box::new(move |url| {
+                    async move {
+                        let mut conn = PgConn::establish(url).await?;
+                        // Timestamps are bound as UTC wall-clock values into timestamptz columns.
+                        let setup = format!(
+                            "SET TIME ZONE 'UTC'; SET statement_timeout = {statement_timeout_ms}"
+                        );
+                        conn.batch_execute(&setup)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager = AsyncDieselConnectionManager::new_with_config(url, config);
+                DbPool::Postgres(
+                    Pool::builder(manager)
+                        .max_size(settings.pool_size)
+                        .build()
+                        .map_err(|e| DbError::Unavailable(e.to_string()))?,
+                )
+            }
+            DatabaseUrl::Sqlite(path) => {
+                ensure_parent_dir(&path)?;
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.custom_setup = Box::new(|url| {
+                    async move {
+                        let mut conn = SqliteConn::establish(url).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager =
+                    AsyncDieselConnectionManager::new_with_config(path.to_string_lossy(), config);
+                DbPool::Sqlite(
+                    Pool::builder(manager)
+                        .max_size(settings.pool_size)
+                        .build()
+                        .map_err(|e| DbError::Unavailable(e.to_string()))?,
+                )
+            }
+        };
+        Ok(Self {
+            pool,
+            connect_timeout: settings.connect_timeout,
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.pool {
+            DbPool::Postgres(_) => "postgres",
+            DbPool::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// A connection, or [`DbError::Unavailable`] once `database.connect_timeout` has passed.
+    pub async fn conn(&self) -> Result<DbConn, DbError> {
+        let wait = async {
+            match &self.pool {
+                DbPool::Postgres(p) => p
+                    .get()
+                    .await
+                    .map(DbConn::Postgres)
+                    .map_err(|e| e.to_string()),
+                DbPool::Sqlite(p) => p.get().await.map(DbConn::Sqlite).map_err(|e| e.to_string()),
+            }
+        };
+        match tokio::time::timeout(self.connect_timeout, wait).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(DbError::Unavailable(e)),
+            Err(_) => Err(DbError::Unavailable(format!(
+                "no connection within {}s",
+                self.connect_timeout.as_secs_f32()
+            ))),
+        }
+    }
+
+    /// One round trip, bounded by `timeout`; used by the health probe.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
+        let round_trip = async {
+            let mut conn = self.conn().await?;
+            let conn = &mut conn;
+            db_run!(conn, {
+                diesel::sql_query("SELECT 1").execute(conn).await?;
+            });
+            Ok::<(), DbError>(())
+        };
+        match tokio::time::timeout(timeout, round_trip).await {
+            Ok(result) => result,
+            Err(_) => Err(DbError::Unavailable(format!(
+                "no answer within {}s",
+                timeout.as_secs_f32()
+            ))),
+        }
+    }
+
+    /// Applies pending embedded migrations for this backend; returns how many ran.
+    pub async fn run_migrations(&self, url: &DatabaseUrl) -> Result<usize, DbError> {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || match url {
+            DatabaseUrl::Postgres(url) => {
+                let mut conn: AsyncConnectionWrapper<PgConn> =
+                    <AsyncConnectionWrapper<PgConn> as Connection>::establish(&url)
+                        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+                apply(&mut conn, PG_MIGRATIONS)
+            }
+            DatabaseUrl::Sqlite(path) => {
+                ensure_parent_dir(&path)?;
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(|e| DbError::Unavailable(e.to_string()))?;
+                diesel::connection::SimpleConnection::batch_execute(&mut conn, SQLITE_PRAGMAS)?;
+                apply(&mut conn, SQLITE_MIGRATIONS)
+            }
+        })
+        .await
+        .map_err(|e| DbError::Migration(e.to_string()))?
+    }
+}
+
+// WAL lets readers run beside the one writer; the busy timeout makes writers queue instead of fail.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+
+fn apply<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<usize, DbError>
+where
+    C: MigrationHarness<<C as Connection>::Backend> + Connection,
+{
+    conn.run_pending_migrations(migrations)
+        .map(|applied| applied.len())
+        .map_err(|e| DbError::Migration(e.to_string()))
+}
+
+fn ensure_parent_dir(path: &Path) -> Result<(), DbError> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                DbError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The current time as stored in every timestamp column: UTC, microsecond precision (what
+/// PostgreSQL keeps), so a value written and read back compares equal on both backends.
+pub fn now_utc() -> chrono::NaiveDateTime {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+impl DbConn {
+    /// Runs `work` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    /// On SQLite it starts `BEGIN IMMEDIATE`, taking the write lock up front so concurrent writers
+    /// wait on the busy timeout instead of failing when a read would upgrade to a write.
+    /// A future dropped half-way leaves the transaction open; the pool then discards the connection.
+    pub async fn transaction<T, E, F>(&mut self, work: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&mut DbConn) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        use diesel_async::TransactionManager;
+        match self {
+            DbConn::Postgres(conn) => {
+                <PgConn as AsyncConnection>::TransactionManager::begin_transaction(&mut **conn)
+                    .await?
+            }
+            DbConn::Sqlite(conn) => {
+                conn.spawn_blocking(|inner| {
+                    diesel::connection::AnsiTransactionManager::begin_transaction_sql(
+                        inner,
+                        "BEGIN IMMEDIATE",
+                    )
+                })
+                .await?
+            }
+        }
+        match work(self).await {
+            Ok(value) => {
+                match self {
+                    DbConn::Postgres(conn) => {
+                        <PgConn as AsyncConnection>::TransactionManager::commit_transaction(
+                            &mut **conn,
+                        )
+                        .await?
+                    }
+                    DbConn::Sqlite(conn) => {
+                        <SqliteConn as AsyncConnection>::TransactionManager::commit_transaction(
+                            &mut **conn,
+                        )
+                        .await?
+                    }
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                // A failed rollback leaves the manager in error; the pool then drops the connection.
+                let _ = match self {
+                    DbConn::Postgres(conn) => {
+                        <PgConn as AsyncConnection>::TransactionManager::rollback_transaction(
+                            &mut **conn,
+                        )
+                        .await
+                    }
+                    DbConn::Sqlite(conn) => {
+                        <SqliteConn as AsyncConnection>::TransactionManager::rollback_transaction(
+                            &mut **conn,
+                        )
+                        .await
+                    }
+                };
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Panics unless `$n` placeholders first appear in the order 1, 2, 3…: the only order in which
+/// PostgreSQL (positional) and SQLite (named, numbered by first appearance) bind alike.
+#[cfg(test)]
+pub(crate) fn assert_placeholders_in_order(sql: &str) {
+    let mut seen: Vec<u32> = Vec::new();
+    let bytes = sql.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != b'$' {
+            continue;
+        }
+        let digits: String = sql[i + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(n) = digits.parse::<u32>() {
+            if !seen.contains(&n) {
+                assert_eq!(
+                    n as usize,
+                    seen.len() + 1,
+                    "placeholder ${n} appears out of order in: {sql}"
+                );
+                seen.push(n);
+            }
+        }
+    }
+}

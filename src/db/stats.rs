@@ -1,0 +1,290 @@
+//! The three stats tiers: append raw readings, fold them into daily rows, roll campaigns up to
+//! sellpages. Each write here is one set-based statement; callers run them inside one transaction.
+//!
+//! The SQL uses `$n` placeholders, numbered in order of first appearance in the text: PostgreSQL
+//! reads them as positional parameters, SQLite as named ones that take the next free position,
+//! so both agree only when `$1` appears first, then `$2`, and so on (checked by a unit test).
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use diesel::sql_types::{Date, Text, Timestamp};
+use diesel_async::RunQueryDsl;
+
+use super::models::{DailyStat, NewRawStat, RawStat, SellpageStat};
+use super::schema::{ad_stats_daily, ad_stats_raw, sellpage_stats_daily};
+use super::DbConn;
+use crate::config::Aggregation;
+use crate::db_run;
+
+/// Rows per INSERT: 18 parameters a row stays far below PostgreSQL's 65,535 and SQLite's 32,766.
+const RAW_ROWS_PER_STATEMENT: usize = 1000;
+
+/// Appends readings to `ad_stats_raw` in multi-row INSERTs (one per 1,000 rows).
+pub async fn insert_raw(conn: &mut DbConn, rows: &[NewRawStat]) -> QueryResult<usize> {
+    db_run!(conn, postgres {
+        let mut inserted = 0;
+        for chunk in rows.chunks(RAW_ROWS_PER_STATEMENT) {
+            inserted += diesel::insert_into(ad_stats_raw::table)
+                .values(chunk)
+                .execute(conn)
+                .await?;
+        }
+        Ok(inserted)
+    }, sqlite {
+        // diesel-async cannot batch-insert on SQLite (diesel_async#277); the sync connection can.
+        let rows = rows.to_vec();
+        conn.spawn_blocking(move |inner| {
+            let mut inserted = 0;
+            for chunk in rows.chunks(RAW_ROWS_PER_STATEMENT) {
+                inserted += diesel::RunQueryDsl::execute(
+                    diesel::insert_into(ad_stats_raw::table).values(chunk),
+                    inner,
+                )?;
+            }
+            Ok(inserted)
+        })
+        .await
+    })
+}
+
+const METRICS: &str =
+    "spend_cents, impressions, clicks, content_views, add_to_cart, checkouts, purchases, revenue_cents";
+
+/// cpm, ctr and roas from totals, in the same operation order as `domain::ratios`.
+fn ratio_sql(spend: &str, impressions: &str, clicks: &str, revenue: &str) -> [String; 3] {
+    let real = |x: &str| format!("CAST({x} AS DOUBLE PRECISION)");
+    [
+        format!(
+            "CASE WHEN {impressions} = 0 THEN 0.0 ELSE {} / 100.0 / {} * 1000.0 END",
+            real(spend),
+            real(impressions)
+        ),
+        format!(
+            "CASE WHEN {impressions} = 0 THEN 0.0 ELSE {} / {} * 100.0 END",
+            real(clicks),
+            real(impressions)
+        ),
+        format!(
+            "CASE WHEN {spend} = 0 THEN 0.0 ELSE {} / {} END",
+            real(revenue),
+            real(spend)
+        ),
+    ]
+}
+
+fn fold_daily_sql(aggregation: Aggregation) -> String {
+    let counters = METRICS.split(", ");
+    let set = match aggregation {
+        Aggregation::Sum => {
+            let mut parts: Vec<String> = counters
+                .map(|c| format!("{c} = ad_stats_daily.{c} + excluded.{c}"))
+                .collect();
+            let total = |c: &str| format!("(ad_stats_daily.{c} + excluded.{c})");
+            let ratios = ratio_sql(
+                &total("spend_cents"),
+                &total("impressions"),
+                &total("clicks"),
+                &total("revenue_cents"),
+            );
+            for (name, expr) in ["cpm", "ctr", "roas"].into_iter().zip(ratios) {
+                parts.push(format!("{name} = {expr}"));
+            }
+            parts
+        }
+        Aggregation::Latest => counters
+            .chain(["cpm", "ctr", "roas"])
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect(),
+    };
+    format!(
+        "INSERT INTO ad_stats_daily (seller_id, level, entity_id, stat_date, {METRICS}, cpm, ctr, roas, raw_count, updated_at) \
+         SELECT seller_id, level, entity_id, stat_date, {METRICS}, cpm, ctr, roas, 1, $1 \
+         FROM ad_stats_raw WHERE job_id = $2 AND fetched_at = $3 \
+         ON CONFLICT (level, entity_id, stat_date) DO UPDATE SET {}, \
+         raw_count = ad_stats_daily.raw_count + excluded.raw_count, updated_at = excluded.updated_at",
+        set.join(", ")
+    )
+}
+
+/// Folds exactly one batch of raw rows (those of `job_id` fetched at `fetched_at`) into
+/// `ad_stats_daily`. Under `sum` each daily row gains the batch's numbers, so the cost depends on
+/// the batch, never on how many syncs the day already had; under `latest` the batch replaces them.
+/// Returns the number of daily rows inserted or updated.
+pub async fn fold_into_daily(
+    conn: &mut DbConn,
+    aggregation: Aggregation,
+    job_id: &str,
+    fetched_at: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let sql = fold_daily_sql(aggregation);
+    db_run!(conn, {
+        diesel::sql_query(&sql)
+            .bind::<Timestamp, _>(now)
+            .bind::<Text, _>(job_id)
+            .bind::<Timestamp, _>(fetched_at)
+            .execute(conn)
+            .await
+    })
+}
+
+fn rollup_sql() -> String {
+    let sums = METRICS
+        .split(", ")
+        .map(|c| format!("CAST(SUM(d.{c}) AS BIGINT) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let set = METRICS
+        .replace("spend_cents", "ad_spend_cents")
+        .split(", ")
+        .chain(["cpm", "ctr", "roas", "campaign_count", "updated_at"])
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO sellpage_stats_daily (seller_id, sellpage_id, stat_date, ad_{METRICS}, cpm, ctr, roas, campaign_count, updated_at) \
+         SELECT seller_id, sellpage_id, stat_date, {METRICS}, {}, campaign_count, $1 FROM ( \
+           SELECT c.seller_id AS seller_id, c.sellpage_id AS sellpage_id, d.stat_date AS stat_date, {sums}, \
+                  COUNT(*) AS campaign_count \
+           FROM ad_stats_daily d JOIN campaigns c ON c.id = d.entity_id \
+           WHERE d.seller_id = $2 AND d.level = 'CAMPAIGN' AND c.seller_id = $2 \
+             AND c.sellpage_id IS NOT NULL AND d.stat_date BETWEEN $3 AND $4 \
+           GROUP BY c.seller_id, c.sellpage_id, d.stat_date \
+         ) totals WHERE true \
+         ON CONFLICT (sellpage_id, stat_date) DO UPDATE SET {set}",
+        ratio_sql("spend_cents", "impressions", "clicks", "revenue_cents").join(", ")
+    )
+}
+
+/// Recomputes `sellpage_stats_daily` for the seller's sellpages over the dates, from the
+/// campaign-level daily rows. Sellpages whose campaigns have no rows get none.
+pub async fn roll_up_sellpages(
+    conn: &mut DbConn,
+    seller_id: &str,
+    date_from: NaiveDate,
+    date_to: NaiveDate,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let sql = rollup_sql();
+    db_run!(conn, {
+        diesel::sql_query(&sql)
+            .bind::<Timestamp, _>(now)
+            .bind::<Text, _>(seller_id)
+            .bind::<Date, _>(date_from)
+            .bind::<Date, _>(date_to)
+            .execute(conn)
+            .await
+    })
+}
+
+/// Raw rows of one entity and day, oldest first.
+pub async fn raw_rows(
+    conn: &mut DbConn,
+    level: &str,
+    entity_id: &str,
+    date: NaiveDate,
+) -> QueryResult<Vec<RawStat>> {
+    db_run!(conn, {
+        ad_stats_raw::table
+            .filter(ad_stats_raw::level.eq(level))
+            .filter(ad_stats_raw::entity_id.eq(entity_id))
+            .filter(ad_stats_raw::stat_date.eq(date))
+            .order(ad_stats_raw::id)
+            .select(RawStat::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+/// The daily row of one entity and day, if any.
+pub async fn daily_row(
+    conn: &mut DbConn,
+    level: &str,
+    entity_id: &str,
+    date: NaiveDate,
+) -> QueryResult<Option<DailyStat>> {
+    db_run!(conn, {
+        ad_stats_daily::table
+            .filter(ad_stats_daily::level.eq(level))
+            .filter(ad_stats_daily::entity_id.eq(entity_id))
+            .filter(ad_stats_daily::stat_date.eq(date))
+            .select(DailyStat::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// The rolled-up row of one sellpage and day, if any.
+pub async fn sellpage_row(
+    conn: &mut DbConn,
+    sellpage_id: &str,
+    date: NaiveDate,
+) -> QueryResult<Option<SellpageStat>> {
+    db_run!(conn, {
+        sellpage_stats_daily::table
+            .filter(sellpage_stats_daily::sellpage_id.eq(sellpage_id))
+            .filter(sellpage_stats_daily::stat_date.eq(date))
+            .select(SellpageStat::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Row counts of the three tiers for one seller: (raw, daily, sellpage).
+pub async fn tier_counts(conn: &mut DbConn, seller_id: &str) -> QueryResult<(i64, i64, i64)> {
+    db_run!(conn, {
+        let raw = ad_stats_raw::table
+            .filter(ad_stats_raw::seller_id.eq(seller_id))
+            .count()
+            .get_result::<i64>(conn)
+            .await?;
+        let daily = ad_stats_daily::table
+            .filter(ad_stats_daily::seller_id.eq(seller_id))
+            .count()
+            .get_result::<i64>(conn)
+            .await?;
+        let sellpage = sellpage_stats_daily::table
+            .filter(sellpage_stats_daily::seller_id.eq(seller_id))
+            .count()
+            .get_result::<i64>(conn)
+            .await?;
+        Ok((raw, daily, sellpage))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_appear_in_bind_order() {
+        for sql in [
+            fold_daily_sql(Aggregation::Sum),
+            fold_daily_sql(Aggregation::Latest),
+            rollup_sql(),
+        ] {
+            crate::db::assert_placeholders_in_order(&sql);
+        }
+    }
+
+    #[test]
+    fn sum_mode_recomputes_ratios_from_totals() {
+        let sql = fold_daily_sql(Aggregation::Sum);
+        assert!(sql.contains("spend_cents = ad_stats_daily.spend_cents + excluded.spend_cents"));
+        assert!(
+            sql.contains("cpm = CASE WHEN (ad_stats_daily.impressions + excluded.impressions) = 0")
+        );
+        assert!(sql
+            .contains("roas = CASE WHEN (ad_stats_daily.spend_cents + excluded.spend_cents) = 0"));
+    }
+
+    #[test]
+    fn latest_mode_replaces_the_numbers() {
+        let sql = fold_daily_sql(Aggregation::Latest);
+        assert!(sql.contains("spend_cents = excluded.spend_cents"));
+        assert!(sql.contains("cpm = excluded.cpm"));
+        assert!(sql.contains("raw_count = ad_stats_daily.raw_count + excluded.raw_count"));
+    }
+}

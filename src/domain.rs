@@ -1,0 +1,162 @@
+//! The vocabulary every part shares: levels, metric bundles and how ratios derive from totals.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Where in the ad hierarchy a stats row belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Campaign,
+    Adset,
+    Ad,
+}
+
+impl Level {
+    /// In the order a full sync runs them.
+    pub const ALL: [Level; 3] = [Level::Campaign, Level::Adset, Level::Ad];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Campaign => "CAMPAIGN",
+            Level::Adset => "ADSET",
+            Level::Ad => "AD",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "CAMPAIGN" => Ok(Level::Campaign),
+            "ADSET" => Ok(Level::Adset),
+            "AD" => Ok(Level::Ad),
+            _ => Err(format!("unknown level `{s}` (use CAMPAIGN, ADSET or AD)")),
+        }
+    }
+}
+
+/// Parses a calendar date written exactly `YYYY-MM-DD`.
+pub fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shaped {
+        return Err(format!("`{text}` is not a date in YYYY-MM-DD form"));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("{text} is not a day of the calendar"))
+}
+
+/// An entity that delivers, with the daily budget the provider should assume for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityBudget {
+    pub entity_id: String,
+    pub daily_budget_cents: i64,
+}
+
+/// The funnel counts and money of one reading, plus the ratios derived from them.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Metrics {
+    pub spend_cents: i64,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub content_views: i64,
+    pub add_to_cart: i64,
+    pub checkouts: i64,
+    pub purchases: i64,
+    pub revenue_cents: i64,
+    pub cpm: f64,
+    pub ctr: f64,
+    pub roas: f64,
+}
+
+impl Metrics {
+    /// Builds metrics from totals, deriving the ratios (never averaging them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_totals(
+        spend_cents: i64,
+        impressions: i64,
+        clicks: i64,
+        content_views: i64,
+        add_to_cart: i64,
+        checkouts: i64,
+        purchases: i64,
+        revenue_cents: i64,
+    ) -> Self {
+        let (cpm, ctr, roas) = ratios(spend_cents, impressions, clicks, revenue_cents);
+        Self {
+            spend_cents,
+            impressions,
+            clicks,
+            content_views,
+            add_to_cart,
+            checkouts,
+            purchases,
+            revenue_cents,
+            cpm,
+            ctr,
+            roas,
+        }
+    }
+}
+
+/// cpm = spend in dollars per thousand impressions; ctr = clicks per impression in percent;
+/// roas = revenue per unit of spend. Each is 0 when its denominator is 0. The SQL that folds daily
+/// rows computes the same expressions in the same order, so both agree to the bit.
+pub fn ratios(
+    spend_cents: i64,
+    impressions: i64,
+    clicks: i64,
+    revenue_cents: i64,
+) -> (f64, f64, f64) {
+    let cpm = if impressions == 0 {
+        0.0
+    } else {
+        spend_cents as f64 / 100.0 / impressions as f64 * 1000.0
+    };
+    let ctr = if impressions == 0 {
+        0.0
+    } else {
+        clicks as f64 / impressions as f64 * 100.0
+    };
+    let roas = if spend_cents == 0 {
+        0.0
+    } else {
+        revenue_cents as f64 / spend_cents as f64
+    };
+    (cpm, ctr, roas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_round_trip() {
+        for level in Level::ALL {
+            assert_eq!(level.as_str().parse::<Level>(), Ok(level));
+        }
+        assert_eq!("adset".parse::<Level>(), Ok(Level::Adset));
+        assert!("KEYWORD".parse::<Level>().is_err());
+    }
+
+    #[test]
+    fn ratios_are_zero_without_denominator() {
+        assert_eq!(ratios(0, 0, 0, 0), (0.0, 0.0, 0.0));
+        let (cpm, ctr, roas) = ratios(850, 1000, 20, 1700);
+        assert_eq!(cpm, 8.5);
+        assert_eq!(ctr, 2.0);
+        assert_eq!(roas, 2.0);
+    }
+}

@@ -1,0 +1,40 @@
+//! The HTTP face: routes, the JSON error shape and the bearer-token extractor. Handlers talk to
+//! `jobs` and `db` query functions; they never write SQL.
+
+mod auth;
+mod errors;
+mod health;
+mod sync;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::auth::TokenVerifier;
+use crate::db::Db;
+use crate::jobs::{JobQueue, Scheduler};
+
+pub use errors::ApiError;
+
+/// Everything a handler may use; one instance per process, shared through `web::Data`.
+pub struct AppState {
+    pub db: Db,
+    pub queue: JobQueue,
+    pub scheduler: Scheduler,
+    pub verifier: TokenVerifier,
+    pub max_body_bytes: usize,
+}
+
+/// Registers every route on an actix `App`.
+pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::from(state))
+            .route("/health", web::get().to(health::health))
+            .service(
+                web::scope("/api/ads-manager")
+                    .route("/sync", web::post().to(sync::trigger::trigger_sync))
+                    .route("/sync/{job_id}", web::get().to(sync::status::sync_status)),
+            )
+            .default_service(web::to(errors::not_found));
+    }
+}

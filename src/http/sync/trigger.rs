@@ -1,0 +1,147 @@
+//! `POST /api/ads-manager/sync`: enqueue a sync of the caller's stats for one day.
+
+use actix_web::{web, HttpResponse};
+use chrono::{Months, NaiveDate, Utc};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::db;
+use crate::domain::{parse_day, Level};
+use crate::http::auth::AuthenticatedSeller;
+use crate::http::{ApiError, AppState};
+use crate::jobs::Trigger;
+use crate::pipeline::SyncRequest;
+
+/// How far back a manual sync may reach; providers keep about three years.
+const MAX_MONTHS_BACK: u32 = 37;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    date: Option<String>,
+}
+
+pub async fn trigger_sync(
+    state: web::Data<AppState>,
+    AuthenticatedSeller(seller_id): AuthenticatedSeller,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, state.max_body_bytes).await?;
+    let today = state.scheduler.today(Utc::now());
+    let date = match body.date {
+        Some(text) => validate_date(&text, today)?,
+        None => today,
+    };
+    {
+        let mut conn = state.db.conn().await?;
+        match db::catalog::seller_status(&mut conn, &seller_id).await? {
+            None => {
+                return Err(ApiError::Forbidden(
+                    "the token's seller does not exist".into(),
+                ))
+            }
+            Some(status) if status != "ACTIVE" => {
+                return Err(ApiError::Forbidden(format!(
+                    "the token's seller is {status}"
+                )))
+            }
+            Some(_) => {}
+        }
+        if !db::catalog::is_eligible(&mut conn, &seller_id).await? {
+            return Err(ApiError::NothingToSync(
+                "the seller has no active ad connection with a delivering campaign".into(),
+            ));
+        }
+    }
+    let requests = Level::ALL.map(|level| SyncRequest::one_day(seller_id.clone(), level, date));
+    let enqueued = state.queue.enqueue(&requests, Trigger::Manual).await?;
+    let job_ids: Vec<&str> = enqueued.iter().map(|e| e.record.job_id.as_str()).collect();
+    let created = enqueued.iter().filter(|e| e.created).count();
+    tracing::info!(seller.id = %seller_id, date = %date, jobs_created = created, "manual sync accepted");
+    Ok(HttpResponse::Accepted().json(json!({ "jobIds": job_ids })))
+}
+
+/// Reads at most `limit` bytes; an empty body means "today".
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<TriggerBody, ApiError> {
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(TriggerBody::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("the body must be JSON like {{\"date\":\"YYYY-MM-DD\"}} ({e})"),
+        )
+    })
+}
+
+/// A calendar date written `YYYY-MM-DD`, no later than tomorrow (time-zone slack) and no more
+/// than 37 months before `today`.
+pub fn validate_date(text: &str, today: NaiveDate) -> Result<NaiveDate, ApiError> {
+    let date = parse_day(text).map_err(|why| ApiError::bad_request("invalid_date", why))?;
+    let latest = today.succ_opt().unwrap_or(today);
+    if date > latest {
+        return Err(ApiError::bad_request(
+            "date_out_of_range",
+            format!("{text} is in the future (latest allowed: {latest})"),
+        ));
+    }
+    let earliest = today
+        .checked_sub_months(Months::new(MAX_MONTHS_BACK))
+        .unwrap_or(NaiveDate::MIN);
+    if date < earliest {
+        return Err(ApiError::bad_request(
+            "date_out_of_range",
+            format!(
+                "{text} is more than {MAX_MONTHS_BACK} months back (earliest allowed: {earliest})"
+            ),
+        ));
+    }
+    Ok(date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 28).unwrap()
+    }
+
+    fn code(r: Result<NaiveDate, ApiError>) -> &'static str {
+        match r {
+            Err(ApiError::BadRequest { code, .. }) => code,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_today_tomorrow_and_37_months_back() {
+        assert_eq!(validate_date("2026-11-28", today()).unwrap(), today());
+        assert!(validate_date("2026-11-29", today()).is_ok());
+        assert!(validate_date("2023-10-28", today()).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_shapes_impossible_days_and_out_of_range() {
+        assert_eq!(code(validate_date("2026-1-05", today())), "invalid_date");
+        assert_eq!(code(validate_date("28/11/2026", today())), "invalid_date");
+        assert_eq!(code(validate_date("2026-02-30", today())), "invalid_date");
+        assert_eq!(
+            code(validate_date("2026-11-30", today())),
+            "date_out_of_range"
+        );
+        assert_eq!(
+            code(validate_date("2023-10-27", today())),
+            "date_out_of_range"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! Workers: take record ids off the channel, claim the record, run the pipeline, and record the
+//! outcome. Beside them a sweeper re-offers due jobs (retries, jobs left by a restart), takes back
+//! jobs orphaned by a dead process, keeps this process's heartbeat and prunes old records.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::queue::JobQueue;
+use crate::db::jobs::Lease;
+use crate::db::models::JobRecord;
+use crate::db::{self, Db, DbError};
+use crate::pipeline::{Pipeline, PipelineError, SyncRequest};
+
+/// The `jobs.*` settings the runtime uses.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub concurrency: usize,
+    pub backoff: Duration,
+    pub timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub retention: Duration,
+    pub poll_interval: Duration,
+    pub rescue_after: Duration,
+}
+
+impl From<&crate::config::JobSettings> for RuntimeSettings {
+    fn from(s: &crate::config::JobSettings) -> Self {
+        Self {
+            concurrency: s.concurrency,
+            backoff: s.backoff,
+            timeout: s.timeout,
+            shutdown_grace: s.shutdown_grace,
+            retention: s.retention,
+            poll_interval: s.poll_interval,
+            rescue_after: s.rescue_after,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Context {
+    db: Db,
+    pipeline: Pipeline,
+    queue: JobQueue,
+    settings: RuntimeSettings,
+    /// This process's name in `locked_by`.
+    worker: String,
+    /// Records this process is running right now: what the heartbeat vouches for.
+    running: Arc<Mutex<HashSet<i64>>>,
+}
+
+/// The running workers and sweeper; [`JobRuntime::shutdown`] stops them gracefully.
+pub struct JobRuntime {
+    stop: CancellationToken,
+    dispatcher: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl JobRuntime {
+    pub(crate) fn start(
+        db: Db,
+        pipeline: Pipeline,
+        queue: JobQueue,
+        receiver: mpsc::Receiver<i64>,
+        settings: RuntimeSettings,
+    ) -> Self {
+        let worker = format!("ads-stats-{}", uuid::Uuid::new_v4().simple());
+        tracing::info!(worker = %worker, concurrency = settings.concurrency, "job workers started");
+        let ctx = Context {
+            db,
+            pipeline,
+            queue,
+            settings,
+            worker,
+            running: Arc::default(),
+        };
+        let stop = CancellationToken::new();
+        let dispatcher = tokio::spawn(dispatch(ctx.clone(), receiver, stop.clone()));
+        let sweeper = tokio::spawn(sweep(ctx, stop.clone()));
+        Self {
+            stop,
+            dispatcher,
+            sweeper,
+        }
+    }
+
+    /// No new job starts; running jobs get `jobs.shutdown_grace` to finish. Jobs still fetching
+    /// after that are handed back as QUEUED (their attempt not counted); jobs already writing
+    /// finish their transaction. Jobs never started stay QUEUED for the next start.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.sweeper.await;
+        let _ = self.dispatcher.await;
+    }
+}
+
+async fn dispatch(ctx: Context, mut receiver: mpsc::Receiver<i64>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(ctx.settings.concurrency));
+    let hard_stop = CancellationToken::new();
+    let mut workers = JoinSet::new();
+    loop {
+        let slot = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot { Ok(s) => s, Err(_) => break },
+        };
+        let record_id = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            id = receiver.recv() => match id { Some(id) => id, None => break },
+        };
+        let ctx = ctx.clone();
+        let hard_stop = hard_stop.clone();
+        workers.spawn(async move {
+            run_one(&ctx, record_id, &hard_stop).await;
+            drop(slot);
+        });
+        while workers.try_join_next().is_some() {}
+    }
+    receiver.close();
+    while workers.try_join_next().is_some() {}
+    let running = workers.len();
+    if running > 0 {
+        tracing::info!(
+            running,
+            grace_s = ctx.settings.shutdown_grace.as_secs_f32(),
+            "waiting for running jobs"
+        );
+    }
+    let drained = tokio::time::timeout(ctx.settings.shutdown_grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = workers.len(),
+            "shutdown grace over: handing unfinished jobs back to the queue"
+        );
+        hard_stop.cancel();
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
+    let claimed = claim(ctx, record_id).await;
+    ctx.queue.claimed(record_id);
+    let record = match claimed {
+        Ok(Some(record)) => record,
+        Ok(None) => return,
+        Err(e) => {
+            // The sweeper offers it again once the database answers.
+            tracing::warn!(job.record = record_id, error = %e, "could not claim job");
+            return;
+        }
+    };
+    let lease = Lease {
+        record_id,
+        worker: ctx.worker.clone(),
+        attempt: record.attempts,
+    };
+    set_running(ctx, record_id, true);
+    let started = Instant::now();
+    let outcome = attempt(ctx, &record, &lease, hard_stop).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let now = db::now_utc();
+    let result = match outcome {
+        Outcome::Succeeded(summary) => {
+            tracing::info!(
+                job.id = %record.job_id, job.attempt = record.attempts, entities = summary.entities,
+                raw_rows = summary.raw_rows, daily_rows = summary.daily_rows,
+                sellpage_rows = summary.sellpage_rows, duration_ms, "job succeeded"
+            );
+            Ok(())
+        }
+        Outcome::Released => {
+            tracing::info!(job.id = %record.job_id, "job handed back to the queue at shutdown");
+            async {
+                let mut conn = ctx.db.conn().await?;
+                Ok::<_, DbError>(db::jobs::release(&mut conn, &lease, now).await?)
+            }
+            .await
+            .map(|_| ())
+        }
+        Outcome::LeaseLost => {
+            tracing::warn!(job.id = %record.job_id, "job was taken back meanwhile; its writes were rolled back");
+            Ok(())
+        }
+        Outcome::Failed(error) => {
+            let retry_at = (record.attempts < record.max_attempts).then(|| {
+                let delay = super::backoff(ctx.settings.backoff, record.attempts as u32);
+                now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
+            });
+            match retry_at {
+                Some(at) => tracing::warn!(
+                    job.id = %record.job_id, job.attempt = record.attempts, error = %error,
+                    retry_at = %at, duration_ms, "job attempt failed; will retry"
+                ),
+                None => tracing::error!(
+                    job.id = %record.job_id, job.attempt = record.attempts, error = %error,
+                    duration_ms, "job failed for good"
+                ),
+            }
+            async {
+                let mut conn = ctx.db.conn().await?;
+                Ok::<_, DbError>(
+                    db::jobs::mark_attempt_failed(&mut conn, &lease, &error, retry_at, now).await?,
+                )
+            }
+            .await
+            .map(|_| ())
+        }
+    };
+    set_running(ctx, record_id, false);
+    if let Err(e) = result {
+        // The record stays RUNNING without a heartbeat; the sweeper takes it back after
+        // `jobs.rescue_after`.
+        tracing::error!(job.id = %record.job_id, error = %e, "could not record job outcome");
+    }
+}
+
+enum Outcome {
+    Succeeded(crate::pipeline::SyncSummary),
+    Released,
+    LeaseLost,
+    Failed(String),
+}
+
+async fn attempt(
+    ctx: &Context,
+    record: &JobRecord,
+    lease: &Lease,
+    hard_stop: &CancellationToken,
+) -> Outcome {
+    let Ok(level) = record.level.parse() else {
+        return Outcome::Failed(format!("unknown level {}", record.level));
+    };
+    let request = SyncRequest {
+        seller_id: record.seller_id.clone(),
+        level,
+        date_from: record.date_from,
+        date_to: record.date_to,
+    };
+    let timeout = ctx.settings.timeout;
+    let fetched = tokio::select! {
+        biased;
+        _ = hard_stop.cancelled() => return Outcome::Released,
+        fetched = tokio::time::timeout(timeout, ctx.pipeline.fetch(&request)) => fetched,
+    };
+    let fetched = match fetched {
+        Ok(Ok(fetched)) => fetched,
+        Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+        Err(_) => {
+            return Outcome::Failed(format!(
+                "timed out after {}s (jobs.timeout)",
+                timeout.as_secs_f32()
+            ))
+        }
+    };
+    // The write transaction is short and bounded by the database's own timeouts; it is never
+    // cancelled half-way, so a job's writes and its completion mark commit together or not at all.
+    match ctx.pipeline.commit(fetched, Some(lease)).await {
+        Ok(summary) => Outcome::Succeeded(summary),
+        Err(PipelineError::LeaseLost) => Outcome::LeaseLost,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+async fn claim(ctx: &Context, record_id: i64) -> Result<Option<JobRecord>, DbError> {
+    let mut conn = ctx.db.conn().await?;
+    Ok(db::jobs::claim(&mut conn, record_id, &ctx.worker, db::now_utc()).await?)
+}
+
+fn set_running(ctx: &Context, record_id: i64, running: bool) {
+    if let Ok(mut set) = ctx.running.lock() {
+        if running {
+            set.insert(record_id);
+        } else {
+            set.remove(&record_id);
+        }
+    }
+}
+
+/// How often finished records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+async fn sweep(ctx: Context, stop: CancellationToken) {
+    let heartbeat_every = ctx.settings.rescue_after / 4;
+    let mut last_heartbeat = Instant::now();
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        if let Err(e) =
+            sweep_once(&ctx, &mut last_heartbeat, heartbeat_every, &mut last_prune).await
+        {
+            tracing::warn!(error = %e, "job sweep failed; retrying");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
+        }
+    }
+}
+
+async fn sweep_once(
+    ctx: &Context,
+    last_heartbeat: &mut Instant,
+    heartbeat_every: Duration,
+    last_prune: &mut Option<Instant>,
+) -> Result<(), DbError> {
+    let mut conn = ctx.db.conn().await?;
+    let now = db::now_utc();
+    if last_heartbeat.elapsed() >= heartbeat_every {
+        let ids: Vec<i64> = ctx
+            .running
+            .lock()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            db::jobs::heartbeat(&mut conn, &ids, now).await?;
+        }
+        *last_heartbeat = Instant::now();
+    }
+    let stale_before =
+        now - chrono::Duration::from_std(ctx.settings.rescue_after).unwrap_or_default();
+    let rescued = db::jobs::rescue_orphans(&mut conn, stale_before, now).await?;
+    if rescued > 0 {
+        tracing::warn!(rescued, "took back jobs whose process stopped");
+    }
+    let room = ctx.queue.free_slots();
+    if room > 0 {
+        for id in db::jobs::due(&mut conn, now, room as i64).await? {
+            ctx.queue.offer(id);
+        }
+    }
+    if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+        let before = now - chrono::Duration::from_std(ctx.settings.retention).unwrap_or_default();
+        let pruned = db::jobs::prune(&mut conn, before).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "pruned finished job records");
+        }
+        *last_prune = Some(Instant::now());
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Which entities get stats, and the daily budget each is assumed to spend.
+
+use std::collections::HashMap;
+
+use crate::db::catalog::{self, DeliveringAd, DeliveringAdset, DeliveringCampaign};
+use crate::db::DbConn;
+use crate::domain::{EntityBudget, Level};
+
+/// The delivering entities of one level with their effective daily budgets, ordered by id.
+pub async fn delivering_entities(
+    conn: &mut DbConn,
+    seller_id: &str,
+    level: Level,
+) -> diesel::QueryResult<Vec<EntityBudget>> {
+    let campaigns = catalog::delivering_campaigns(conn, seller_id).await?;
+    if level == Level::Campaign {
+        return Ok(campaign_budgets(&campaigns));
+    }
+    let adsets = catalog::delivering_adsets(conn, seller_id).await?;
+    if level == Level::Adset {
+        return Ok(adset_budgets(&campaigns, &adsets));
+    }
+    let ads = catalog::delivering_ads(conn, seller_id).await?;
+    Ok(ad_budgets(&campaigns, &adsets, &ads))
+}
+
+/// A campaign spends its own budget.
+pub fn campaign_budgets(campaigns: &[DeliveringCampaign]) -> Vec<EntityBudget> {
+    campaigns
+        .iter()
+        .map(|c| EntityBudget {
+            entity_id: c.id.clone(),
+            daily_budget_cents: c.daily_budget_cents,
+        })
+        .collect()
+}
+
+/// An ad set spends its own budget; without one, an even share (integer division) of its
+/// campaign's budget among the campaign's delivering ad sets.
+pub fn adset_budgets(
+    campaigns: &[DeliveringCampaign],
+    adsets: &[DeliveringAdset],
+) -> Vec<EntityBudget> {
+    let campaign_budget: HashMap<&str, i64> = campaigns
+        .iter()
+        .map(|c| (c.id.as_str(), c.daily_budget_cents))
+        .collect();
+    let mut siblings: HashMap<&str, i64> = HashMap::new();
+    for a in adsets {
+        *siblings.entry(a.campaign_id.as_str()).or_default() += 1;
+    }
+    adsets
+        .iter()
+        .filter_map(|a| {
+            let budget = match a.daily_budget_cents {
+                Some(own) => own,
+                None => {
+                    let parent = *campaign_budget.get(a.campaign_id.as_str())?;
+                    parent / siblings[a.campaign_id.as_str()]
+                }
+            };
+            Some(EntityBudget {
+                entity_id: a.id.clone(),
+                daily_budget_cents: budget,
+            })
+        })
+        .collect()
+}
+
+/// An ad spends an even share (integer division) of its ad set's effective budget among the ad
+/// set's delivering ads.
+pub fn ad_budgets(
+    campaigns: &[DeliveringCampaign],
+    adsets: &[DeliveringAdset],
+    ads: &[DeliveringAd],
+) -> Vec<EntityBudget> {
+    let adset_budget: HashMap<String, i64> = adset_budgets(campaigns, adsets)
+        .into_iter()
+        .map(|e| (e.entity_id, e.daily_budget_cents))
+        .collect();
+    let mut siblings: HashMap<&str, i64> = HashMap::new();
+    for ad in ads {
+        *siblings.entry(ad.adset_id.as_str()).or_default() += 1;
+    }
+    ads.iter()
+        .filter_map(|ad| {
+            let parent = *adset_budget.get(&ad.adset_id)?;
+            Some(EntityBudget {
+                entity_id: ad.id.clone(),
+                daily_budget_cents: parent / siblings[ad.adset_id.as_str()],
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign(id: &str, budget: i64) -> DeliveringCampaign {
+        DeliveringCampaign {
+            id: id.into(),
+            daily_budget_cents: budget,
+        }
+    }
+
+    fn adset(id: &str, campaign: &str, budget: Option<i64>) -> DeliveringAdset {
+        DeliveringAdset {
+            id: id.into(),
+            campaign_id: campaign.into(),
+            daily_budget_cents: budget,
+        }
+    }
+
+    fn ad(id: &str, adset: &str) -> DeliveringAd {
+        DeliveringAd {
+            id: id.into(),
+            adset_id: adset.into(),
+        }
+    }
+
+    fn budgets(v: Vec<EntityBudget>) -> Vec<(String, i64)> {
+        v.into_iter()
+            .map(|e| (e.entity_id, e.daily_budget_cents))
+            .collect()
+    }
+
+    #[test]
+    fn adsets_use_their_own_budget_or_an_even_share() {
+        let campaigns = [campaign("c1", 10_000), campaign("c2", 999)];
+        let adsets = [
+            adset("a1", "c1", None),
+            adset("a2", "c1", Some(2_500)),
+            adset("a3", "c1", None),
+            adset("b1", "c2", None),
+            adset("b2", "c2", None),
+        ];
+        assert_eq!(
+            budgets(adset_budgets(&campaigns, &adsets)),
+            vec![
+                ("a1".into(), 3_333),
+                ("a2".into(), 2_500),
+                ("a3".into(), 3_333),
+                ("b1".into(), 499),
+                ("b2".into(), 499),
+            ]
+        );
+    }
+
+    #[test]
+    fn ads_share_their_adsets_effective_budget() {
+        let campaigns = [campaign("c1", 9_000)];
+        let adsets = [adset("a1", "c1", None), adset("a2", "c1", Some(1_000))];
+        let ads = [ad("x1", "a1"), ad("x2", "a1"), ad("x3", "a2")];
+        assert_eq!(
+            budgets(ad_budgets(&campaigns, &adsets, &ads)),
+            vec![
+                ("x1".into(), 2_250),
+                ("x2".into(), 2_250),
+                ("x3".into(), 1_000)
+            ]
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! `/health`: 200 with a working database, 503 (quickly, never a hang or a 500) without one.
+
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::helpers::{app, pg_server_url, Backend, TestDb};
+use crate::on_both_backends;
+
+on_both_backends!(health_is_ok_with_a_working_database);
+
+async fn health_is_ok_with_a_working_database(backend: Backend) {
+    let app = app(backend).spawn().await;
+    let response = app.health().await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["queue"]["queued"], 0);
+    assert_eq!(body["queue"]["running"], 0);
+    assert_eq!(body["scheduler"]["enabled"], false);
+    app.shutdown().await;
+}
+
+/// A TCP relay in front of PostgreSQL that a test can cut, like a network failure.
+struct CuttableProxy {
+    port: u16,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relay = tokio::spawn(async move {
+            let mut links = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                links.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { port, relay }
+    }
+
+    /// Closes the listening port and every relayed connection (the JoinSet aborts on drop).
+    async fn cut(self) {
+        self.relay.abort();
+        let _ = self.relay.await;
+    }
+}
+
+fn host_port(url: &str) -> String {
+    let after_at = url.split('@').next_back().unwrap();
+    after_at.split('/').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_when_postgres_goes_away() {
+    let test_db = TestDb::new(Backend::Postgres).await;
+    let server = pg_server_url();
+    let proxy = CuttableProxy::start(host_port(&server)).await;
+    let proxied =
+        test_db
+            .url
+            .replacen(&host_port(&server), &format!("127.0.0.1:{}", proxy.port), 1);
+    let app = app(Backend::Postgres)
+        .on_database(test_db)
+        .with_settings(move |s| s.database.url = proxied)
+        .spawn()
+        .await;
+    assert_eq!(app.health().await.status(), 200);
+
+    proxy.cut().await;
+    let started = Instant::now();
+    let response = app.health().await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_ne!(body["database"], "ok");
+    assert!(body["database"].as_str().is_some_and(|r| !r.is_empty()));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_when_postgres_was_never_there() {
+    // Port 9 (discard) has no PostgreSQL; the service must still answer its probe.
+    let app = app(Backend::Sqlite)
+        .with_settings(|s| {
+            s.database.url = "postgres://postgres@127.0.0.1:9/nothing".into();
+            s.database.run_migrations = false;
+            s.database.connect_timeout = Duration::from_secs(1);
+        })
+        .spawn()
+        .await;
+    let started = Instant::now();
+    let response = app.health().await;
+    assert_eq!(response.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    app.shutdown().await;
+}

@@ -1,0 +1,13 @@
+//! All integration tests, in one binary for link time. Database tests run on SQLite and on
+//! PostgreSQL (`TEST_DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/postgres), each
+//! in its own database.
+
+mod helpers;
+
+mod api;
+mod cli;
+mod health;
+mod jobs;
+mod pipeline;
+mod scheduler;
+mod schema;
