@@ -121,11 +121,15 @@ impl Application {
                     let response = srv.call(req);
                     async move {
                         let response = response.await?;
-                        tracing::info!(
-                            http.method = %method, http.path = %path,
-                            http.status = response.status().as_u16(),
-                            duration_ms = started.elapsed().as_millis() as u64, "request"
-                        );
+                        let status = response.status().as_u16();
+                        let duration_ms = started.elapsed().as_millis() as u64;
+                        // Load balancers probe /health every few seconds; keep those quiet
+                        // unless they fail.
+                        if path == "/health" && status == 200 {
+                            tracing::debug!(http.method = %method, http.path = %path, http.status = status, duration_ms, "request");
+                        } else {
+                            tracing::info!(http.method = %method, http.path = %path, http.status = status, duration_ms, "request");
+                        }
                         Ok(response)
                     }
                 })

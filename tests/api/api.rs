@@ -104,7 +104,8 @@ async fn a_specific_date_is_synced(backend: Backend) {
 }
 
 async fn repeated_request_is_deduplicated_while_active(backend: Backend) {
-    let provider = TestProvider::new(Duration::from_millis(400), 0);
+    // Slow enough that the jobs are still active when the repeat arrives.
+    let provider = TestProvider::new(Duration::from_secs(2), 0);
     let app = app(backend)
         .with_catalog(seller_catalog("s1"))
         .with_provider(provider.clone())

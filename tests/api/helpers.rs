@@ -12,6 +12,8 @@ use ads_stats::db::catalog::{insert_catalog, Catalog};
 use ads_stats::db::models::*;
 use ads_stats::db::{Db, DbConn};
 use ads_stats::domain::{EntityBudget, Level};
+use ads_stats::jobs::Trigger;
+use ads_stats::pipeline::SyncRequest;
 use ads_stats::providers::{MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::NaiveDate;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -322,6 +324,24 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Queues today's CAMPAIGN-level sync of `seller` straight through the job queue.
+    pub async fn enqueue_campaign_sync(&self, seller: &str) {
+        let request = SyncRequest::one_day(seller, Level::Campaign, today());
+        self.app()
+            .queue()
+            .enqueue(&[request], Trigger::Manual)
+            .await
+            .expect("enqueue");
+    }
+
+    /// (raw, daily, sellpage) row counts of one seller.
+    pub async fn tier_counts(&self, seller: &str) -> (i64, i64, i64) {
+        let mut conn = self.conn().await;
+        ads_stats::db::stats::tier_counts(&mut conn, seller)
+            .await
+            .expect("counts")
     }
 
     pub async fn jobs(&self) -> Vec<JobRecord> {

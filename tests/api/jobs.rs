@@ -28,7 +28,7 @@ on_both_backends!(
 );
 
 async fn concurrency_never_exceeds_the_limit(backend: Backend) {
-    let provider = TestProvider::new(Duration::from_millis(300), 0);
+    let provider = TestProvider::new(Duration::from_millis(500), 0);
     let sellers = ["a", "b", "c", "d"];
     let catalog = sellers
         .iter()
@@ -40,9 +40,16 @@ async fn concurrency_never_exceeds_the_limit(backend: Backend) {
         .with_provider(provider.clone())
         .spawn()
         .await;
-    for s in sellers {
-        assert_eq!(app.post_sync(Some(&app.token(s)), None).await.status(), 202);
-    }
+    // All twelve are waiting before the first finishes, so only the limit holds them back.
+    let requests: Vec<SyncRequest> = sellers
+        .iter()
+        .flat_map(|s| Level::ALL.map(|level| SyncRequest::one_day(*s, level, today())))
+        .collect();
+    app.app()
+        .queue()
+        .enqueue(&requests, Trigger::Manual)
+        .await
+        .unwrap();
     app.wait_until_idle(Duration::from_secs(30)).await;
     let jobs = app.jobs().await;
     assert_eq!(jobs.len(), 12);
@@ -57,7 +64,8 @@ async fn concurrency_never_exceeds_the_limit(backend: Backend) {
 }
 
 async fn racing_enqueues_make_one_job(backend: Backend) {
-    let provider = TestProvider::new(Duration::from_millis(500), 0);
+    // Slow enough that the job is still active when the last racer arrives.
+    let provider = TestProvider::new(Duration::from_secs(3), 0);
     let app = app(backend)
         .with_catalog(seller_catalog("s1"))
         .with_provider(provider)
@@ -87,13 +95,7 @@ async fn racing_enqueues_make_one_job(backend: Backend) {
     assert_eq!(record_ids.len(), 1, "every racer got the same record");
     app.wait_until_idle(Duration::from_secs(20)).await;
     assert_eq!(app.jobs().await.len(), 1);
-    let mut conn = app.conn().await;
-    assert_eq!(
-        stats::tier_counts(&mut conn, "s1").await.unwrap().0,
-        4,
-        "synced once"
-    );
-    drop(conn);
+    assert_eq!(app.tier_counts("s1").await.0, 4, "synced once");
     app.shutdown().await;
 }
 
@@ -104,25 +106,18 @@ async fn a_job_failing_once_is_retried_and_succeeds(backend: Backend) {
         .with_provider(provider)
         .spawn()
         .await;
-    let request = SyncRequest::one_day("s1", Level::Campaign, today());
-    app.app()
-        .queue()
-        .enqueue(&[request], Trigger::Manual)
-        .await
-        .unwrap();
+    app.enqueue_campaign_sync("s1").await;
     app.wait_until_idle(Duration::from_secs(20)).await;
     let jobs = app.jobs().await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].status, "SUCCEEDED");
     assert_eq!(jobs[0].attempts, 2);
     assert_eq!(jobs[0].raw_rows, Some(4));
-    let mut conn = app.conn().await;
     assert_eq!(
-        stats::tier_counts(&mut conn, "s1").await.unwrap().0,
+        app.tier_counts("s1").await.0,
         4,
         "the failed attempt wrote nothing"
     );
-    drop(conn);
     app.shutdown().await;
 }
 
@@ -133,12 +128,7 @@ async fn a_job_failing_always_ends_failed_after_max_attempts(backend: Backend) {
         .with_provider(provider.clone())
         .spawn()
         .await;
-    let request = SyncRequest::one_day("s1", Level::Campaign, today());
-    app.app()
-        .queue()
-        .enqueue(&[request], Trigger::Manual)
-        .await
-        .unwrap();
+    app.enqueue_campaign_sync("s1").await;
     app.wait_until_idle(Duration::from_secs(20)).await;
     let jobs = app.jobs().await;
     assert_eq!(jobs[0].status, "FAILED");
@@ -167,12 +157,7 @@ async fn a_job_running_too_long_is_cancelled_and_counted_failed(backend: Backend
         })
         .spawn()
         .await;
-    let request = SyncRequest::one_day("s1", Level::Campaign, today());
-    app.app()
-        .queue()
-        .enqueue(&[request], Trigger::Manual)
-        .await
-        .unwrap();
+    app.enqueue_campaign_sync("s1").await;
     app.wait_until_idle(Duration::from_secs(10)).await;
     let jobs = app.jobs().await;
     assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("FAILED", 2));
@@ -226,15 +211,13 @@ async fn queued_and_orphaned_jobs_are_recovered_on_start(backend: Backend) {
     assert!(jobs.iter().all(|j| j.status == "SUCCEEDED"), "{jobs:#?}");
     let orphan = jobs.iter().find(|j| j.seller_id == "s2").unwrap();
     assert_eq!(orphan.attempts, 2, "the dead process's attempt counts");
-    let mut conn = app.conn().await;
     for s in ["s1", "s2"] {
         assert_eq!(
-            stats::tier_counts(&mut conn, s).await.unwrap(),
+            app.tier_counts(s).await,
             (4, 4, 2),
             "{s} synced exactly once"
         );
     }
-    drop(conn);
     app.shutdown().await;
 }
 
@@ -247,12 +230,7 @@ async fn a_crash_before_the_completion_mark_keeps_writes_and_mark_together(backe
         .pipeline()
         .faults()
         .arm(FaultPoint::BeforeCompletion, 1);
-    let request = SyncRequest::one_day("s1", Level::Campaign, today());
-    app.app()
-        .queue()
-        .enqueue(&[request], Trigger::Manual)
-        .await
-        .unwrap();
+    app.enqueue_campaign_sync("s1").await;
     app.wait_until_idle(Duration::from_secs(20)).await;
     let jobs = app.jobs().await;
     assert_eq!(jobs[0].status, "SUCCEEDED");
@@ -260,12 +238,12 @@ async fn a_crash_before_the_completion_mark_keeps_writes_and_mark_together(backe
         jobs[0].attempts, 2,
         "the crashed attempt was not marked done"
     );
-    let mut conn = app.conn().await;
     assert_eq!(
-        stats::tier_counts(&mut conn, "s1").await.unwrap(),
+        app.tier_counts("s1").await,
         (4, 4, 2),
         "the crashed attempt's writes were rolled back with its mark"
     );
+    let mut conn = app.conn().await;
     let daily = stats::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", today())
         .await
         .unwrap()

@@ -18,7 +18,7 @@ async fn ticks_enqueue_for_eligible_sellers_only(backend: Backend) {
     let mut c = merge(seller_catalog("good"), seller_catalog("suspended"));
     c = merge(c, seller_catalog("revoked"));
     add_seller(&mut c, "empty", "ACTIVE", "ACTIVE");
-    let provider = TestProvider::new(Duration::from_secs(2), 0);
+    let provider = TestProvider::new(Duration::from_secs(3), 0);
     let app = app(backend)
         .with_catalog(c)
         .with_provider(provider)
