@@ -206,30 +206,31 @@ impl Application {
 }
 
 /// A token cancelled at the first SIGTERM or SIGINT: the one signal handler of the process.
+/// The handlers are registered before this returns, so a signal that arrives as soon as the
+/// service logs that it listens is already caught.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::spawn(async move {
                     tokio::select! {
-                        _ = ctrl_c => tracing::info!("SIGINT received"),
                         _ = term.recv() => tracing::info!("SIGTERM received"),
+                        _ = int.recv() => tracing::info!("SIGINT received"),
                     }
-                }
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                }
+                    cancel.cancel();
+                });
+                return token;
             }
+            _ => tracing::warn!("cannot install signal handlers; falling back to Ctrl-C only"),
         }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
+    }
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("SIGINT received");
         cancel.cancel();
     });
     token

@@ -258,3 +258,63 @@ async fn check_health_follows_the_service(backend: Backend) {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "nothing listens any more");
 }
+
+#[tokio::test]
+async fn serve_stops_cleanly_on_sigterm_and_never_logs_the_secret() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let mut child = ads_stats()
+        .arg("serve")
+        .envs([
+            ("DATABASE_URL", test_db.url.as_str()),
+            ("PORT", "0"),
+            ("JWT_SECRET", "s3cret-that-must-not-leak"),
+            ("RUST_LOG", "trace"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let stderr = child.stderr.take().unwrap();
+    let (up_tx, up_rx) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut log = String::new();
+        let mut up = Some(up_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("ads-stats listening") {
+                if let Some(tx) = up.take() {
+                    let _ = tx.send(());
+                }
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(30), up_rx)
+        .await
+        .expect("the service starts")
+        .expect("the service logged that it listens");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("stops within the grace periods")
+        .unwrap();
+    let log = reader.await.unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("ads-stats listening"), "{log}");
+    assert!(
+        log.contains("SIGTERM received") && log.contains("stopped"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("s3cret-that-must-not-leak"),
+        "the secret leaked: {log}"
+    );
+}
