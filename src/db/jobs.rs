@@ -77,7 +77,13 @@ pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobR
             return Ok((active, false));
         }
     }
-    Err(diesel::result::Error::RollbackTransaction)
+    Err(diesel::result::Error::QueryBuilderError(
+        format!(
+            "job {} kept finishing while it was being enqueued",
+            job.job_id
+        )
+        .into(),
+    ))
 }
 
 /// The QUEUED or RUNNING record with this job id, if any.

@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     NothingToSync(String),
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
     #[error("the job queue is full; retry shortly")]
     QueueFull,
     #[error("the database is unavailable; retry shortly")]
@@ -46,6 +48,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotFound(_) => "not_found",
             ApiError::NothingToSync(_) => "nothing_to_sync",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::QueueFull => "queue_full",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -65,6 +68,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NothingToSync(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueFull | ApiError::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -120,4 +124,8 @@ impl From<EnqueueError> for ApiError {
 
 pub async fn not_found() -> HttpResponse {
     ApiError::NotFound("no such endpoint".into()).error_response()
+}
+
+pub async fn method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed.error_response()
 }

@@ -29,11 +29,24 @@ pub struct AppState {
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::from(state))
-            .route("/health", web::get().to(health::health))
+            .service(
+                web::resource("/health")
+                    .route(web::get().to(health::health))
+                    .route(web::head().to(health::health))
+                    .default_service(web::to(errors::method_not_allowed)),
+            )
             .service(
                 web::scope("/api/ads-manager")
-                    .route("/sync", web::post().to(sync::trigger::trigger_sync))
-                    .route("/sync/{job_id}", web::get().to(sync::status::sync_status)),
+                    .service(
+                        web::resource("/sync")
+                            .route(web::post().to(sync::trigger::trigger_sync))
+                            .default_service(web::to(errors::method_not_allowed)),
+                    )
+                    .service(
+                        web::resource("/sync/{job_id}")
+                            .route(web::get().to(sync::status::sync_status))
+                            .default_service(web::to(errors::method_not_allowed)),
+                    ),
             )
             .default_service(web::to(errors::not_found));
     }

@@ -86,10 +86,16 @@ impl JobQueue {
         requests: &[SyncRequest],
         trigger: Trigger,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
-        let permits = self
-            .sender
-            .try_reserve_many(requests.len())
-            .map_err(|_| EnqueueError::AtCapacity)?;
+        let permits = match self.sender.try_reserve_many(requests.len()) {
+            Ok(permits) => permits,
+            // A repeat of jobs that are all still active needs no room: answer with them.
+            Err(_) => {
+                return self
+                    .all_active(requests)
+                    .await?
+                    .ok_or(EnqueueError::AtCapacity)
+            }
+        };
         let enqueued = self.record(requests, trigger).await?;
         for (permit, job) in permits.zip(enqueued.iter()) {
             if job.created {
@@ -113,6 +119,21 @@ impl JobQueue {
             self.offer(job.record.id);
         }
         Ok(enqueued)
+    }
+
+    async fn all_active(&self, requests: &[SyncRequest]) -> Result<Option<Vec<Enqueued>>, DbError> {
+        let mut conn = self.db.conn().await?;
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            match db::jobs::active(&mut conn, &request.job_id()).await? {
+                Some(record) => out.push(Enqueued {
+                    record,
+                    created: false,
+                }),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
     }
 
     async fn record(

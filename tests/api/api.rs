@@ -20,7 +20,7 @@ on_both_backends!(
     nothing_to_sync_is_422,
     queue_at_capacity_is_503_and_records_nothing,
     job_status_is_visible_only_to_its_seller,
-    unknown_routes_are_json_404,
+    unknown_routes_and_methods_are_json_errors,
 );
 
 fn job_ids(body: &Value) -> Vec<String> {
@@ -349,7 +349,12 @@ async fn queue_at_capacity_is_503_and_records_nothing(backend: Backend) {
         Some("5")
     );
     assert_eq!(error_code(response, 503).await, "queue_full");
+    // Repeating s1's request still answers with its active jobs: dedup needs no room.
+    let repeat = app.post_sync(Some(&app.token("s1")), None).await;
+    assert_eq!(repeat.status(), 202);
+    assert_eq!(job_ids(&repeat.json().await.unwrap()).len(), 3);
     let jobs = app.jobs().await;
+    assert_eq!(jobs.len(), 3);
     assert!(
         jobs.iter().all(|j| j.seller_id == "s1"),
         "nothing recorded for s2: {jobs:#?}"
@@ -398,7 +403,7 @@ async fn job_status_is_visible_only_to_its_seller(backend: Backend) {
     app.shutdown().await;
 }
 
-async fn unknown_routes_are_json_404(backend: Backend) {
+async fn unknown_routes_and_methods_are_json_errors(backend: Backend) {
     let app = app(backend).spawn().await;
     let response = app
         .client
@@ -407,5 +412,19 @@ async fn unknown_routes_are_json_404(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(error_code(response, 404).await, "not_found");
+    let response = app
+        .client
+        .get(format!("{}/api/ads-manager/sync", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(response, 405).await, "method_not_allowed");
+    let response = app
+        .client
+        .head(format!("{}/health", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "load balancers may probe with HEAD");
     app.shutdown().await;
 }
