@@ -5,33 +5,11 @@ use std::process::Output;
 use ads_stats::db::catalog::insert_catalog;
 use ads_stats::db::stats;
 use ads_stats::domain::Level;
-use tokio::process::Command;
 
-use crate::helpers::{app, migrated_db, seller_catalog, Backend, TestDb};
+use crate::helpers::{
+    ads_stats, app, migrated_db, seller_catalog, Backend, ServiceProcess, TestDb,
+};
 use crate::on_both_backends;
-
-/// The binary with an environment free of the developer's own settings.
-fn ads_stats() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ads-stats"));
-    for var in [
-        "DATABASE_URL",
-        "JWT_SECRET",
-        "PORT",
-        "ADS_STATS_ENV",
-        "ADS_STATS_CONFIG_DIR",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ADS_STATS_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd.kill_on_drop(true);
-    cmd
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -262,51 +240,13 @@ async fn check_health_follows_the_service(backend: Backend) {
 #[tokio::test]
 async fn serve_stops_cleanly_on_sigterm_and_never_logs_the_secret() {
     let test_db = TestDb::new(Backend::Sqlite).await;
-    let mut child = ads_stats()
-        .arg("serve")
-        .envs([
-            ("DATABASE_URL", test_db.url.as_str()),
-            ("PORT", "0"),
-            ("JWT_SECRET", "s3cret-that-must-not-leak"),
-            ("RUST_LOG", "trace"),
-        ])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap().to_string();
-    let stderr = child.stderr.take().unwrap();
-    let (up_tx, up_rx) = tokio::sync::oneshot::channel();
-    let reader = tokio::spawn(async move {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        let mut log = String::new();
-        let mut up = Some(up_tx);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("ads-stats listening") {
-                if let Some(tx) = up.take() {
-                    let _ = tx.send(());
-                }
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
-    tokio::time::timeout(std::time::Duration::from_secs(30), up_rx)
-        .await
-        .expect("the service starts")
-        .expect("the service logged that it listens");
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
-        .await
-        .expect("stops within the grace periods")
-        .unwrap();
-    let log = reader.await.unwrap();
+    let service = ServiceProcess::start(&[
+        ("DATABASE_URL", test_db.url.as_str()),
+        ("JWT_SECRET", "s3cret-that-must-not-leak"),
+        ("RUST_LOG", "trace"),
+    ])
+    .await;
+    let (status, log) = service.terminate().await;
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("ads-stats listening"), "{log}");
     assert!(

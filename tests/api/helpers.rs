@@ -498,3 +498,85 @@ impl StatProvider for TestProvider {
         MockProvider.fetch(seller_id, level, entities, date).await
     }
 }
+
+// ---------- the real binary ----------
+
+/// The `ads-stats` binary with an environment free of the developer's own settings.
+pub fn ads_stats() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ads-stats"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ADS_STATS_")
+            || ["DATABASE_URL", "JWT_SECRET", "PORT", "RUST_LOG"].contains(&key.as_str())
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// `ads-stats serve` as a child process, started and stopped the way an operator would.
+pub struct ServiceProcess {
+    child: tokio::process::Child,
+    log: tokio::task::JoinHandle<String>,
+}
+
+impl ServiceProcess {
+    /// Starts `ads-stats serve` on a free port and waits until it logs that it listens.
+    pub async fn start(envs: &[(&str, &str)]) -> Self {
+        let mut child = ads_stats()
+            .arg("serve")
+            .env("PORT", "0")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ads-stats starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (up_tx, up_rx) = tokio::sync::oneshot::channel();
+        let log = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut log = String::new();
+            let mut up = Some(up_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("ads-stats listening") {
+                    if let Some(tx) = up.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+            log
+        });
+        let up = tokio::time::timeout(Duration::from_secs(30), up_rx).await;
+        if !matches!(up, Ok(Ok(()))) {
+            let _ = child.kill().await;
+            panic!("ads-stats did not start: {}", log.await.unwrap_or_default());
+        }
+        Self { child, log }
+    }
+
+    /// SIGTERM, then the exit status and everything it logged.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("stops within its grace periods")
+            .expect("exit status");
+        (status, self.log.await.unwrap_or_default())
+    }
+
+    /// SIGKILL: the process dies wherever it is, as in a crash or an OOM kill.
+    pub async fn crash(mut self) -> String {
+        self.child.kill().await.expect("SIGKILL");
+        self.log.await.unwrap_or_default()
+    }
+}

@@ -6,6 +6,7 @@ mod helpers;
 
 mod api;
 mod cli;
+mod crash;
 mod health;
 mod jobs;
 mod pipeline;
