@@ -163,7 +163,9 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
         worker: ctx.worker.clone(),
         attempt: record.attempts,
     };
-    set_running(ctx, record_id, true);
+    // Dropped on every way out, panics included, so the heartbeat never vouches for a job
+    // nobody runs (the sweeper then takes it back after `jobs.rescue_after`).
+    let _heartbeat = RunningGuard::new(ctx, record_id);
     let started = Instant::now();
     let outcome = attempt(ctx, &record, &lease, hard_stop).await;
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -215,7 +217,6 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
             .map(|_| ())
         }
     };
-    set_running(ctx, record_id, false);
     if let Err(e) = result {
         // The record stays RUNNING without a heartbeat; the sweeper takes it back after
         // `jobs.rescue_after`.
@@ -275,12 +276,28 @@ async fn claim(ctx: &Context, record_id: i64) -> Result<Option<JobRecord>, DbErr
     Ok(db::jobs::claim(&mut conn, record_id, &ctx.worker, db::now_utc()).await?)
 }
 
-fn set_running(ctx: &Context, record_id: i64, running: bool) {
-    if let Ok(mut set) = ctx.running.lock() {
-        if running {
+/// Keeps a record in this process's heartbeat while it lives.
+struct RunningGuard {
+    running: Arc<Mutex<HashSet<i64>>>,
+    record_id: i64,
+}
+
+impl RunningGuard {
+    fn new(ctx: &Context, record_id: i64) -> Self {
+        if let Ok(mut set) = ctx.running.lock() {
             set.insert(record_id);
-        } else {
-            set.remove(&record_id);
+        }
+        Self {
+            running: ctx.running.clone(),
+            record_id,
+        }
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.running.lock() {
+            set.remove(&self.record_id);
         }
     }
 }
@@ -292,11 +309,19 @@ async fn sweep(ctx: Context, stop: CancellationToken) {
     let heartbeat_every = ctx.settings.rescue_after / 4;
     let mut last_heartbeat = Instant::now();
     let mut last_prune: Option<Instant> = None;
+    let mut failing = false;
     loop {
-        if let Err(e) =
-            sweep_once(&ctx, &mut last_heartbeat, heartbeat_every, &mut last_prune).await
-        {
-            tracing::warn!(error = %e, "job sweep failed; retrying");
+        // One line when sweeping starts failing and one when it recovers, not one per poll.
+        match sweep_once(&ctx, &mut last_heartbeat, heartbeat_every, &mut last_prune).await {
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "job sweep failed; retrying every poll interval");
+                failing = true;
+            }
+            Ok(()) if failing => {
+                tracing::info!("job sweep recovered");
+                failing = false;
+            }
+            _ => {}
         }
         tokio::select! {
             _ = stop.cancelled() => break,
