@@ -24,6 +24,7 @@ on_both_backends!(
     queued_and_orphaned_jobs_are_recovered_on_start,
     a_crash_before_the_completion_mark_keeps_writes_and_mark_together,
     graceful_shutdown_leaves_unstarted_jobs_queued,
+    graceful_shutdown_lets_a_running_job_finish_within_the_grace,
     old_finished_records_are_pruned,
 );
 
@@ -305,6 +306,41 @@ async fn graceful_shutdown_leaves_unstarted_jobs_queued(backend: Backend) {
         .iter()
         .all(|j| j.status == "SUCCEEDED" && j.attempts == 1));
     app.shutdown().await;
+}
+
+async fn graceful_shutdown_lets_a_running_job_finish_within_the_grace(backend: Backend) {
+    let provider = TestProvider::new(Duration::from_millis(700), 0);
+    let app = app(backend)
+        .with_catalog(seller_catalog("s1"))
+        .with_provider(provider)
+        .with_settings(|s| {
+            s.jobs.concurrency = 1;
+            s.jobs.shutdown_grace = Duration::from_secs(10);
+        })
+        .spawn()
+        .await;
+    assert_eq!(
+        app.post_sync(Some(&app.token("s1")), None).await.status(),
+        202
+    );
+    app.wait_for_jobs(Duration::from_secs(10), |jobs| {
+        jobs.iter().any(|j| j.status == "RUNNING")
+    })
+    .await;
+    let test_db = app.shutdown().await;
+
+    let db = migrated_db(&test_db).await;
+    let mut conn = db.conn().await.unwrap();
+    let jobs = db::jobs::all(&mut conn).await.unwrap();
+    let done: Vec<_> = jobs.iter().filter(|j| j.status == "SUCCEEDED").collect();
+    let waiting: Vec<_> = jobs.iter().filter(|j| j.status == "QUEUED").collect();
+    assert_eq!(done.len(), 1, "the running job finished: {jobs:#?}");
+    assert_eq!(waiting.len(), 2, "the others never started: {jobs:#?}");
+    assert!(waiting
+        .iter()
+        .all(|j| j.attempts == 0 && j.started_at.is_none()));
+    let (raw, _, _) = stats::tier_counts(&mut conn, "s1").await.unwrap();
+    assert_eq!(raw, done[0].raw_rows.unwrap());
 }
 
 async fn old_finished_records_are_pruned(backend: Backend) {
