@@ -102,9 +102,11 @@ impl Db {
             DatabaseUrl::Postgres(url) => {
                 let statement_timeout_ms = settings.statement_timeout.as_millis();
                 let mut config = ManagerConfig::<PgConn>::default();
+                let home = RuntimeHome::current();
                 config.custom_setup = Box::new(move |url| {
-                    async move {
-                        let mut conn = PgConn::establish(url).await?;
+                    let url = url.to_string();
+                    home.establish(async move {
+                        let mut conn = PgConn::establish(&url).await?;
                         // Timestamps are bound as UTC wall-clock values into timestamptz columns.
                         let setup = format!(
                             "SET TIME ZONE 'UTC'; SET statement_timeout = {statement_timeout_ms}"
@@ -113,8 +115,7 @@ impl Db {
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)
-                    }
-                    .boxed()
+                    })
                 });
                 let manager = AsyncDieselConnectionManager::new_with_config(url, config);
                 DbPool::Postgres(
@@ -127,15 +128,16 @@ impl Db {
             DatabaseUrl::Sqlite(path) => {
                 ensure_parent_dir(&path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
-                config.custom_setup = Box::new(|url| {
-                    async move {
-                        let mut conn = SqliteConn::establish(url).await?;
+                let home = RuntimeHome::current();
+                config.custom_setup = Box::new(move |url| {
+                    let url = url.to_string();
+                    home.establish(async move {
+                        let mut conn = SqliteConn::establish(&url).await?;
                         conn.batch_execute(SQLITE_PRAGMAS)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)
-                    }
-                    .boxed()
+                    })
                 });
                 let manager =
                     AsyncDieselConnectionManager::new_with_config(path.to_string_lossy(), config);
@@ -221,6 +223,42 @@ impl Db {
         })
         .await
         .map_err(|e| DbError::Migration(e.to_string()))?
+    }
+}
+
+/// The runtime the pool was built on, where every connection is opened.
+///
+/// A connection belongs to the runtime that opened it: PostgreSQL's connection driver is a task
+/// there, and SQLite's blocking calls run on its thread pool. The HTTP server's worker threads
+/// have runtimes of their own that end when the server stops, before the job workers have
+/// drained; a connection opened there would die under a job in mid-write. Opening every
+/// connection on the process's main runtime keeps them alive as long as the process.
+#[derive(Clone)]
+struct RuntimeHome(Option<tokio::runtime::Handle>);
+
+impl RuntimeHome {
+    fn current() -> Self {
+        Self(tokio::runtime::Handle::try_current().ok())
+    }
+
+    fn establish<C: Send + 'static>(
+        &self,
+        open: impl std::future::Future<Output = diesel::ConnectionResult<C>> + Send + 'static,
+    ) -> futures_util::future::BoxFuture<'static, diesel::ConnectionResult<C>> {
+        match &self.0 {
+            Some(handle) => {
+                let task = handle.spawn(open);
+                async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(diesel::ConnectionError::BadConnection(format!(
+                            "opening a connection was interrupted: {e}"
+                        )))
+                    })
+                }
+                .boxed()
+            }
+            None => open.boxed(),
+        }
     }
 }
 

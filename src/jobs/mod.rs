@@ -20,6 +20,17 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(factor).min(Duration::from_secs(3600))
 }
 
+/// Up to a quarter more than `delay`, different per record and attempt, so that jobs failing
+/// together (a provider outage) do not all retry in the same instant. Derived, not random, so a
+/// job's schedule is reproducible.
+pub fn with_jitter(delay: Duration, record_id: i64, attempt: u32) -> Duration {
+    let mixed = (record_id as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(attempt.wrapping_mul(7))
+        ^ u64::from(attempt);
+    delay + delay.mul_f64((mixed % 1000) as f64 / 4000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +42,19 @@ mod tests {
         assert_eq!(backoff(base, 2), Duration::from_secs(20));
         assert_eq!(backoff(base, 3), Duration::from_secs(40));
         assert_eq!(backoff(base, 30), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn jitter_adds_at_most_a_quarter_and_spreads_jobs() {
+        let base = Duration::from_secs(100);
+        let delays: Vec<Duration> = (1..=50).map(|id| with_jitter(base, id, 1)).collect();
+        assert!(delays
+            .iter()
+            .all(|d| *d >= base && *d <= base.mul_f64(1.25)));
+        let mut distinct = delays.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 40, "jobs retry at different moments");
+        assert_eq!(with_jitter(base, 7, 2), with_jitter(base, 7, 2));
     }
 }

@@ -194,7 +194,12 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
         }
         Outcome::Failed(error) => {
             let retry_at = (record.attempts < record.max_attempts).then(|| {
-                let delay = super::backoff(ctx.settings.backoff, record.attempts as u32);
+                let attempt = record.attempts as u32;
+                let delay = super::with_jitter(
+                    super::backoff(ctx.settings.backoff, attempt),
+                    record.id,
+                    attempt,
+                );
                 now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
             });
             match retry_at {
