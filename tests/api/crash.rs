@@ -59,6 +59,21 @@ async fn wait_until_idle(db: &Db, limit: Duration) {
     }
 }
 
+/// Starts the service without the scheduler, lets it finish every job left behind (orphans are
+/// taken back after 1 s), and stops it with SIGTERM.
+async fn restart_calmly_until_idle(test_db: &TestDb, db: &Db) {
+    let service = ServiceProcess::start(&[
+        ("DATABASE_URL", test_db.url.as_str()),
+        ("ADS_STATS_SCHEDULER__ENABLED", "false"),
+        ("ADS_STATS_JOBS__POLL_INTERVAL", "100ms"),
+        ("ADS_STATS_JOBS__RESCUE_AFTER", "1s"),
+    ])
+    .await;
+    wait_until_idle(db, Duration::from_secs(30)).await;
+    let (status, log) = service.terminate().await;
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
 async fn killed_at_random_moments_the_books_still_balance(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let db = migrated_db(&test_db).await;
@@ -93,16 +108,7 @@ async fn killed_at_random_moments_the_books_still_balance(backend: Backend) {
         );
     }
     // A calm restart finishes whatever the crashes left behind.
-    let service = ServiceProcess::start(&[
-        ("DATABASE_URL", test_db.url.as_str()),
-        ("ADS_STATS_SCHEDULER__ENABLED", "false"),
-        ("ADS_STATS_JOBS__POLL_INTERVAL", "100ms"),
-        ("ADS_STATS_JOBS__RESCUE_AFTER", "1s"),
-    ])
-    .await;
-    wait_until_idle(&db, Duration::from_secs(30)).await;
-    let (status, log) = service.terminate().await;
-    assert_eq!(status.code(), Some(0), "{log}");
+    restart_calmly_until_idle(&test_db, &db).await;
     let (_, raw, claimed, folded) = books(&db).await;
     assert!(raw > 0, "the service did some work");
     assert_eq!(raw, claimed);
@@ -157,15 +163,7 @@ async fn killed_inside_the_write_transaction_nothing_is_lost_or_doubled() {
         "the killed transactions left no raw rows"
     );
 
-    let service = ServiceProcess::start(&[
-        ("DATABASE_URL", test_db.url.as_str()),
-        ("ADS_STATS_SCHEDULER__ENABLED", "false"),
-        ("ADS_STATS_JOBS__POLL_INTERVAL", "100ms"),
-        ("ADS_STATS_JOBS__RESCUE_AFTER", "1s"),
-    ])
-    .await;
-    wait_until_idle(&db, Duration::from_secs(30)).await;
-    service.terminate().await;
+    restart_calmly_until_idle(&test_db, &db).await;
     let mut conn = db.conn().await.unwrap();
     let (raw, daily, sellpage) = ads_stats::db::stats::tier_counts(&mut conn, "s1")
         .await

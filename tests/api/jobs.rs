@@ -254,14 +254,23 @@ async fn a_crash_before_the_completion_mark_keeps_writes_and_mark_together(backe
     app.shutdown().await;
 }
 
-async fn graceful_shutdown_leaves_unstarted_jobs_queued(backend: Backend) {
-    let provider = TestProvider::new(Duration::from_secs(20), 0);
+/// One worker, a manual sync of three jobs, and a SIGTERM-style stop while the first job is
+/// fetching. Returns the database and the job records as the stop left them.
+async fn stop_while_one_job_runs(
+    backend: Backend,
+    provider_delay: Duration,
+    grace: Duration,
+) -> (
+    TestDb,
+    ads_stats::db::Db,
+    Vec<ads_stats::db::models::JobRecord>,
+) {
     let app = app(backend)
         .with_catalog(seller_catalog("s1"))
-        .with_provider(provider)
-        .with_settings(|s| {
+        .with_provider(TestProvider::new(provider_delay, 0))
+        .with_settings(move |s| {
             s.jobs.concurrency = 1;
-            s.jobs.shutdown_grace = Duration::from_millis(300);
+            s.jobs.shutdown_grace = grace;
         })
         .spawn()
         .await;
@@ -274,10 +283,16 @@ async fn graceful_shutdown_leaves_unstarted_jobs_queued(backend: Backend) {
     })
     .await;
     let test_db = app.shutdown().await;
-
     let db = migrated_db(&test_db).await;
+    let jobs = db::jobs::all(&mut db.conn().await.unwrap()).await.unwrap();
+    (test_db, db, jobs)
+}
+
+async fn graceful_shutdown_leaves_unstarted_jobs_queued(backend: Backend) {
+    // The provider takes far longer than the grace.
+    let (test_db, db, jobs) =
+        stop_while_one_job_runs(backend, Duration::from_secs(20), Duration::from_millis(300)).await;
     let mut conn = db.conn().await.unwrap();
-    let jobs = db::jobs::all(&mut conn).await.unwrap();
     assert_eq!(jobs.len(), 3);
     for j in &jobs {
         assert_eq!(j.status, "QUEUED", "{j:#?}");
@@ -309,29 +324,10 @@ async fn graceful_shutdown_leaves_unstarted_jobs_queued(backend: Backend) {
 }
 
 async fn graceful_shutdown_lets_a_running_job_finish_within_the_grace(backend: Backend) {
-    let provider = TestProvider::new(Duration::from_millis(700), 0);
-    let app = app(backend)
-        .with_catalog(seller_catalog("s1"))
-        .with_provider(provider)
-        .with_settings(|s| {
-            s.jobs.concurrency = 1;
-            s.jobs.shutdown_grace = Duration::from_secs(10);
-        })
-        .spawn()
-        .await;
-    assert_eq!(
-        app.post_sync(Some(&app.token("s1")), None).await.status(),
-        202
-    );
-    app.wait_for_jobs(Duration::from_secs(10), |jobs| {
-        jobs.iter().any(|j| j.status == "RUNNING")
-    })
-    .await;
-    let test_db = app.shutdown().await;
-
-    let db = migrated_db(&test_db).await;
+    // The grace is far longer than the provider takes.
+    let (_test_db, db, jobs) =
+        stop_while_one_job_runs(backend, Duration::from_millis(700), Duration::from_secs(10)).await;
     let mut conn = db.conn().await.unwrap();
-    let jobs = db::jobs::all(&mut conn).await.unwrap();
     let done: Vec<_> = jobs.iter().filter(|j| j.status == "SUCCEEDED").collect();
     let waiting: Vec<_> = jobs.iter().filter(|j| j.status == "QUEUED").collect();
     assert_eq!(done.len(), 1, "the running job finished: {jobs:#?}");
