@@ -18,7 +18,7 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
 
@@ -180,25 +180,6 @@ impl Db {
             Err(_) => Err(DbError::Unavailable(format!(
                 "no connection within {}s",
                 self.connect_timeout.as_secs_f32()
-            ))),
-        }
-    }
-
-    /// One round trip, bounded by `timeout`; used by the health probe.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
-        let round_trip = async {
-            let mut conn = self.conn().await?;
-            let conn = &mut conn;
-            db_run!(conn, {
-                diesel::sql_query("SELECT 1").execute(conn).await?;
-            });
-            Ok::<(), DbError>(())
-        };
-        match tokio::time::timeout(timeout, round_trip).await {
-            Ok(result) => result,
-            Err(_) => Err(DbError::Unavailable(format!(
-                "no answer within {}s",
-                timeout.as_secs_f32()
             ))),
         }
     }
