@@ -5,6 +5,7 @@ use std::time::Duration;
 use ads_stats::db::catalog::{self, HierarchyTable};
 use ads_stats::db::stats;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{add_seller, app, merge, seller_catalog, today, Backend, TestProvider};
@@ -220,13 +221,10 @@ async fn unauthorized_without_a_valid_token(backend: Backend) {
         );
         assert_eq!(error_code(response, 401).await, "unauthorized", "{what}");
     }
-    let response = app
-        .client
-        .post(format!("{}/api/ads-manager/sync", app.address))
-        .header("Authorization", format!("Basic {}", app.token("s1")))
-        .send()
-        .await
-        .unwrap();
+    let basic = app
+        .request(Method::POST, "/api/ads-manager/sync")
+        .header("Authorization", format!("Basic {}", app.token("s1")));
+    let response = app.send(basic).await;
     assert_eq!(
         error_code(response, 401).await,
         "unauthorized",
@@ -393,38 +391,21 @@ async fn job_status_is_visible_only_to_its_seller(backend: Backend) {
         .get_job(&app.token("s1"), "sync__s1__2001-01-01__2001-01-01__AD")
         .await;
     assert_eq!(error_code(response, 404).await, "not_found");
-    let response = app
-        .client
-        .get(format!("{}/api/ads-manager/sync/{}", app.address, ids[0]))
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/api/ads-manager/sync/{}", ids[0]);
+    let response = app.send(app.request(Method::GET, &path)).await;
     assert_eq!(error_code(response, 401).await, "unauthorized");
     app.shutdown().await;
 }
 
 async fn unknown_routes_and_methods_are_json_errors(backend: Backend) {
     let app = app(backend).spawn().await;
-    let response = app
-        .client
-        .get(format!("{}/nope", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.send(app.request(Method::GET, "/nope")).await;
     assert_eq!(error_code(response, 404).await, "not_found");
     let response = app
-        .client
-        .get(format!("{}/api/ads-manager/sync", app.address))
-        .send()
-        .await
-        .unwrap();
+        .send(app.request(Method::GET, "/api/ads-manager/sync"))
+        .await;
     assert_eq!(error_code(response, 405).await, "method_not_allowed");
-    let response = app
-        .client
-        .head(format!("{}/health", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.send(app.request(Method::HEAD, "/health")).await;
     assert_eq!(response.status(), 200, "load balancers may probe with HEAD");
     app.shutdown().await;
 }

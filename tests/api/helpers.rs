@@ -253,10 +253,18 @@ impl TestApp {
         self.db.conn().await.expect("conn")
     }
 
+    /// A request to `path` on the running service, to finish and `send` as the test needs.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        request.send().await.expect("request sent")
+    }
+
     pub async fn post_sync(&self, token: Option<&str>, body: Option<&str>) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(format!("{}/api/ads-manager/sync", self.address));
+        let mut req = self.request(reqwest::Method::POST, "/api/ads-manager/sync");
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -265,24 +273,18 @@ impl TestApp {
                 .header("Content-Type", "application/json")
                 .body(b.to_string());
         }
-        req.send().await.expect("request sent")
+        self.send(req).await
     }
 
     pub async fn get_job(&self, token: &str, job_id: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}/api/ads-manager/sync/{job_id}", self.address))
-            .bearer_auth(token)
-            .send()
+        let path = format!("/api/ads-manager/sync/{job_id}");
+        self.send(self.request(reqwest::Method::GET, &path).bearer_auth(token))
             .await
-            .expect("request sent")
     }
 
     pub async fn health(&self) -> reqwest::Response {
-        self.client
-            .get(format!("{}/health", self.address))
-            .send()
+        self.send(self.request(reqwest::Method::GET, "/health"))
             .await
-            .expect("request sent")
     }
 
     /// Waits until no job is QUEUED or RUNNING (at most `limit`).
