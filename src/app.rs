@@ -111,6 +111,7 @@ impl Application {
             scheduler: scheduler.clone(),
             verifier: TokenVerifier::new(&settings.auth),
             max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: settings.server.body_timeout,
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -70,6 +70,9 @@ pub struct ServerSettings {
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
     pub max_body_bytes: usize,
+    /// A request body still arriving after this long is answered 408.
+    #[serde(with = "duration")]
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +265,7 @@ impl Settings {
         positive("jobs.queue_capacity", self.jobs.queue_capacity)?;
         positive("server.max_body_bytes", self.server.max_body_bytes)?;
         nonzero("jobs.timeout", self.jobs.timeout)?;
+        nonzero("server.body_timeout", self.server.body_timeout)?;
         nonzero("jobs.poll_interval", self.jobs.poll_interval)?;
         nonzero("jobs.rescue_after", self.jobs.rescue_after)?;
         nonzero("database.connect_timeout", self.database.connect_timeout)?;
@@ -349,6 +353,13 @@ fn figment_error(error: figment::Error) -> ConfigError {
     ConfigError::new(key, format!("{problem}{source}"))
 }
 
+/// A duration as settings and the command line write it: "30s", "5m", "2h", "7d" (whitespace
+/// around it ignored). The error is one sentence naming the value.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); use e.g. \"30s\""))
+}
+
 /// Durations in settings are human strings ("30s", "5m") or whole seconds.
 mod duration {
     use serde::{de, Deserializer};
@@ -362,9 +373,7 @@ mod duration {
                 f.write_str("a duration such as \"30s\", \"5m\", \"7d\"")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                humantime::parse_duration(v.trim()).map_err(|e| {
-                    E::custom(format!("`{v}` is not a duration ({e}); use e.g. \"30s\""))
-                })
+                super::parse_duration(v).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
                 Ok(Duration::from_secs(v))

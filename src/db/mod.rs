@@ -244,8 +244,10 @@ impl RuntimeHome {
 }
 
 // WAL lets readers run beside the one writer; the busy timeout makes writers queue instead of fail.
+// synchronous = FULL syncs the WAL at every commit, so an accepted job (202) and a SUCCEEDED
+// commit survive power loss, not only a process crash (NORMAL may lose the last commits).
 const SQLITE_PRAGMAS: &str =
-    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
 
 fn apply<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<usize, DbError>
 where

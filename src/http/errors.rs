@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     NothingToSync(String),
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("this endpoint does not take that method")]
     MethodNotAllowed,
     #[error("the job queue is full; retry shortly")]
@@ -49,6 +51,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::NothingToSync(_) => "nothing_to_sync",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::QueueFull => "queue_full",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -69,6 +72,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NothingToSync(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::QueueFull | ApiError::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

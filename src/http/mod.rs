@@ -23,6 +23,7 @@ pub struct AppState {
     pub scheduler: Scheduler,
     pub verifier: TokenVerifier,
     pub max_body_bytes: usize,
+    pub body_timeout: std::time::Duration,
 }
 
 /// Registers every route on an actix `App`.

@@ -5,10 +5,12 @@
 mod helpers;
 
 mod api;
+mod bad_input;
 mod cli;
 mod crash;
 mod health;
 mod jobs;
+mod outage;
 mod pipeline;
 mod scheduler;
 mod schema;

@@ -27,7 +27,9 @@ pub async fn trigger_sync(
     AuthenticatedSeller(seller_id): AuthenticatedSeller,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(payload, state.max_body_bytes).await?;
+    let body = tokio::time::timeout(state.body_timeout, read_body(payload, state.max_body_bytes))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)??;
     let today = state.scheduler.today(Utc::now());
     let date = match body.date {
         Some(text) => validate_date(&text, today)?,

@@ -1,0 +1,1 @@
+//! Database outages: PostgreSQL cut in the middle of a tick, then healed.
