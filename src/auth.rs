@@ -16,8 +16,19 @@ pub struct Claims {
     pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// Not before: a token is refused until this moment (less `auth.leeway_seconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+}
+
+/// RFC 7519 lets `aud` be one string or an array of them; issuers use both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +55,7 @@ impl TokenVerifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = settings.leeway_seconds;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         let issuer = non_empty(&settings.issuer);
         let audience = non_empty(&settings.audience);
         // A configured issuer or audience must be present, not merely correct when present.
@@ -76,6 +88,9 @@ impl TokenVerifier {
             decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
                 match e.kind() {
                     ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::ImmatureSignature => {
+                        AuthError::Invalid("not valid yet (`nbf` in the future)".into())
+                    }
                     ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
                     ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                         AuthError::Invalid("algorithm not accepted (HS256 only)".into())
@@ -104,8 +119,9 @@ impl TokenVerifier {
             seller_id: seller_id.to_string(),
             exp: now + ttl.as_secs(),
             iat: Some(now),
+            nbf: None,
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(Audience::One),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Invalid(e.to_string()))
@@ -154,6 +170,52 @@ mod tests {
             TokenVerifier::new(&settings("two")).verify(&token),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    fn signed(secret: &str, claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_refused_and_in_the_past_accepted() {
+        let v = TokenVerifier::new(&settings("k"));
+        let now = unix_now();
+        let later = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "exp": now + 600, "nbf": now + 300}),
+        );
+        assert!(matches!(v.verify(&later), Err(AuthError::Invalid(_))));
+        let earlier = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "exp": now + 600, "nbf": now - 5}),
+        );
+        assert_eq!(v.verify(&earlier).unwrap().seller_id, "s");
+    }
+
+    #[test]
+    fn an_audience_array_works_when_it_names_us() {
+        let mut strict = settings("k");
+        strict.audience = "ads-stats".into();
+        let v = TokenVerifier::new(&strict);
+        let exp = unix_now() + 600;
+        let ours = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "exp": exp, "aud": ["billing", "ads-stats"]}),
+        );
+        assert_eq!(v.verify(&ours).unwrap().seller_id, "s");
+        let theirs = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "exp": exp, "aud": ["billing"]}),
+        );
+        assert!(v.verify(&theirs).is_err());
+        // Without a configured audience an array is accepted as it comes.
+        let loose = TokenVerifier::new(&settings("k"));
+        assert_eq!(loose.verify(&theirs).unwrap().seller_id, "s");
     }
 
     #[test]

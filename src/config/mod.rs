@@ -287,23 +287,54 @@ impl Settings {
             })?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", format!("not a tracing filter ({e})")))?;
-        if self.is_production() {
-            let secret = self.auth.jwt_secret.expose();
-            if secret.trim().is_empty() {
-                return Err(ConfigError::new(
-                    "auth.jwt_secret",
-                    "is missing; production needs a secret (set JWT_SECRET)",
-                ));
-            }
-            if secret == DEFAULT_JWT_SECRET {
-                return Err(ConfigError::new(
-                    "auth.jwt_secret",
-                    "is the shipped default; production needs your own secret (set JWT_SECRET)",
-                ));
-            }
-        }
-        Ok(())
+        self.check_jwt_secret()
     }
+
+    /// Fails closed: a service others can reach (any address but loopback), or one in production
+    /// mode, must have its own secret of at least [`MIN_JWT_SECRET_BYTES`] bytes; with the shipped
+    /// default anyone could mint a token for any seller. Loopback-only development keeps the
+    /// default so a newcomer runs the service with no setup.
+    fn check_jwt_secret(&self) -> Result<(), ConfigError> {
+        let exposed = !is_loopback_host(&self.server.host);
+        if !exposed && !self.is_production() {
+            return Ok(());
+        }
+        let why = if exposed {
+            format!("the service listens on {}", self.server.host)
+        } else {
+            "ADS_STATS_ENV=production".to_string()
+        };
+        let secret = self.auth.jwt_secret.expose();
+        let problem = if secret.trim().is_empty() {
+            "is missing"
+        } else if secret == DEFAULT_JWT_SECRET {
+            "is the shipped default"
+        } else if secret.len() < MIN_JWT_SECRET_BYTES {
+            "is shorter than 32 bytes"
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::new(
+            "auth.jwt_secret",
+            format!(
+                "{problem} and {why}; set JWT_SECRET to a random value of at least \
+                 {MIN_JWT_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)"
+            ),
+        ))
+    }
+}
+
+/// The shortest JWT secret accepted on a reachable or production service: HS256 keys shorter
+/// than the hash output (32 bytes) are guessable offline from one token.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// `127.0.0.1`, `::1`, any 127.x address and `localhost` answer only on this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn positive(key: &str, value: usize) -> Result<(), ConfigError> {
@@ -438,13 +469,15 @@ mod tests {
             let mut settings: Settings = figment
                 .extract()
                 .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
-            settings.auth.jwt_secret = Secret::new("a-real-secret-for-this-check");
+            settings.auth.jwt_secret = Secret::new(REAL_SECRET);
             settings
                 .validate()
                 .unwrap_or_else(|e| panic!("{} is invalid: {e}", path.display()));
         }
         assert!(seen >= 2, "expected default.toml and production.toml");
     }
+
+    const REAL_SECRET: &str = "0123456789abcdef0123456789abcdef-private";
 
     #[test]
     fn production_refuses_the_default_secret() {
@@ -455,7 +488,40 @@ mod tests {
         s.auth.jwt_secret = Secret::new("");
         assert_eq!(s.validate().unwrap_err().key, "auth.jwt_secret");
         s.auth.jwt_secret = Secret::new("something-long-and-private");
+        assert_eq!(s.validate().unwrap_err().key, "auth.jwt_secret");
+        s.auth.jwt_secret = Secret::new(REAL_SECRET);
         s.validate().expect("a real secret passes");
+    }
+
+    #[test]
+    fn a_reachable_service_refuses_a_weak_secret_in_any_environment() {
+        for host in ["0.0.0.0", "::", "10.1.2.3", "ads.example.com"] {
+            let mut s = Settings::defaults_with(|_| {}).unwrap();
+            s.server.host = host.into();
+            assert!(!s.is_production());
+            let err = s.validate().unwrap_err();
+            assert_eq!(err.key, "auth.jwt_secret", "{host}");
+            assert!(err.problem.contains("default"), "{}", err.problem);
+            s.auth.jwt_secret = Secret::new("a".repeat(MIN_JWT_SECRET_BYTES - 1));
+            assert!(s.validate().unwrap_err().problem.contains("32 bytes"));
+            s.auth.jwt_secret = Secret::new(REAL_SECRET);
+            s.validate().expect("a long secret passes");
+        }
+        for host in ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"] {
+            let mut s = Settings::defaults_with(|_| {}).unwrap();
+            s.server.host = host.into();
+            s.validate()
+                .expect("loopback keeps the development default");
+        }
+    }
+
+    #[test]
+    fn the_refusal_never_prints_the_secret() {
+        let mut s = Settings::defaults_with(|_| {}).unwrap();
+        s.server.host = "0.0.0.0".into();
+        s.auth.jwt_secret = Secret::new("short-but-secret");
+        let err = s.validate().unwrap_err().to_string();
+        assert!(!err.contains("short-but-secret"), "{err}");
     }
 
     #[test]

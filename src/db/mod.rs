@@ -33,13 +33,54 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// No connection could be had in time: the server is down, unreachable or the pool is exhausted.
+    /// No connection could be opened in time: the server is down or unreachable.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database works but is saturated right now: every pooled connection is in use, SQLite's
+    /// write lock stayed taken past the busy timeout, or PostgreSQL cancelled a statement on its
+    /// statement or lock timeout. Retrying shortly is the right answer.
+    #[error("database busy: {0}")]
+    Busy(String),
     #[error(transparent)]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+}
+
+impl From<diesel::result::Error> for DbError {
+    fn from(e: diesel::result::Error) -> Self {
+        if is_busy(&e) {
+            DbError::Busy(e.to_string())
+        } else {
+            DbError::Query(e)
+        }
+    }
+}
+
+impl DbError {
+    /// True for errors a retry may fix (busy or unreachable), false for errors in the query.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DbError::Busy(_) | DbError::Unavailable(_))
+    }
+}
+
+/// Errors that mean "too busy right now", by the message each engine gives: diesel reports
+/// neither SQLite's SQLITE_BUSY nor PostgreSQL's SQLSTATE 57014 / 55P03 as a kind of its own.
+fn is_busy(e: &diesel::result::Error) -> bool {
+    let diesel::result::Error::DatabaseError(_, info) = e else {
+        return false;
+    };
+    let message = info.message().to_ascii_lowercase();
+    [
+        "database is locked",
+        "database table is locked",
+        "database is busy",
+        "canceling statement due to statement timeout",
+        "canceling statement due to lock timeout",
+        "could not obtain lock",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 /// The process-wide pool; cheap to clone.
@@ -162,7 +203,8 @@ impl Db {
         }
     }
 
-    /// A connection, or [`DbError::Unavailable`] once `database.connect_timeout` has passed.
+    /// A connection, or an error once `database.connect_timeout` has passed: [`DbError::Busy`]
+    /// when every pooled connection was in use all along, [`DbError::Unavailable`] otherwise.
     pub async fn conn(&self) -> Result<DbConn, DbError> {
         let wait = async {
             match &self.pool {
@@ -177,11 +219,35 @@ impl Db {
         match tokio::time::timeout(self.connect_timeout, wait).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(DbError::Unavailable(e)),
+            Err(_) if self.pool_exhausted() => Err(DbError::Busy(format!(
+                "all {} pooled connections stayed in use for {}s",
+                self.pool_size(),
+                self.connect_timeout.as_secs_f32()
+            ))),
             Err(_) => Err(DbError::Unavailable(format!(
                 "no connection within {}s",
                 self.connect_timeout.as_secs_f32()
             ))),
         }
+    }
+
+    /// (open connections, idle connections, most connections).
+    fn pool_status(&self) -> (usize, usize, usize) {
+        let status = match &self.pool {
+            DbPool::Postgres(p) => p.status(),
+            DbPool::Sqlite(p) => p.status(),
+        };
+        (status.size, status.available, status.max_size)
+    }
+
+    /// Every connection the pool may open is open and checked out.
+    fn pool_exhausted(&self) -> bool {
+        let (size, available, max_size) = self.pool_status();
+        size >= max_size && available == 0
+    }
+
+    pub fn pool_size(&self) -> usize {
+        self.pool_status().2
     }
 
     /// Applies pending embedded migrations for this backend; returns how many ran.

@@ -5,7 +5,6 @@ use std::future::{ready, Ready};
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 
 use super::{ApiError, AppState};
-use crate::auth::AuthError;
 
 /// The seller a valid token speaks for. Extracting it answers 401 for any token problem.
 pub struct AuthenticatedSeller(pub String);
@@ -23,25 +22,38 @@ fn authenticate(req: &HttpRequest) -> Result<AuthenticatedSeller, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    let token = bearer_token(req).map_err(|why| {
+        tracing::debug!(reason = why, "request refused: no usable bearer token");
+        ApiError::Unauthorized
+    })?;
+    match state.verifier.verify(token) {
+        Ok(claims) => Ok(AuthenticatedSeller(claims.seller_id)),
+        Err(why) => {
+            tracing::debug!(reason = %why, "request refused: token rejected");
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 7235), and any run of spaces may separate it from the token.
+fn bearer_token(req: &HttpRequest) -> Result<&str, &'static str> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| {
-            ApiError::Unauthorized("missing Authorization header (Bearer token)".into())
-        })?
+        .ok_or("missing Authorization header")?
         .to_str()
-        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Unauthorized("Authorization must be `Bearer <token>`".into()))?;
-    match state.verifier.verify(token) {
-        Ok(claims) => Ok(AuthenticatedSeller(claims.seller_id)),
-        Err(AuthError::Expired) => Err(ApiError::Unauthorized("the token has expired".into())),
-        Err(AuthError::Invalid(why)) => {
-            Err(ApiError::Unauthorized(format!("invalid token: {why}")))
-        }
+        .map_err(|_| "Authorization header is not visible ASCII")?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or("Authorization is not `Bearer <token>`")?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("Authorization scheme is not Bearer");
     }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("empty bearer token");
+    }
+    Ok(token)
 }

@@ -10,8 +10,10 @@ use crate::jobs::EnqueueError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
-    Unauthorized(String),
+    /// Any token problem. The body never says which (that would help a forger); the reason goes
+    /// to the debug log.
+    #[error("invalid or expired token")]
+    Unauthorized,
     #[error("{0}")]
     Forbidden(String),
     #[error("{message}")]
@@ -30,6 +32,10 @@ pub enum ApiError {
     QueueFull,
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable(String),
+    #[error("the database is busy; retry shortly")]
+    DatabaseBusy(String),
+    #[error("too many manual syncs for this seller; retry after {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("something went wrong on our side")]
     Internal(String),
 }
@@ -44,7 +50,7 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::BadRequest { code, .. } => code,
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -54,6 +60,8 @@ impl ApiError {
             ApiError::RequestTimeout => "request_timeout",
             ApiError::QueueFull => "queue_full",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::DatabaseBusy(_) => "database_busy",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -61,11 +69,13 @@ impl ApiError {
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "5";
+/// A busy database clears in moments (a lock released, a connection returned).
+const BUSY_RETRY_AFTER_SECS: &str = "1";
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -73,9 +83,10 @@ impl ResponseError for ApiError {
             ApiError::NothingToSync(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::QueueFull | ApiError::DatabaseUnavailable(_) => {
+            ApiError::QueueFull | ApiError::DatabaseUnavailable(_) | ApiError::DatabaseBusy(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,15 +97,22 @@ impl ResponseError for ApiError {
             ApiError::DatabaseUnavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable")
             }
+            ApiError::DatabaseBusy(cause) => tracing::warn!(error = %cause, "database busy"),
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unauthorized(_) => {
+            ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             ApiError::QueueFull | ApiError::DatabaseUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            ApiError::DatabaseBusy(_) => {
+                response.insert_header((header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}
         }
@@ -106,6 +124,7 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Unavailable(cause) => ApiError::DatabaseUnavailable(cause),
+            DbError::Busy(cause) => ApiError::DatabaseBusy(cause),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -113,7 +132,7 @@ impl From<DbError> for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        ApiError::from(DbError::Query(e))
+        ApiError::from(DbError::from(e))
     }
 }
 

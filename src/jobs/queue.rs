@@ -39,7 +39,7 @@ pub enum EnqueueError {
 
 impl From<diesel::result::Error> for EnqueueError {
     fn from(e: diesel::result::Error) -> Self {
-        EnqueueError::Db(DbError::Query(e))
+        EnqueueError::Db(DbError::from(e))
     }
 }
 

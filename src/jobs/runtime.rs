@@ -192,7 +192,7 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
             tracing::warn!(job.id = %record.job_id, "job was taken back meanwhile; its writes were rolled back");
             Ok(())
         }
-        Outcome::Failed(error) => {
+        Outcome::Failed { public, detail } => {
             let retry_at = (record.attempts < record.max_attempts).then(|| {
                 let attempt = record.attempts as u32;
                 let delay = super::with_jitter(
@@ -204,18 +204,19 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
             });
             match retry_at {
                 Some(at) => tracing::warn!(
-                    job.id = %record.job_id, job.attempt = record.attempts, error = %error,
+                    job.id = %record.job_id, job.attempt = record.attempts, error = %detail,
                     retry_at = %at, duration_ms, "job attempt failed; will retry"
                 ),
                 None => tracing::error!(
-                    job.id = %record.job_id, job.attempt = record.attempts, error = %error,
+                    job.id = %record.job_id, job.attempt = record.attempts, error = %detail,
                     duration_ms, "job failed for good"
                 ),
             }
             async {
                 let mut conn = ctx.db.conn().await?;
                 Ok::<_, DbError>(
-                    db::jobs::mark_attempt_failed(&mut conn, &lease, &error, retry_at, now).await?,
+                    db::jobs::mark_attempt_failed(&mut conn, &lease, &public, retry_at, now)
+                        .await?,
                 )
             }
             .await
@@ -233,7 +234,20 @@ enum Outcome {
     Succeeded(crate::pipeline::SyncSummary),
     Released,
     LeaseLost,
-    Failed(String),
+    /// `public` is what the job record shows the seller; `detail` goes to the log only.
+    Failed {
+        public: String,
+        detail: String,
+    },
+}
+
+impl Outcome {
+    fn failed(error: &PipelineError) -> Self {
+        Outcome::Failed {
+            public: error.public_message().to_string(),
+            detail: error.to_string(),
+        }
+    }
 }
 
 async fn attempt(
@@ -243,7 +257,10 @@ async fn attempt(
     hard_stop: &CancellationToken,
 ) -> Outcome {
     let Ok(level) = record.level.parse() else {
-        return Outcome::Failed(format!("unknown level {}", record.level));
+        return Outcome::failed(&PipelineError::InvalidRequest(format!(
+            "unknown level {}",
+            record.level
+        )));
     };
     let request = SyncRequest {
         seller_id: record.seller_id.clone(),
@@ -259,12 +276,13 @@ async fn attempt(
     };
     let fetched = match fetched {
         Ok(Ok(fetched)) => fetched,
-        Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+        Ok(Err(e)) => return Outcome::failed(&e),
         Err(_) => {
-            return Outcome::Failed(format!(
-                "timed out after {}s (jobs.timeout)",
-                timeout.as_secs_f32()
-            ))
+            let text = format!("timed out after {}s (jobs.timeout)", timeout.as_secs_f32());
+            return Outcome::Failed {
+                public: text.clone(),
+                detail: text,
+            };
         }
     };
     // The write transaction is short and bounded by the database's own timeouts; it is never
@@ -272,7 +290,7 @@ async fn attempt(
     match ctx.pipeline.commit(fetched, Some(lease)).await {
         Ok(summary) => Outcome::Succeeded(summary),
         Err(PipelineError::LeaseLost) => Outcome::LeaseLost,
-        Err(e) => Outcome::Failed(e.to_string()),
+        Err(e) => Outcome::failed(&e),
     }
 }
 

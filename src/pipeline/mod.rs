@@ -88,9 +88,30 @@ pub enum PipelineError {
     Injected(FaultPoint),
 }
 
+impl PipelineError {
+    /// What a seller may read about the failure (a job's `lastError`): fixed text naming the
+    /// kind of failure, never a raw database or provider message (those go to the log).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            PipelineError::Db(e) if e.is_transient() => {
+                "the database was unavailable or busy; the sync will be retried"
+            }
+            PipelineError::Db(_) => "a database error stopped the sync",
+            PipelineError::Provider(ProviderError::RateLimited(_)) => {
+                "the stats provider limited our requests"
+            }
+            PipelineError::Provider(_) => "the stats provider request failed",
+            PipelineError::ProviderOutput(_) => "the stats provider answered with unexpected data",
+            PipelineError::InvalidRequest(_) => "the sync request is not valid",
+            PipelineError::LeaseLost => "the job was taken back by another worker",
+            PipelineError::Injected(_) => "an injected test fault stopped the sync",
+        }
+    }
+}
+
 impl From<diesel::result::Error> for PipelineError {
     fn from(e: diesel::result::Error) -> Self {
-        PipelineError::Db(DbError::Query(e))
+        PipelineError::Db(DbError::from(e))
     }
 }
 

@@ -16,6 +16,7 @@ on_both_backends!(
     a_specific_date_is_synced,
     repeated_request_is_deduplicated_while_active,
     unauthorized_without_a_valid_token,
+    bearer_in_any_case_nbf_and_audience_arrays_are_accepted,
     forbidden_for_unknown_or_suspended_sellers,
     bad_dates_and_bodies_are_400_or_413,
     nothing_to_sync_is_422,
@@ -211,6 +212,13 @@ async fn unauthorized_without_a_valid_token(backend: Backend) {
             Some(token_with(&secret, json!({"sub": "s1", "exp": now + 600}))),
         ),
         ("alg none", Some(alg_none)),
+        (
+            "not valid yet",
+            Some(token_with(
+                &secret,
+                json!({"sellerId": "s1", "exp": now + 600, "nbf": now + 300}),
+            )),
+        ),
     ];
     for (what, token) in cases {
         let response = app.post_sync(token.as_deref(), None).await;
@@ -219,7 +227,13 @@ async fn unauthorized_without_a_valid_token(backend: Backend) {
             response.headers().get("www-authenticate").unwrap(),
             "Bearer"
         );
-        assert_eq!(error_code(response, 401).await, "unauthorized", "{what}");
+        // One fixed text whatever the reason: the reason would help a forger.
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"error": "unauthorized", "message": "invalid or expired token"}),
+            "{what}"
+        );
     }
     let basic = app
         .request(Method::POST, "/api/ads-manager/sync")
@@ -231,6 +245,35 @@ async fn unauthorized_without_a_valid_token(backend: Backend) {
         "not a Bearer scheme"
     );
     assert!(app.jobs().await.is_empty());
+    app.shutdown().await;
+}
+
+async fn bearer_in_any_case_nbf_and_audience_arrays_are_accepted(backend: Backend) {
+    let app = app(backend)
+        .with_catalog(seller_catalog("s1"))
+        .with_settings(|s| s.auth.audience = "ads-stats".into())
+        .spawn()
+        .await;
+    let secret = app.settings.auth.jwt_secret.expose().to_string();
+    let now = ads_stats::auth::unix_now();
+    let token = token_with(
+        &secret,
+        json!({"sellerId": "s1", "exp": now + 600, "nbf": now - 1, "aud": ["billing", "ads-stats"]}),
+    );
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let request = app
+            .request(Method::GET, "/api/ads-manager/sync/sync__s1__none")
+            .header("Authorization", format!("{scheme}  {token}"));
+        let response = app.send(request).await;
+        // Authenticated: the job simply does not exist.
+        assert_eq!(error_code(response, 404).await, "not_found", "{scheme}");
+    }
+    let elsewhere = token_with(
+        &secret,
+        json!({"sellerId": "s1", "exp": now + 600, "aud": ["billing"]}),
+    );
+    let response = app.post_sync(Some(&elsewhere), None).await;
+    assert_eq!(error_code(response, 401).await, "unauthorized");
     app.shutdown().await;
 }
 

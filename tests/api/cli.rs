@@ -67,6 +67,38 @@ async fn production_refuses_a_missing_or_default_secret() {
 }
 
 #[tokio::test]
+async fn a_reachable_service_refuses_a_weak_secret_in_any_environment() {
+    for host in ["0.0.0.0", "::"] {
+        config_error(&[("ADS_STATS_SERVER__HOST", host)], "auth.jwt_secret").await;
+        config_error(
+            &[
+                ("ADS_STATS_SERVER__HOST", host),
+                ("JWT_SECRET", "dev-only-insecure-secret"),
+            ],
+            "auth.jwt_secret",
+        )
+        .await;
+        config_error(
+            &[
+                ("ADS_STATS_SERVER__HOST", host),
+                ("JWT_SECRET", "31-bytes-is-one-byte-too-short"),
+            ],
+            "auth.jwt_secret",
+        )
+        .await;
+    }
+    // Production listens on 0.0.0.0 (config/production.toml): a short secret is refused there.
+    config_error(
+        &[
+            ("ADS_STATS_ENV", "production"),
+            ("JWT_SECRET", "a-real-but-short-secret"),
+        ],
+        "auth.jwt_secret",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn secrets_never_appear_in_error_output() {
     let out = ads_stats()
         .arg("serve")
@@ -84,12 +116,13 @@ async fn token_is_refused_in_production_and_verifies_elsewhere() {
         .args(["token", "--seller", "s1"])
         .envs([
             ("ADS_STATS_ENV", "production"),
-            ("JWT_SECRET", "a-real-production-secret"),
+            ("JWT_SECRET", "a-real-production-secret-of-40-bytes-xyz"),
         ])
         .output()
         .await
         .unwrap();
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
 
     let out = ads_stats()
         .args(["token", "--seller", "s1", "--ttl", "2h"])

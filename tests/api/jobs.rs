@@ -135,10 +135,10 @@ async fn a_job_failing_always_ends_failed_after_max_attempts(backend: Backend) {
     assert_eq!(jobs[0].status, "FAILED");
     assert_eq!(jobs[0].attempts, 3);
     assert_eq!(provider.calls.load(Ordering::SeqCst), 3);
-    assert!(
-        jobs[0].last_error.as_deref().unwrap().contains("bad day"),
-        "{:?}",
-        jobs[0].last_error
+    // The seller reads a fixed, safe text; the provider's own words stay in the log.
+    assert_eq!(
+        jobs[0].last_error.as_deref(),
+        Some("the stats provider request failed")
     );
     assert!(jobs[0].finished_at.is_some());
     // Retries waited: 50 ms then 100 ms (exponential backoff from jobs.backoff).
