@@ -51,6 +51,7 @@ pub struct Settings {
     pub stats: StatsSettings,
     pub jobs: JobSettings,
     pub scheduler: SchedulerSettings,
+    pub rate_limit: RateLimitSettings,
     /// Environment name from `ADS_STATS_ENV` (`development` when unset); not a file key.
     #[serde(skip)]
     pub environment: String,
@@ -144,6 +145,14 @@ pub struct JobSettings {
     pub poll_interval: Duration,
     #[serde(with = "duration")]
     pub rescue_after: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Manual syncs one seller may ask for per minute (a burst of that many, then an even pace);
+    /// 0 turns the limit off. Scheduled syncs are never limited.
+    pub manual_syncs_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

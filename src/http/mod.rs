@@ -4,6 +4,7 @@
 mod auth;
 mod errors;
 mod health;
+mod rate_limit;
 mod sync;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::db::Db;
 use crate::jobs::{JobQueue, Scheduler};
 
 pub use errors::ApiError;
+pub use rate_limit::SyncRateLimiter;
 
 /// Everything a handler may use; one instance per process, shared through `web::Data`.
 pub struct AppState {
@@ -24,6 +26,8 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,
+    /// `None` when `rate_limit.manual_syncs_per_minute` is 0.
+    pub sync_limiter: Option<SyncRateLimiter>,
 }
 
 /// Registers every route on an actix `App`.

@@ -17,6 +17,8 @@ on_both_backends!(
     repeated_request_is_deduplicated_while_active,
     unauthorized_without_a_valid_token,
     bearer_in_any_case_nbf_and_audience_arrays_are_accepted,
+    manual_syncs_are_rate_limited_per_seller_and_the_scheduler_is_not,
+    a_rate_limit_of_zero_is_off,
     forbidden_for_unknown_or_suspended_sellers,
     bad_dates_and_bodies_are_400_or_413,
     nothing_to_sync_is_422,
@@ -274,6 +276,61 @@ async fn bearer_in_any_case_nbf_and_audience_arrays_are_accepted(backend: Backen
     );
     let response = app.post_sync(Some(&elsewhere), None).await;
     assert_eq!(error_code(response, 401).await, "unauthorized");
+    app.shutdown().await;
+}
+
+async fn manual_syncs_are_rate_limited_per_seller_and_the_scheduler_is_not(backend: Backend) {
+    let app = app(backend)
+        .with_catalog(merge(seller_catalog("s1"), seller_catalog("s2")))
+        .with_settings(|s| s.rate_limit.manual_syncs_per_minute = 3)
+        .spawn()
+        .await;
+    let token = app.token("s1");
+    for _ in 0..3 {
+        assert_eq!(app.post_sync(Some(&token), None).await.status(), 202);
+    }
+    let response = app.post_sync(Some(&token), None).await;
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 3 a minute: the next one is allowed within 20 s.
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_code(response, 429).await, "rate_limited");
+    assert_eq!(
+        app.post_sync(Some(&app.token("s2")), None).await.status(),
+        202,
+        "another seller has its own budget"
+    );
+    app.wait_until_idle(Duration::from_secs(20)).await;
+    let summary = app
+        .app()
+        .scheduler()
+        .tick(chrono::Utc::now())
+        .await
+        .expect("tick");
+    assert_eq!(
+        (summary.sellers, summary.enqueued),
+        (2, 6),
+        "the scheduler is never limited"
+    );
+    app.shutdown().await;
+}
+
+async fn a_rate_limit_of_zero_is_off(backend: Backend) {
+    let app = app(backend)
+        .with_catalog(seller_catalog("s1"))
+        .with_settings(|s| s.rate_limit.manual_syncs_per_minute = 0)
+        .spawn()
+        .await;
+    let token = app.token("s1");
+    for _ in 0..40 {
+        assert_eq!(app.post_sync(Some(&token), None).await.status(), 202);
+    }
     app.shutdown().await;
 }
 

@@ -27,6 +27,14 @@ pub async fn trigger_sync(
     AuthenticatedSeller(seller_id): AuthenticatedSeller,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(limiter) = &state.sync_limiter {
+        limiter.check(&seller_id).map_err(|wait| {
+            tracing::info!(seller.id = %seller_id, "manual sync rate limited");
+            ApiError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })?;
+    }
     let body = tokio::time::timeout(state.body_timeout, read_body(payload, state.max_body_bytes))
         .await
         .map_err(|_| ApiError::RequestTimeout)??;

@@ -1,0 +1,60 @@
+//! Per-seller limit on manual syncs (`rate_limit.manual_syncs_per_minute`): a GCRA bucket per
+//! seller from `governor`, so a burst up to the limit passes and then one request per interval.
+//! The scheduler never passes through here.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Sellers tracked before buckets that have refilled are dropped, so memory stays bounded.
+const PRUNE_ABOVE: usize = 10_000;
+
+pub struct SyncRateLimiter {
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+impl SyncRateLimiter {
+    /// `None` when `per_minute` is 0: the limit is off.
+    pub fn per_minute(per_minute: u32) -> Option<Self> {
+        let per_minute = NonZeroU32::new(per_minute)?;
+        Some(Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        })
+    }
+
+    /// `Err(wait)` when the seller is over the limit, with how long until one more is allowed.
+    pub fn check(&self, seller_id: &str) -> Result<(), Duration> {
+        if self.limiter.len() > PRUNE_ABOVE {
+            self.limiter.retain_recent();
+        }
+        self.limiter
+            .check_key(&seller_id.to_string())
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_up_to_the_limit_passes_per_seller_then_waits() {
+        let limiter = SyncRateLimiter::per_minute(3).expect("on");
+        for _ in 0..3 {
+            assert!(limiter.check("a").is_ok());
+        }
+        let wait = limiter.check("a").unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limiter.check("b").is_ok(), "sellers have their own budget");
+    }
+
+    #[test]
+    fn zero_turns_it_off() {
+        assert!(SyncRateLimiter::per_minute(0).is_none());
+    }
+}
