@@ -14,7 +14,10 @@ use crate::auth::TokenVerifier;
 use crate::config::{parse_cron, Settings};
 use crate::db::{Db, DbError};
 use crate::http::{self, AppState};
-use crate::jobs::{JobQueue, JobRuntime, RuntimeSettings, Scheduler};
+use crate::jobs::{
+    supervise, JobQueue, JobRuntime, RuntimeSettings, Scheduler, TaskFaults, TaskHealth, TaskState,
+    SCHEDULER,
+};
 use crate::pipeline::Pipeline;
 use crate::providers::StatProvider;
 
@@ -50,6 +53,8 @@ pub struct Application {
     runtime: JobRuntime,
     scheduler_stop: CancellationToken,
     scheduler_task: Option<JoinHandle<()>>,
+    state: Arc<AppState>,
+    faults: Arc<TaskFaults>,
 }
 
 impl Application {
@@ -81,12 +86,16 @@ impl Application {
             settings.jobs.queue_capacity,
             settings.jobs.max_attempts,
         );
+        let tasks = TaskHealth::default();
+        let faults = Arc::new(TaskFaults::default());
         let runtime = JobRuntime::start(
             db.clone(),
             pipeline.clone(),
             queue.clone(),
             receiver,
             RuntimeSettings::from(&settings.jobs),
+            tasks.clone(),
+            faults.clone(),
         );
         let schedule = parse_cron(&settings.scheduler.cron).map_err(StartupError::Settings)?;
         let scheduler = Scheduler::new(
@@ -98,12 +107,23 @@ impl Application {
         );
         let scheduler_stop = CancellationToken::new();
         let scheduler_task = settings.scheduler.enabled.then(|| {
-            tokio::spawn(
-                scheduler
-                    .clone()
-                    .run(scheduler_stop.clone(), options.tick_now),
+            let (scheduler, stop, faults) =
+                (scheduler.clone(), scheduler_stop.clone(), faults.clone());
+            // Only the first run ticks at once; a restarted scheduler waits for the next mark.
+            let tick_now = Arc::new(std::sync::atomic::AtomicBool::new(options.tick_now));
+            supervise(
+                SCHEDULER,
+                tasks.clone(),
+                scheduler_stop.clone(),
+                move || {
+                    let first = tick_now.swap(false, std::sync::atomic::Ordering::SeqCst);
+                    scheduler.clone().run(stop.clone(), first, faults.clone())
+                },
             )
         });
+        if !settings.scheduler.enabled {
+            tasks.set(SCHEDULER, TaskState::Stopped);
+        }
 
         let state = Arc::new(AppState {
             db: db.clone(),
@@ -115,7 +135,11 @@ impl Application {
             sync_limiter: http::SyncRateLimiter::per_minute(
                 settings.rate_limit.manual_syncs_per_minute,
             ),
+            tasks: tasks.clone(),
+            health_probe: http::HealthProbe::new(db.clone(), tokio::runtime::Handle::current()),
+            runtime: tokio::runtime::Handle::current(),
         });
+        let server_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap_fn(|req, srv| {
@@ -137,7 +161,7 @@ impl Application {
                         Ok(response)
                     }
                 })
-                .configure(http::configure(state.clone()))
+                .configure(http::configure(server_state.clone()))
         })
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
@@ -164,6 +188,8 @@ impl Application {
             runtime,
             scheduler_stop,
             scheduler_task,
+            state,
+            faults,
         })
     }
 
@@ -186,6 +212,21 @@ impl Application {
 
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
+    }
+
+    /// Whether each background task (dispatcher, sweeper, scheduler) is running.
+    pub fn tasks(&self) -> &TaskHealth {
+        &self.state.tasks
+    }
+
+    /// Test hook: make a background task crash, as a bug would.
+    pub fn task_faults(&self) -> &TaskFaults {
+        &self.faults
+    }
+
+    /// Database probes `/health` has run since start.
+    pub fn health_probes_run(&self) -> u64 {
+        self.state.health_probe.probes_run()
     }
 
     /// Runs until `stop` is cancelled, then shuts down in order.

@@ -434,3 +434,31 @@ pub(crate) fn assert_placeholders_in_order(sql: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::connection::SimpleConnection;
+
+    #[test]
+    fn sqlite_locked_is_busy_and_a_bad_query_is_not() {
+        let dir = std::env::temp_dir().join(format!("ads-stats-busy-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("busy.db");
+        let path = path.to_string_lossy();
+        let mut holder = SqliteConnection::establish(&path).unwrap();
+        holder
+            .batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE")
+            .unwrap();
+        let mut other = SqliteConnection::establish(&path).unwrap();
+        other.batch_execute("PRAGMA busy_timeout = 0").unwrap();
+        let locked = other.batch_execute("BEGIN IMMEDIATE").unwrap_err();
+        assert!(matches!(DbError::from(locked), DbError::Busy(_)));
+        let wrong = other.batch_execute("SELECT * FROM missing").unwrap_err();
+        let wrong = DbError::from(wrong);
+        assert!(matches!(wrong, DbError::Query(_)));
+        assert!(!wrong.is_transient());
+        drop((holder, other));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

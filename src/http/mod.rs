@@ -13,9 +13,10 @@ use actix_web::web;
 
 use crate::auth::TokenVerifier;
 use crate::db::Db;
-use crate::jobs::{JobQueue, Scheduler};
+use crate::jobs::{JobQueue, Scheduler, TaskHealth};
 
 pub use errors::ApiError;
+pub use health::HealthProbe;
 pub use rate_limit::SyncRateLimiter;
 
 /// Everything a handler may use; one instance per process, shared through `web::Data`.
@@ -28,6 +29,31 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// `None` when `rate_limit.manual_syncs_per_minute` is 0.
     pub sync_limiter: Option<SyncRateLimiter>,
+    pub tasks: TaskHealth,
+    pub health_probe: HealthProbe,
+    /// The process's main (multi-threaded) runtime; see [`AppState::on_main_runtime`].
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl AppState {
+    /// Runs a handler's database work on the main runtime and waits for it.
+    ///
+    /// Each actix worker thread has a current-thread runtime of its own, and a request future is
+    /// dropped wherever it is when its client disconnects. Dropping an unfinished SQLite query
+    /// makes diesel-async wait for it with `block_in_place`, which panics on a current-thread
+    /// runtime. Spawned on the main runtime, the work is not dropped with the request: it runs
+    /// to its end (a sync the client stopped waiting for is still recorded, as it would be had
+    /// the answer been lost on the way back) and its connection returns to the pool intact.
+    pub async fn on_main_runtime<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.runtime
+            .spawn(work)
+            .await
+            .map_err(|e| ApiError::Internal(format!("database work did not finish: {e}")))?
+    }
 }
 
 /// Registers every route on an actix `App`.

@@ -7,12 +7,15 @@
 mod queue;
 mod runtime;
 pub mod scheduler;
+mod supervisor;
 
 use std::time::Duration;
 
 pub use queue::{EnqueueError, Enqueued, JobQueue, Trigger};
-pub use runtime::{JobRuntime, RuntimeSettings};
-pub use scheduler::{Scheduler, SchedulerStatus, TickSummary};
+pub use runtime::{JobRuntime, RuntimeSettings, DISPATCHER, SWEEPER};
+pub use scheduler::{Scheduler, SchedulerStatus, TickSummary, SCHEDULER};
+pub(crate) use supervisor::supervise;
+pub use supervisor::{TaskFaults, TaskHealth, TaskState};
 
 /// Delay before retry number `attempt` (1 = first retry): `base · 2^(attempt-1)`, at most an hour.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::JobQueue;
+use super::supervisor::{supervise, TaskFaults, TaskHealth};
 use crate::db::jobs::Lease;
 use crate::db::models::JobRecord;
 use crate::db::{self, Db, DbError};
@@ -52,11 +52,22 @@ struct Context {
     worker: String,
     /// Records this process is running right now: what the heartbeat vouches for.
     running: Arc<Mutex<HashSet<i64>>>,
+    faults: Arc<TaskFaults>,
 }
+
+/// Task names, as `/health` shows them.
+pub const DISPATCHER: &str = "dispatcher";
+pub const SWEEPER: &str = "sweeper";
 
 /// The running workers and sweeper; [`JobRuntime::shutdown`] stops them gracefully.
 pub struct JobRuntime {
     stop: CancellationToken,
+    /// Cancelled when the shutdown grace is over: jobs still fetching are handed back.
+    hard_stop: CancellationToken,
+    /// One permit per worker slot; a running job holds one. Outside the dispatcher, so a
+    /// dispatcher that is restarted neither forgets nor aborts the jobs already running.
+    slots: Arc<Semaphore>,
+    settings: RuntimeSettings,
     dispatcher: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
 }
@@ -68,6 +79,8 @@ impl JobRuntime {
         queue: JobQueue,
         receiver: mpsc::Receiver<i64>,
         settings: RuntimeSettings,
+        health: TaskHealth,
+        faults: Arc<TaskFaults>,
     ) -> Self {
         let worker = format!("ads-stats-{}", uuid::Uuid::new_v4().simple());
         tracing::info!(worker = %worker, concurrency = settings.concurrency, "job workers started");
@@ -75,15 +88,40 @@ impl JobRuntime {
             db,
             pipeline,
             queue,
-            settings,
+            settings: settings.clone(),
             worker,
             running: Arc::default(),
+            faults,
         };
         let stop = CancellationToken::new();
-        let dispatcher = tokio::spawn(dispatch(ctx.clone(), receiver, stop.clone()));
-        let sweeper = tokio::spawn(sweep(ctx, stop.clone()));
+        let hard_stop = CancellationToken::new();
+        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        // A restarted dispatcher takes the same channel up again: ids already in it are not lost.
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let dispatcher = {
+            let (ctx, stop, hard_stop, slots) =
+                (ctx.clone(), stop.clone(), hard_stop.clone(), slots.clone());
+            supervise(DISPATCHER, health.clone(), stop.clone(), move || {
+                dispatch(
+                    ctx.clone(),
+                    receiver.clone(),
+                    slots.clone(),
+                    stop.clone(),
+                    hard_stop.clone(),
+                )
+            })
+        };
+        let sweeper = {
+            let stop = stop.clone();
+            supervise(SWEEPER, health, stop.clone(), move || {
+                sweep(ctx.clone(), stop.clone())
+            })
+        };
         Self {
             stop,
+            hard_stop,
+            slots,
+            settings,
             dispatcher,
             sweeper,
         }
@@ -96,53 +134,59 @@ impl JobRuntime {
         self.stop.cancel();
         let _ = self.sweeper.await;
         let _ = self.dispatcher.await;
+        let all = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX);
+        let running = self.settings.concurrency - self.slots.available_permits();
+        if running > 0 {
+            tracing::info!(
+                running,
+                grace_s = self.settings.shutdown_grace.as_secs_f32(),
+                "waiting for running jobs"
+            );
+        }
+        let drained =
+            tokio::time::timeout(self.settings.shutdown_grace, self.slots.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = self.settings.concurrency - self.slots.available_permits(),
+                "shutdown grace over: handing unfinished jobs back to the queue"
+            );
+            self.hard_stop.cancel();
+            let _ = self.slots.acquire_many(all).await;
+        }
     }
 }
 
-async fn dispatch(ctx: Context, mut receiver: mpsc::Receiver<i64>, stop: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(ctx.settings.concurrency));
-    let hard_stop = CancellationToken::new();
-    let mut workers = JoinSet::new();
+/// Hands ids from the channel to workers, one per free slot.
+async fn dispatch(
+    ctx: Context,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<i64>>>,
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+    hard_stop: CancellationToken,
+) {
+    let mut receiver = receiver.lock().await;
     loop {
         let slot = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
+            _ = ctx.faults.armed(DISPATCHER) => panic!("injected dispatcher crash"),
             slot = slots.clone().acquire_owned() => match slot { Ok(s) => s, Err(_) => break },
         };
         let record_id = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
+            _ = ctx.faults.armed(DISPATCHER) => panic!("injected dispatcher crash"),
             id = receiver.recv() => match id { Some(id) => id, None => break },
         };
         let ctx = ctx.clone();
         let hard_stop = hard_stop.clone();
-        workers.spawn(async move {
+        tokio::spawn(async move {
             run_one(&ctx, record_id, &hard_stop).await;
             drop(slot);
         });
-        while workers.try_join_next().is_some() {}
     }
-    receiver.close();
-    while workers.try_join_next().is_some() {}
-    let running = workers.len();
-    if running > 0 {
-        tracing::info!(
-            running,
-            grace_s = ctx.settings.shutdown_grace.as_secs_f32(),
-            "waiting for running jobs"
-        );
-    }
-    let drained = tokio::time::timeout(ctx.settings.shutdown_grace, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            left = workers.len(),
-            "shutdown grace over: handing unfinished jobs back to the queue"
-        );
-        hard_stop.cancel();
-        while workers.join_next().await.is_some() {}
+    if stop.is_cancelled() {
+        receiver.close();
     }
 }
 
@@ -348,6 +392,7 @@ async fn sweep(ctx: Context, stop: CancellationToken) {
         }
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = ctx.faults.armed(SWEEPER) => panic!("injected sweeper crash"),
             _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
         }
     }

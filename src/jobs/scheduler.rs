@@ -13,6 +13,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{EnqueueError, JobQueue, Trigger};
+use super::supervisor::TaskFaults;
+
+/// The scheduler's task name, as `/health` shows it.
+pub const SCHEDULER: &str = "scheduler";
 use crate::db::{self, Db};
 use crate::domain::Level;
 use crate::pipeline::SyncRequest;
@@ -104,7 +108,7 @@ impl Scheduler {
     }
 
     /// Ticks on the cron schedule until `stop` is cancelled. With `tick_now`, ticks once at start.
-    pub async fn run(self, stop: CancellationToken, tick_now: bool) {
+    pub async fn run(self, stop: CancellationToken, tick_now: bool, faults: Arc<TaskFaults>) {
         if tick_now {
             self.tick_logged(Utc::now()).await;
         }
@@ -121,6 +125,7 @@ impl Scheduler {
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = faults.armed(SCHEDULER) => panic!("injected scheduler crash"),
                 _ = tokio::time::sleep(wait) => {}
             }
             self.tick_logged(next).await;

@@ -77,14 +77,26 @@ async fn health_is_503_when_postgres_goes_away() {
     assert_eq!(app.health().await.status(), 200);
 
     proxy.cut().await;
+    // A probe's result is shared for up to 1 s, and a probe gives up after 2 s: /health says
+    // 503 within 3 s of the cut, and no single answer takes longer than the probe's limit.
     let started = Instant::now();
-    let response = app.health().await;
-    assert_eq!(response.status(), 503);
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "answered in {:?}",
-        started.elapsed()
-    );
+    let response = loop {
+        let asked = Instant::now();
+        let response = app.health().await;
+        assert!(
+            asked.elapsed() < Duration::from_millis(2500),
+            "answered in {:?}",
+            asked.elapsed()
+        );
+        if response.status() == 503 {
+            break response;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still 200 after 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
     assert_ne!(body["database"], "ok");

@@ -12,5 +12,6 @@ mod health;
 mod jobs;
 mod outage;
 mod pipeline;
+mod resilience;
 mod scheduler;
 mod schema;

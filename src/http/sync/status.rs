@@ -13,10 +13,13 @@ pub async fn sync_status(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let job_id = path.into_inner();
-    let record = {
-        let mut conn = state.db.conn().await?;
-        db::jobs::latest(&mut conn, &job_id).await?
-    };
+    let (db, id) = (state.db.clone(), job_id.clone());
+    let record = state
+        .on_main_runtime(async move {
+            let mut conn = db.conn().await?;
+            Ok(db::jobs::latest(&mut conn, &id).await?)
+        })
+        .await?;
     // Another seller's job is answered exactly like a missing one: ids leak nothing.
     let record = record
         .filter(|r| r.seller_id == seller_id)

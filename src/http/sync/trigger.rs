@@ -43,33 +43,43 @@ pub async fn trigger_sync(
         Some(text) => validate_date(&text, today)?,
         None => today,
     };
-    {
-        let mut conn = state.db.conn().await?;
-        match db::catalog::seller_status(&mut conn, &seller_id).await? {
-            None => {
-                return Err(ApiError::Forbidden(
-                    "the token's seller does not exist".into(),
-                ))
-            }
-            Some(status) if status != "ACTIVE" => {
-                return Err(ApiError::Forbidden(format!(
-                    "the token's seller is {status}"
-                )))
-            }
-            Some(_) => {}
-        }
-        if !db::catalog::is_eligible(&mut conn, &seller_id).await? {
-            return Err(ApiError::NothingToSync(
-                "the seller has no active ad connection with a delivering campaign".into(),
-            ));
-        }
-    }
-    let requests = Level::ALL.map(|level| SyncRequest::one_day(seller_id.clone(), level, date));
-    let enqueued = state.queue.enqueue(&requests, Trigger::Manual).await?;
+    let (db, queue, seller) = (state.db.clone(), state.queue.clone(), seller_id.clone());
+    let enqueued = state
+        .on_main_runtime(async move {
+            check_seller(&db, &seller).await?;
+            let requests =
+                Level::ALL.map(|level| SyncRequest::one_day(seller.clone(), level, date));
+            Ok(queue.enqueue(&requests, Trigger::Manual).await?)
+        })
+        .await?;
     let job_ids: Vec<&str> = enqueued.iter().map(|e| e.record.job_id.as_str()).collect();
     let created = enqueued.iter().filter(|e| e.created).count();
     tracing::info!(seller.id = %seller_id, date = %date, jobs_created = created, "manual sync accepted");
     Ok(HttpResponse::Accepted().json(json!({ "jobIds": job_ids })))
+}
+
+/// The seller exists, is active, and has something to sync.
+async fn check_seller(db: &db::Db, seller_id: &str) -> Result<(), ApiError> {
+    let mut conn = db.conn().await?;
+    match db::catalog::seller_status(&mut conn, seller_id).await? {
+        None => {
+            return Err(ApiError::Forbidden(
+                "the token's seller does not exist".into(),
+            ))
+        }
+        Some(status) if status != "ACTIVE" => {
+            return Err(ApiError::Forbidden(format!(
+                "the token's seller is {status}"
+            )))
+        }
+        Some(_) => {}
+    }
+    if !db::catalog::is_eligible(&mut conn, seller_id).await? {
+        return Err(ApiError::NothingToSync(
+            "the seller has no active ad connection with a delivering campaign".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads at most `limit` bytes; an empty body means "today".
