@@ -19,7 +19,9 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/ads-stats ads-stats
 COPY --from=build /app/target/release/ads-stats /usr/local/bin/ads-stats
 COPY config /etc/ads-stats
+# Production mode: JSON logs, and no start without your own JWT_SECRET (32 bytes or more).
 ENV ADS_STATS_CONFIG_DIR=/etc/ads-stats \
+    ADS_STATS_ENV=production \
     ADS_STATS_SERVER__HOST=0.0.0.0
 WORKDIR /var/lib/ads-stats
 USER ads-stats
