@@ -109,6 +109,12 @@ impl TokenVerifier {
         if data.claims.seller_id.trim().is_empty() {
             return Err(AuthError::Invalid("empty `sellerId` claim".into()));
         }
+        // No seller id holds one, and PostgreSQL text cannot hold a NUL at all.
+        if data.claims.seller_id.chars().any(char::is_control) {
+            return Err(AuthError::Invalid(
+                "`sellerId` holds control characters".into(),
+            ));
+        }
         Ok(data.claims)
     }
 

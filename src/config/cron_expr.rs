@@ -23,9 +23,9 @@ pub fn parse_cron(expr: &str) -> Result<Schedule, String> {
 }
 
 /// Unix numbers weekdays 0-6 from Sunday (7 is Sunday too); the cron crate numbers them 1-7 from
-/// Sunday. Numeric parts are expanded and renumbered; names (MON, Tue) pass through.
+/// Sunday. Every part, numbers and names (MON, Tue) alike, is expanded and renumbered.
 fn unix_weekday_to_cron(field: &str) -> Result<String, String> {
-    if field == "*" || field == "?" || field.chars().any(|c| c.is_ascii_alphabetic()) {
+    if field == "*" || field == "?" {
         return Ok(field.to_string());
     }
     let mut days = [false; 7];
@@ -51,10 +51,9 @@ fn unix_weekday_to_cron(field: &str) -> Result<String, String> {
         if lo > hi {
             return Err(bad_weekday(field));
         }
-        let mut d = lo;
-        while d <= hi {
+        // step_by cannot overflow where `d += step` would, for a step near u32::MAX.
+        for d in (lo..=hi).step_by(usize::try_from(step).unwrap_or(usize::MAX)) {
             days[(d % 7) as usize] = true;
-            d += step;
         }
     }
     let list: Vec<String> = (0..7)
@@ -64,7 +63,13 @@ fn unix_weekday_to_cron(field: &str) -> Result<String, String> {
     Ok(list.join(","))
 }
 
+/// A Unix weekday: 0-7 (Sunday = 0 or 7) or a name, SUN to SAT in any case. Names are mapped
+/// here too, so a list mixing names and numbers keeps the Unix numbering throughout.
 fn weekday_number(s: &str, field: &str) -> Result<u32, String> {
+    const NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    if let Some(n) = NAMES.iter().position(|n| n.eq_ignore_ascii_case(s)) {
+        return Ok(n as u32);
+    }
     match s.parse::<u32>() {
         Ok(n) if n <= 7 => Ok(n),
         _ => Err(bad_weekday(field)),

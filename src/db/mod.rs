@@ -312,8 +312,10 @@ impl RuntimeHome {
 // WAL lets readers run beside the one writer; the busy timeout makes writers queue instead of fail.
 // synchronous = FULL syncs the WAL at every commit, so an accepted job (202) and a SUCCEEDED
 // commit survive power loss, not only a process crash (NORMAL may lose the last commits).
+// The busy timeout comes first: switching the journal mode needs a lock that a connection closing
+// elsewhere (its final checkpoint) may hold for a moment.
 const SQLITE_PRAGMAS: &str =
-    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
+    "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
 
 fn apply<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<usize, DbError>
 where

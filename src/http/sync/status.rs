@@ -13,6 +13,12 @@ pub async fn sync_status(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let job_id = path.into_inner();
+    // Job ids never hold control characters, and PostgreSQL text cannot hold a NUL at all.
+    if job_id.chars().any(char::is_control) {
+        return Err(ApiError::NotFound(format!(
+            "no job {job_id:?} for this seller"
+        )));
+    }
     let (db, id) = (state.db.clone(), job_id.clone());
     let record = state
         .on_main_runtime(async move {
