@@ -21,6 +21,9 @@ use chrono::NaiveDate;
 use diesel::sql_types::{BigInt, Date, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -758,6 +761,7 @@ pub fn ads_stats() -> tokio::process::Command {
 pub struct ServiceProcess {
     child: tokio::process::Child,
     log: tokio::task::JoinHandle<String>,
+    port: u16,
 }
 
 impl ServiceProcess {
@@ -781,7 +785,7 @@ impl ServiceProcess {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("ads-stats listening") {
                     if let Some(tx) = up.take() {
-                        let _ = tx.send(());
+                        let _ = tx.send(listening_port(&line));
                     }
                 }
                 log.push_str(&line);
@@ -790,11 +794,16 @@ impl ServiceProcess {
             log
         });
         let up = tokio::time::timeout(Duration::from_secs(30), up_rx).await;
-        if !matches!(up, Ok(Ok(()))) {
+        let Ok(Ok(Some(port))) = up else {
             let _ = child.kill().await;
             panic!("ads-stats did not start: {}", log.await.unwrap_or_default());
-        }
-        Self { child, log }
+        };
+        Self { child, log, port }
+    }
+
+    /// `http://127.0.0.1:{port}{path}` on the running service.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// SIGTERM, then the exit status and everything it logged.
@@ -817,6 +826,14 @@ impl ServiceProcess {
         self.child.kill().await.expect("SIGKILL");
         self.log.await.unwrap_or_default()
     }
+}
+
+/// The port in `… ads-stats listening address=127.0.0.1:PORT …`.
+fn listening_port(line: &str) -> Option<u16> {
+    let address = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("address="))?;
+    address.rsplit(':').next()?.parse().ok()
 }
 
 /// Lines of a service log that report a panic, for assertions that there are none.
@@ -854,4 +871,119 @@ impl SeededRng {
         let (low, high) = (low.as_millis() as u64, high.as_millis() as u64);
         Duration::from_millis(low + self.next_u64() % (high - low).max(1))
     }
+}
+
+// ---------- a network that fails ----------
+
+/// A TCP relay (in front of PostgreSQL) that a test can cut like a network failure and heal
+/// again on the same port, so clients configured with its address reconnect by themselves.
+pub struct CuttableProxy {
+    port: u16,
+    target: String,
+    relay: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl CuttableProxy {
+    /// Relays `127.0.0.1:{port}` to `target` (`host:port`).
+    pub async fn start(target: impl Into<String>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let port = listener.local_addr().expect("bound address").port();
+        let target = target.into();
+        let relay = Some(relay(listener, target.clone()));
+        Self {
+            port,
+            target,
+            relay,
+        }
+    }
+
+    /// A proxy in front of the PostgreSQL server that `url` names.
+    pub async fn in_front_of(url: &str) -> Self {
+        Self::start(host_port(url)).await
+    }
+
+    /// `url` with its `host:port` replaced by the proxy's.
+    pub fn reroute(&self, url: &str) -> String {
+        url.replacen(&host_port(url), &format!("127.0.0.1:{}", self.port), 1)
+    }
+
+    /// Closes the listening port and every relayed connection; returns once all are closed.
+    /// New connections are refused until [`CuttableProxy::heal`].
+    pub async fn cut(&mut self) {
+        if let Some((stop, task)) = self.relay.take() {
+            stop.cancel();
+            task.await.expect("relay stops cleanly");
+        }
+    }
+
+    /// Listens again on the same port (retrying for a few seconds should the port be busy).
+    pub async fn heal(&mut self) {
+        assert!(self.relay.is_none(), "heal after a cut");
+        let address = format!("127.0.0.1:{}", self.port);
+        let started = Instant::now();
+        let listener = loop {
+            match TcpListener::bind(&address).await {
+                Ok(listener) => break listener,
+                Err(e) if started.elapsed() < Duration::from_secs(5) => {
+                    eprintln!("proxy cannot listen on {address} yet ({e}); retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the proxy could not listen on {address} again: {e}"),
+            }
+        };
+        self.relay = Some(relay(listener, self.target.clone()));
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        if let Some((stop, _)) = &self.relay {
+            stop.cancel();
+        }
+    }
+}
+
+fn relay(
+    listener: TcpListener,
+    target: String,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut links = JoinSet::new();
+            loop {
+                let accepted = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut inbound, _)) = accepted else {
+                    // Out of file descriptors or the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let target = target.clone();
+                links.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                while links.try_join_next().is_some() {}
+            }
+            drop(listener);
+            // Aborts every relay and waits for it, so both ends of each link are closed.
+            links.shutdown().await;
+        }
+    });
+    (stop, task)
+}
+
+/// `host:port` of a `scheme://user@host:port/db…` URL.
+pub fn host_port(url: &str) -> String {
+    let after_at = url.split('@').next_back().expect("split yields one part");
+    after_at
+        .split('/')
+        .next()
+        .expect("split yields one part")
+        .to_string()
 }
