@@ -80,9 +80,8 @@ async fn crash_loop_loses_no_job_and_counts_no_run_twice(backend: Backend) {
         "at least one tick's worth of jobs ran (seed {seed}): {books}"
     );
     println!(
-        "crash loop on {backend:?}: seed {seed}, lifetimes {lifetimes:?} ms, {KILLS} kills in {:.1?}, \
-         drained at {:.1?}; {books}",
-        killed_at,
+        "crash loop on {backend:?}: seed {seed}, lifetimes {lifetimes:?} ms, {KILLS} kills \
+         in {killed_at:.1?}, drained at {:.1?}; {books}",
         started.elapsed()
     );
 }
