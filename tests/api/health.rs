@@ -2,10 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-
-use crate::helpers::{app, pg_server_url, Backend, TestDb};
+use crate::helpers::{app, Backend, CuttableProxy, TestDb};
 use crate::on_both_backends;
 
 on_both_backends!(health_is_ok_with_a_working_database);
@@ -24,51 +21,11 @@ async fn health_is_ok_with_a_working_database(backend: Backend) {
     app.shutdown().await;
 }
 
-/// A TCP relay in front of PostgreSQL that a test can cut, like a network failure.
-struct CuttableProxy {
-    port: u16,
-    relay: tokio::task::JoinHandle<()>,
-}
-
-impl CuttableProxy {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let relay = tokio::spawn(async move {
-            let mut links = JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                links.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Self { port, relay }
-    }
-
-    /// Closes the listening port and every relayed connection (the JoinSet aborts on drop).
-    async fn cut(self) {
-        self.relay.abort();
-        let _ = self.relay.await;
-    }
-}
-
-fn host_port(url: &str) -> String {
-    let after_at = url.split('@').next_back().unwrap();
-    after_at.split('/').next().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_when_postgres_goes_away() {
     let test_db = TestDb::new(Backend::Postgres).await;
-    let server = pg_server_url();
-    let proxy = CuttableProxy::start(host_port(&server)).await;
-    let proxied =
-        test_db
-            .url
-            .replacen(&host_port(&server), &format!("127.0.0.1:{}", proxy.port), 1);
+    let mut proxy = CuttableProxy::in_front_of(&test_db.url).await;
+    let proxied = proxy.reroute(&test_db.url);
     let app = app(Backend::Postgres)
         .on_database(test_db)
         .with_settings(move |s| s.database.url = proxied)

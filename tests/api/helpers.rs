@@ -1,6 +1,7 @@
 //! The test harness: a fresh database per test on either backend, the real application on port 0,
 //! request helpers, fixtures, and providers that misbehave on purpose.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,12 +12,18 @@ use ads_stats::config::Settings;
 use ads_stats::db::catalog::{insert_catalog, Catalog};
 use ads_stats::db::models::*;
 use ads_stats::db::{Db, DbConn};
+use ads_stats::db_run;
 use ads_stats::domain::{EntityBudget, Level};
 use ads_stats::jobs::Trigger;
 use ads_stats::pipeline::SyncRequest;
 use ads_stats::providers::{MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::NaiveDate;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel::sql_types::{BigInt, Date, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -289,23 +296,7 @@ impl TestApp {
 
     /// Waits until no job is QUEUED or RUNNING (at most `limit`).
     pub async fn wait_until_idle(&self, limit: Duration) {
-        let started = Instant::now();
-        loop {
-            let (queued, running) = {
-                let mut conn = self.conn().await;
-                ads_stats::db::jobs::active_counts(&mut conn)
-                    .await
-                    .expect("counts")
-            };
-            if queued == 0 && running == 0 {
-                return;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "jobs still active after {limit:?}: {queued} queued, {running} running"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_until_idle(&self.db, limit).await
     }
 
     /// Waits until `check` holds for the job records (at most `limit`).
@@ -357,6 +348,28 @@ impl TestApp {
             app.shutdown().await;
         }
         self.test_db
+    }
+}
+
+/// Waits until no job record is QUEUED or RUNNING (at most `limit`), whoever runs the jobs: this
+/// process or a [`ServiceProcess`] on the same database.
+pub async fn wait_until_idle(db: &Db, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let (queued, running) = {
+            let mut conn = db.conn().await.expect("conn");
+            ads_stats::db::jobs::active_counts(&mut conn)
+                .await
+                .expect("counts")
+        };
+        if queued == 0 && running == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "jobs still active after {limit:?}: {queued} queued, {running} running"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -447,6 +460,232 @@ pub fn merge(mut a: Catalog, b: Catalog) -> Catalog {
     a
 }
 
+/// `n` sellers named `{prefix}-0000`, `{prefix}-0001`, …, each with the [`seller_catalog`]
+/// hierarchy (every row ACTIVE, so every campaign, ad set and ad delivers).
+pub fn generated_catalog(prefix: &str, n: usize) -> Catalog {
+    (0..n)
+        .map(|i| seller_catalog(&format!("{prefix}-{i:04}")))
+        .reduce(merge)
+        .unwrap_or_default()
+}
+
+// ---------- the books: every successful run counted exactly once ----------
+
+#[derive(QueryableByName)]
+struct DailyBook {
+    #[diesel(sql_type = Text)]
+    seller_id: String,
+    #[diesel(sql_type = Text)]
+    level: String,
+    #[diesel(sql_type = Text)]
+    entity_id: String,
+    #[diesel(sql_type = Date)]
+    stat_date: NaiveDate,
+    #[diesel(sql_type = BigInt)]
+    raw_count: i64,
+    #[diesel(sql_type = BigInt)]
+    spend_cents: i64,
+}
+
+#[derive(QueryableByName)]
+struct RawBook {
+    #[diesel(sql_type = Text)]
+    level: String,
+    #[diesel(sql_type = Text)]
+    entity_id: String,
+    #[diesel(sql_type = Date)]
+    stat_date: NaiveDate,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = BigInt)]
+    spend_cents: i64,
+}
+
+/// What [`assert_books_balance`] looked at.
+#[derive(Debug, Clone, Copy)]
+pub struct Books {
+    pub jobs: usize,
+    pub raw_rows: i64,
+    pub daily_rows: usize,
+    /// Job records that needed more than one attempt.
+    pub retried_jobs: usize,
+    pub max_attempts: i32,
+}
+
+impl std::fmt::Display for Books {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} job records ({} retried, at most {} attempts), {} raw rows, {} daily rows",
+            self.jobs, self.retried_jobs, self.max_attempts, self.raw_rows, self.daily_rows
+        )
+    }
+}
+
+/// Checks, after a run that `catalog` was synced with (one-day jobs, `stats.aggregation = sum`):
+/// - every job record is SUCCEEDED;
+/// - every daily row has `raw_count` = its raw rows (same level, entity, date) = the SUCCEEDED
+///   records of its seller, level and date, and `spend_cents` = the sum of its raw rows';
+/// - every raw row was folded into a daily row, and every SUCCEEDED record's seller, level and date
+///   has a daily row for each of the seller's entities of that level;
+/// - the raw rows the SUCCEEDED records report add up to the raw rows there are.
+///
+/// Nothing lost and nothing counted twice. Lists every violation (the first 20) on failure.
+pub async fn assert_books_balance(db: &Db, catalog: &Catalog) -> Books {
+    let mut pooled = db.conn().await.expect("conn");
+    let conn = &mut pooled;
+    let jobs = ads_stats::db::jobs::all(conn).await.expect("jobs");
+    let daily: Vec<DailyBook> = db_run!(conn, {
+        diesel::sql_query(
+            "SELECT seller_id, level, entity_id, stat_date, raw_count, spend_cents \
+             FROM ad_stats_daily",
+        )
+        .load(conn)
+        .await
+    })
+    .expect("daily rows");
+    let raw: Vec<RawBook> = db_run!(conn, {
+        diesel::sql_query(
+            "SELECT level, entity_id, stat_date, COUNT(*) AS n, \
+                    CAST(SUM(spend_cents) AS BIGINT) AS spend_cents \
+             FROM ad_stats_raw GROUP BY level, entity_id, stat_date",
+        )
+        .load(conn)
+        .await
+    })
+    .expect("raw rows");
+
+    let mut problems = Vec::new();
+    for job in jobs
+        .iter()
+        .filter(|j| j.status != ads_stats::db::jobs::SUCCEEDED)
+    {
+        problems.push(format!(
+            "job record {} ({}) is {} after {} attempts, last error {:?}",
+            job.id, job.job_id, job.status, job.attempts, job.last_error
+        ));
+    }
+    let mut succeeded: HashMap<(&str, &str, NaiveDate), i64> = HashMap::new();
+    let mut reported_raw = 0;
+    for job in jobs
+        .iter()
+        .filter(|j| j.status == ads_stats::db::jobs::SUCCEEDED)
+    {
+        assert_eq!(job.date_from, job.date_to, "one-day jobs only: {job:?}");
+        *succeeded
+            .entry((&job.seller_id, &job.level, job.date_from))
+            .or_default() += 1;
+        reported_raw += job.raw_rows.unwrap_or(0);
+    }
+    let raw_by_key: HashMap<(&str, &str, NaiveDate), &RawBook> = raw
+        .iter()
+        .map(|r| ((r.level.as_str(), r.entity_id.as_str(), r.stat_date), r))
+        .collect();
+    let mut daily_per_run: HashMap<(&str, &str, NaiveDate), i64> = HashMap::new();
+    for d in &daily {
+        *daily_per_run
+            .entry((&d.seller_id, &d.level, d.stat_date))
+            .or_default() += 1;
+        let (raw_rows, raw_spend) = raw_by_key
+            .get(&(d.level.as_str(), d.entity_id.as_str(), d.stat_date))
+            .map_or((0, 0), |r| (r.n, r.spend_cents));
+        let runs = succeeded
+            .get(&(d.seller_id.as_str(), d.level.as_str(), d.stat_date))
+            .copied()
+            .unwrap_or(0);
+        if d.raw_count != raw_rows || raw_rows != runs || d.spend_cents != raw_spend {
+            problems.push(format!(
+                "{} {} {} on {}: raw_count {}, raw rows {raw_rows}, SUCCEEDED runs {runs}, \
+                 spend {} vs raw spend {raw_spend}",
+                d.seller_id, d.level, d.entity_id, d.stat_date, d.raw_count, d.spend_cents
+            ));
+        }
+    }
+    let daily_keys: HashSet<(&str, &str, NaiveDate)> = daily
+        .iter()
+        .map(|d| (d.level.as_str(), d.entity_id.as_str(), d.stat_date))
+        .collect();
+    for r in raw.iter() {
+        if !daily_keys.contains(&(r.level.as_str(), r.entity_id.as_str(), r.stat_date)) {
+            problems.push(format!(
+                "{} raw rows of {} {} on {} were never folded into a daily row",
+                r.n, r.level, r.entity_id, r.stat_date
+            ));
+        }
+    }
+    let entities = entities_per_seller_and_level(catalog);
+    for (&(seller, level, date), _) in succeeded.iter() {
+        let expected = entities.get(&(seller, level)).copied().unwrap_or(0);
+        let found = daily_per_run
+            .get(&(seller, level, date))
+            .copied()
+            .unwrap_or(0);
+        if found != expected {
+            problems.push(format!(
+                "{seller} {level} on {date}: daily rows for {found} of its {expected} entities"
+            ));
+        }
+    }
+    let raw_rows: i64 = raw.iter().map(|r| r.n).sum();
+    if reported_raw != raw_rows {
+        problems.push(format!(
+            "SUCCEEDED records report {reported_raw} raw rows; the table holds {raw_rows}"
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "the books do not balance ({} problems, {} job records, {raw_rows} raw rows):\n{}",
+        problems.len(),
+        jobs.len(),
+        problems
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Books {
+        jobs: jobs.len(),
+        raw_rows,
+        daily_rows: daily.len(),
+        retried_jobs: jobs.iter().filter(|j| j.attempts > 1).count(),
+        max_attempts: jobs.iter().map(|j| j.attempts).max().unwrap_or(0),
+    }
+}
+
+/// How many entities of each level a seller of `catalog` has (all of them deliver).
+fn entities_per_seller_and_level(catalog: &Catalog) -> HashMap<(&str, &'static str), i64> {
+    let mut counts = HashMap::new();
+    let levels = [
+        (
+            Level::Campaign,
+            catalog
+                .campaigns
+                .iter()
+                .map(|c| c.seller_id.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            Level::Adset,
+            catalog
+                .adsets
+                .iter()
+                .map(|a| a.seller_id.as_str())
+                .collect(),
+        ),
+        (
+            Level::Ad,
+            catalog.ads.iter().map(|a| a.seller_id.as_str()).collect(),
+        ),
+    ];
+    for (level, sellers) in levels {
+        for seller in sellers {
+            *counts.entry((seller, level.as_str())).or_default() += 1;
+        }
+    }
+    counts
+}
+
 // ---------- providers that misbehave on purpose ----------
 
 /// The mock provider with a delay, a number of failures before it works, and a record of how
@@ -522,6 +761,7 @@ pub fn ads_stats() -> tokio::process::Command {
 pub struct ServiceProcess {
     child: tokio::process::Child,
     log: tokio::task::JoinHandle<String>,
+    port: u16,
 }
 
 impl ServiceProcess {
@@ -545,7 +785,7 @@ impl ServiceProcess {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("ads-stats listening") {
                     if let Some(tx) = up.take() {
-                        let _ = tx.send(());
+                        let _ = tx.send(listening_port(&line));
                     }
                 }
                 log.push_str(&line);
@@ -554,11 +794,16 @@ impl ServiceProcess {
             log
         });
         let up = tokio::time::timeout(Duration::from_secs(30), up_rx).await;
-        if !matches!(up, Ok(Ok(()))) {
+        let Ok(Ok(Some(port))) = up else {
             let _ = child.kill().await;
             panic!("ads-stats did not start: {}", log.await.unwrap_or_default());
-        }
-        Self { child, log }
+        };
+        Self { child, log, port }
+    }
+
+    /// `http://127.0.0.1:{port}{path}` on the running service.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// SIGTERM, then the exit status and everything it logged.
@@ -581,4 +826,164 @@ impl ServiceProcess {
         self.child.kill().await.expect("SIGKILL");
         self.log.await.unwrap_or_default()
     }
+}
+
+/// The port in `… ads-stats listening address=127.0.0.1:PORT …`.
+fn listening_port(line: &str) -> Option<u16> {
+    let address = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("address="))?;
+    address.rsplit(':').next()?.parse().ok()
+}
+
+/// Lines of a service log that report a panic, for assertions that there are none.
+pub fn panics_in(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("panicked")).collect()
+}
+
+/// A small seeded generator (SplitMix64) so random schedules can be replayed from a printed seed.
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    /// The seed from `env_var` when set (to replay a failure), otherwise from the clock.
+    pub fn from_env_or_clock(env_var: &str) -> (Self, u64) {
+        let seed = std::env::var(env_var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            });
+        (Self(seed), seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A duration in `[low, high)`, in whole milliseconds.
+    pub fn duration_between(&mut self, low: Duration, high: Duration) -> Duration {
+        let (low, high) = (low.as_millis() as u64, high.as_millis() as u64);
+        Duration::from_millis(low + self.next_u64() % (high - low).max(1))
+    }
+}
+
+// ---------- a network that fails ----------
+
+/// A TCP relay (in front of PostgreSQL) that a test can cut like a network failure and heal
+/// again on the same port, so clients configured with its address reconnect by themselves.
+pub struct CuttableProxy {
+    port: u16,
+    target: String,
+    relay: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl CuttableProxy {
+    /// Relays `127.0.0.1:{port}` to `target` (`host:port`).
+    pub async fn start(target: impl Into<String>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let port = listener.local_addr().expect("bound address").port();
+        let target = target.into();
+        let relay = Some(relay(listener, target.clone()));
+        Self {
+            port,
+            target,
+            relay,
+        }
+    }
+
+    /// A proxy in front of the PostgreSQL server that `url` names.
+    pub async fn in_front_of(url: &str) -> Self {
+        Self::start(host_port(url)).await
+    }
+
+    /// `url` with its `host:port` replaced by the proxy's.
+    pub fn reroute(&self, url: &str) -> String {
+        url.replacen(&host_port(url), &format!("127.0.0.1:{}", self.port), 1)
+    }
+
+    /// Closes the listening port and every relayed connection; returns once all are closed.
+    /// New connections are refused until [`CuttableProxy::heal`].
+    pub async fn cut(&mut self) {
+        if let Some((stop, task)) = self.relay.take() {
+            stop.cancel();
+            task.await.expect("relay stops cleanly");
+        }
+    }
+
+    /// Listens again on the same port (retrying for a few seconds should the port be busy).
+    pub async fn heal(&mut self) {
+        assert!(self.relay.is_none(), "heal after a cut");
+        let address = format!("127.0.0.1:{}", self.port);
+        let started = Instant::now();
+        let listener = loop {
+            match TcpListener::bind(&address).await {
+                Ok(listener) => break listener,
+                Err(e) if started.elapsed() < Duration::from_secs(5) => {
+                    eprintln!("proxy cannot listen on {address} yet ({e}); retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the proxy could not listen on {address} again: {e}"),
+            }
+        };
+        self.relay = Some(relay(listener, self.target.clone()));
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        if let Some((stop, _)) = &self.relay {
+            stop.cancel();
+        }
+    }
+}
+
+fn relay(
+    listener: TcpListener,
+    target: String,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut links = JoinSet::new();
+            loop {
+                let accepted = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut inbound, _)) = accepted else {
+                    // Out of file descriptors or the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let target = target.clone();
+                links.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                while links.try_join_next().is_some() {}
+            }
+            drop(listener);
+            // Aborts every relay and waits for it, so both ends of each link are closed.
+            links.shutdown().await;
+        }
+    });
+    (stop, task)
+}
+
+/// `host:port` of a `scheme://user@host:port/db…` URL.
+pub fn host_port(url: &str) -> String {
+    let after_at = url.split('@').next_back().expect("split yields one part");
+    after_at
+        .split('/')
+        .next()
+        .expect("split yields one part")
+        .to_string()
 }
