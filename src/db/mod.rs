@@ -58,9 +58,16 @@ impl From<diesel::result::Error> for DbError {
 }
 
 impl DbError {
-    /// True for errors a retry may fix (busy or unreachable), false for errors in the query.
+    /// True for errors a retry may fix (busy, unreachable, a connection that broke), false for
+    /// errors in the query.
     pub fn is_transient(&self) -> bool {
-        matches!(self, DbError::Busy(_) | DbError::Unavailable(_))
+        use diesel::result::{DatabaseErrorKind, Error};
+        matches!(
+            self,
+            DbError::Busy(_)
+                | DbError::Unavailable(_)
+                | DbError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _))
+        )
     }
 }
 

@@ -221,20 +221,22 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
                 raw_rows = summary.raw_rows, daily_rows = summary.daily_rows,
                 sellpage_rows = summary.sellpage_rows, duration_ms, "job succeeded"
             );
-            Ok(())
+            Ok(true)
         }
         Outcome::Released => {
             tracing::info!(job.id = %record.job_id, "job handed back to the queue at shutdown");
-            async {
-                let mut conn = ctx.db.conn().await?;
-                Ok::<_, DbError>(db::jobs::release(&mut conn, &lease, now).await?)
-            }
+            record_outcome(ctx, hard_stop, || {
+                let (db, lease) = (ctx.db.clone(), lease.clone());
+                async move {
+                    let mut conn = db.conn().await?;
+                    Ok(db::jobs::release(&mut conn, &lease, now).await?)
+                }
+            })
             .await
-            .map(|_| ())
         }
         Outcome::LeaseLost => {
             tracing::warn!(job.id = %record.job_id, "job was taken back meanwhile; its writes were rolled back");
-            Ok(())
+            Ok(true)
         }
         Outcome::Failed { public, detail } => {
             let retry_at = (record.attempts < record.max_attempts).then(|| {
@@ -256,21 +258,62 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
                     duration_ms, "job failed for good"
                 ),
             }
-            async {
-                let mut conn = ctx.db.conn().await?;
-                Ok::<_, DbError>(
-                    db::jobs::mark_attempt_failed(&mut conn, &lease, &public, retry_at, now)
-                        .await?,
-                )
-            }
+            record_outcome(ctx, hard_stop, || {
+                let (db, lease, public) = (ctx.db.clone(), lease.clone(), public.clone());
+                async move {
+                    let mut conn = db.conn().await?;
+                    Ok(
+                        db::jobs::mark_attempt_failed(&mut conn, &lease, &public, retry_at, now)
+                            .await?,
+                    )
+                }
+            })
             .await
-            .map(|_| ())
         }
     };
-    if let Err(e) = result {
+    match result {
+        Ok(true) => {}
+        // A commit whose answer was lost (the connection broke after COMMIT was sent) may have
+        // landed: the job is then SUCCEEDED already, and the guarded update rightly changes nothing.
+        Ok(false) => tracing::info!(
+            job.id = %record.job_id,
+            "job outcome already recorded (its lease moved on); nothing to change"
+        ),
         // The record stays RUNNING without a heartbeat; the sweeper takes it back after
         // `jobs.rescue_after`.
-        tracing::error!(job.id = %record.job_id, error = %e, "could not record job outcome");
+        Err(e) => {
+            tracing::error!(job.id = %record.job_id, error = %e, "could not record job outcome")
+        }
+    }
+}
+
+/// Writes a failed or released job's new state, retrying while the database is unavailable or
+/// busy, so a short outage ends in an ordinary retry with backoff rather than a record left
+/// RUNNING until `jobs.rescue_after`. Gives up at half of `jobs.rescue_after` (before the sweeper
+/// would take the record back anyway) or at the end of the shutdown grace.
+async fn record_outcome<W, F>(
+    ctx: &Context,
+    hard_stop: &CancellationToken,
+    write: W,
+) -> Result<bool, DbError>
+where
+    W: Fn() -> F,
+    F: std::future::Future<Output = Result<bool, DbError>>,
+{
+    let give_up = Instant::now() + ctx.settings.rescue_after / 2;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Err(e) if e.is_transient() && Instant::now() < give_up && !hard_stop.is_cancelled() => {
+                tracing::debug!(error = %e, "cannot record a job outcome yet; retrying");
+                tokio::select! {
+                    _ = hard_stop.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            done => return done,
+        }
     }
 }
 

@@ -115,8 +115,16 @@ impl Scheduler {
         loop {
             let now = Utc::now().with_timezone(&self.timezone);
             let Some(next) = self.schedule.after(&now).next() else {
-                tracing::warn!("the cron expression has no future ticks; scheduler stopped");
-                return;
+                // Not a failure (a one-off expression with a year has run out): idle until the
+                // stop, so the supervisor does not take it for a crash.
+                tracing::warn!("the cron expression has no future ticks; the scheduler idles");
+                if let Ok(mut status) = self.status.write() {
+                    status.next_tick = None;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = faults.armed(SCHEDULER) => panic!("injected scheduler crash"),
+                }
             };
             let next = next.with_timezone(&Utc);
             if let Ok(mut status) = self.status.write() {

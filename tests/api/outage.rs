@@ -48,7 +48,9 @@ async fn postgres_cut_mid_tick_then_healed_every_job_succeeds_once() {
         ("ADS_STATS_SCHEDULER__CRON", cron.as_str()),
         ("ADS_STATS_JOBS__POLL_INTERVAL", "100ms"),
         ("ADS_STATS_JOBS__BACKOFF", "200ms"),
-        ("ADS_STATS_JOBS__RESCUE_AFTER", "2s"),
+        // Longer than the outage: jobs cut off mid-attempt must come back through an ordinary
+        // failed attempt and a retry with backoff, not through the sweeper's rescue.
+        ("ADS_STATS_JOBS__RESCUE_AFTER", "30s"),
     ])
     .await;
     assert!(
@@ -122,10 +124,15 @@ async fn postgres_cut_mid_tick_then_healed_every_job_succeeds_once() {
     );
     proxy.heal().await;
     let healed_at = Instant::now();
-    while health().await.status() != 200 {
+    loop {
+        let response = health().await;
+        if response.status() == 200 {
+            break;
+        }
+        let body = response.text().await.unwrap_or_default();
         assert!(
             healed_at.elapsed() < Duration::from_secs(10),
-            "/health never recovered after the heal"
+            "/health never recovered after the heal: {body}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -138,6 +145,11 @@ async fn postgres_cut_mid_tick_then_healed_every_job_succeeds_once() {
         panics_in(&log).is_empty(),
         "the service panicked: {:?}",
         panics_in(&log)
+    );
+
+    assert!(
+        log.contains("job attempt failed; will retry") && !log.contains("took back jobs"),
+        "cut-off attempts were recorded as failed and retried, none rescued: {log}"
     );
 
     let books = assert_books_balance(&db, &catalog).await;

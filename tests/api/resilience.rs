@@ -121,6 +121,25 @@ async fn a_crashed_background_task_is_restarted_and_reported(backend: Backend) {
     app.shutdown().await;
 }
 
+/// A one-off cron expression that has run out is not a crash: the scheduler idles, healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_with_no_future_ticks_idles_without_degrading() {
+    let app = app(Backend::Sqlite)
+        .with_settings(|s| {
+            s.scheduler.enabled = true;
+            s.scheduler.cron = "0 0 0 1 1 * 2020".into();
+        })
+        .spawn()
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = health_body(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tasks"][SCHEDULER], "running", "{body}");
+    assert_eq!(body["scheduler"]["nextTick"], Value::Null, "{body}");
+    assert_eq!(app.app().tasks().restarts(SCHEDULER), 0);
+    app.shutdown().await;
+}
+
 async fn a_saturated_pool_answers_503_database_busy_on_every_route(backend: Backend) {
     let app = app(backend)
         .with_catalog(seller_catalog("s1"))
