@@ -143,6 +143,21 @@ impl JobQueue {
     ) -> Result<Vec<Enqueued>, EnqueueError> {
         let mut conn = self.db.conn().await?;
         let now = db::now_utc();
+        // One transaction for the lot: a tick's (or a manual sync's) jobs are recorded together
+        // or not at all, at the cost of one commit (one fsync on SQLite) instead of one per job.
+        conn.transaction(async |conn: &mut db::DbConn| {
+            Self::record_each(conn, requests, trigger, self.max_attempts, now).await
+        })
+        .await
+    }
+
+    async fn record_each(
+        conn: &mut db::DbConn,
+        requests: &[SyncRequest],
+        trigger: Trigger,
+        max_attempts: i32,
+        now: chrono::NaiveDateTime,
+    ) -> Result<Vec<Enqueued>, EnqueueError> {
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
             let new = NewJobRecord {
@@ -154,12 +169,12 @@ impl JobQueue {
                 triggered_by: trigger.as_str().to_string(),
                 status: db::jobs::QUEUED.to_string(),
                 attempts: 0,
-                max_attempts: self.max_attempts,
+                max_attempts,
                 run_at: now,
                 created_at: now,
                 updated_at: now,
             };
-            let (record, created) = db::jobs::enqueue(&mut conn, &new).await?;
+            let (record, created) = db::jobs::enqueue(conn, &new).await?;
             out.push(Enqueued { record, created });
         }
         Ok(out)
