@@ -96,9 +96,13 @@ fn fold_daily_sql(aggregation: Aggregation) -> String {
             .map(|c| format!("{c} = excluded.{c}"))
             .collect(),
     };
+    // The first sync of a day derives its ratios from the row's totals too, rather than copying
+    // the provider's: a provider's rounding (or a wrong value) would otherwise stay in the daily
+    // row until a second sync recomputed it, and the two paths would disagree.
+    let ratios = ratio_sql("spend_cents", "impressions", "clicks", "revenue_cents").join(", ");
     format!(
         "INSERT INTO ad_stats_daily (seller_id, level, entity_id, stat_date, {METRICS}, cpm, ctr, roas, raw_count, updated_at) \
-         SELECT seller_id, level, entity_id, stat_date, {METRICS}, cpm, ctr, roas, 1, $1 \
+         SELECT seller_id, level, entity_id, stat_date, {METRICS}, {ratios}, 1, $1 \
          FROM ad_stats_raw WHERE job_id = $2 AND fetched_at = $3 \
          ON CONFLICT (level, entity_id, stat_date) DO UPDATE SET {}, \
          raw_count = ad_stats_daily.raw_count + excluded.raw_count, updated_at = excluded.updated_at",
@@ -281,9 +285,27 @@ mod tests {
     }
 
     #[test]
+    fn first_sync_of_a_day_derives_ratios_from_the_rows_totals() {
+        for aggregation in [Aggregation::Sum, Aggregation::Latest] {
+            let sql = fold_daily_sql(aggregation);
+            let select = &sql[sql.find("SELECT").unwrap()..sql.find("FROM ad_stats_raw").unwrap()];
+            assert!(
+                select.contains("CASE WHEN impressions = 0 THEN 0.0 ELSE CAST(spend_cents"),
+                "{select}"
+            );
+            assert!(
+                select.contains("CASE WHEN spend_cents = 0 THEN 0.0 ELSE CAST(revenue_cents"),
+                "{select}"
+            );
+            assert!(!select.contains(", cpm,"), "copies the raw ratio: {select}");
+        }
+    }
+
+    #[test]
     fn latest_mode_replaces_the_numbers() {
         let sql = fold_daily_sql(Aggregation::Latest);
         assert!(sql.contains("spend_cents = excluded.spend_cents"));
+        // `excluded` holds the ratios the SELECT derived from the latest row's totals.
         assert!(sql.contains("cpm = excluded.cpm"));
         assert!(sql.contains("raw_count = ad_stats_daily.raw_count + excluded.raw_count"));
     }

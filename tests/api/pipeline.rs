@@ -6,11 +6,11 @@ use std::sync::Arc;
 use ads_stats::config::Aggregation;
 use ads_stats::db::catalog::{self, insert_catalog, HierarchyTable};
 use ads_stats::db::{stats, Db};
-use ads_stats::domain::{ratios, Level};
+use ads_stats::domain::{ratios, EntityBudget, Level};
 use ads_stats::pipeline::entities::delivering_entities;
 use ads_stats::pipeline::{FaultPoint, Pipeline, SyncRequest};
 use ads_stats::providers::mock::mock_metrics;
-use ads_stats::providers::MockProvider;
+use ads_stats::providers::{MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::NaiveDate;
 
 use crate::helpers::{add_seller, merge, migrated_db, seller_catalog, Backend, TestDb};
@@ -21,6 +21,7 @@ on_both_backends!(
     raw_table_is_append_only,
     daily_rows_sum_raw_rows_and_recompute_ratios,
     latest_mode_keeps_the_latest_snapshot,
+    first_sync_ratios_come_from_the_totals,
     sellpages_roll_up_their_campaigns,
     eligible_sellers_are_active_connected_and_delivering,
     effective_budgets_follow_the_hierarchy,
@@ -152,7 +153,12 @@ async fn daily_rows_sum_raw_rows_and_recompute_ratios(backend: Backend) {
     assert_eq!(daily.spend_cents, raw[0].spend_cents);
     assert_eq!(
         (daily.cpm, daily.ctr, daily.roas),
-        (raw[0].cpm, raw[0].ctr, raw[0].roas)
+        ratios(
+            daily.spend_cents,
+            daily.impressions,
+            daily.clicks,
+            daily.revenue_cents
+        )
     );
     drop(conn);
 
@@ -213,6 +219,74 @@ async fn latest_mode_keeps_the_latest_snapshot(backend: Backend) {
     );
     assert_eq!(daily.revenue_cents, raw[1].revenue_cents);
     assert_eq!(daily.cpm, raw[1].cpm);
+}
+
+/// The mock's readings with ratios that contradict their own totals, as a provider that rounds
+/// (or errs) would send.
+struct SkewedRatios;
+
+const SKEWED: f64 = 999.0;
+
+#[async_trait::async_trait]
+impl StatProvider for SkewedRatios {
+    fn name(&self) -> &'static str {
+        "skewed"
+    }
+
+    async fn fetch(
+        &self,
+        seller_id: &str,
+        level: Level,
+        entities: &[EntityBudget],
+        date: NaiveDate,
+    ) -> Result<Vec<ProviderStat>, ProviderError> {
+        let mut stats = MockProvider.fetch(seller_id, level, entities, date).await?;
+        for s in &mut stats {
+            s.metrics.cpm = SKEWED;
+            s.metrics.ctr = SKEWED;
+            s.metrics.roas = SKEWED;
+        }
+        Ok(stats)
+    }
+}
+
+async fn first_sync_ratios_come_from_the_totals(backend: Backend) {
+    for aggregation in [Aggregation::Sum, Aggregation::Latest] {
+        let (_t, db) = seeded(backend, &["s1"]).await;
+        let p = Pipeline::new(db.clone(), Arc::new(SkewedRatios), aggregation);
+        let request = SyncRequest::one_day("s1", Level::Campaign, day());
+        for sync in 1..=2 {
+            p.run(&request).await.unwrap();
+            let mut conn = db.conn().await.unwrap();
+            let raw = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
+                .await
+                .unwrap();
+            assert_eq!(
+                (raw[0].cpm, raw[0].ctr, raw[0].roas),
+                (SKEWED, SKEWED, SKEWED),
+                "raw rows keep what the provider said"
+            );
+            for k in 1..=4 {
+                let entity = format!("s1-cmp-{k}");
+                let daily = stats::daily_row(&mut conn, "CAMPAIGN", &entity, day())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(daily.raw_count, sync);
+                assert!(daily.impressions > 0 && daily.spend_cents > 0, "{daily:?}");
+                assert_eq!(
+                    (daily.cpm, daily.ctr, daily.roas),
+                    ratios(
+                        daily.spend_cents,
+                        daily.impressions,
+                        daily.clicks,
+                        daily.revenue_cents
+                    ),
+                    "{aggregation:?}, sync {sync}, {entity}"
+                );
+            }
+        }
+    }
 }
 
 async fn sellpages_roll_up_their_campaigns(backend: Backend) {
