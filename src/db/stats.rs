@@ -132,6 +132,12 @@ pub async fn fold_into_daily(
     })
 }
 
+// Clears the seller's rollup over the dates before it is rebuilt: a sellpage that lost campaigns
+// (moved to another page, or to none) must lose their numbers, and one left with no campaign rows
+// must lose its row, which an upsert alone never does.
+const CLEAR_ROLLUP_SQL: &str =
+    "DELETE FROM sellpage_stats_daily WHERE seller_id = $1 AND stat_date BETWEEN $2 AND $3";
+
 fn rollup_sql() -> String {
     let sums = METRICS
         .split(", ")
@@ -145,6 +151,8 @@ fn rollup_sql() -> String {
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // After the DELETE a conflict comes only from a concurrent sync of the same seller and dates
+    // (on PostgreSQL its rows are invisible to our DELETE): take its place instead of failing.
     format!(
         "INSERT INTO sellpage_stats_daily (seller_id, sellpage_id, stat_date, ad_{METRICS}, cpm, ctr, roas, campaign_count, updated_at) \
          SELECT seller_id, sellpage_id, stat_date, {METRICS}, {}, campaign_count, $1 FROM ( \
@@ -161,7 +169,10 @@ fn rollup_sql() -> String {
 }
 
 /// Recomputes `sellpage_stats_daily` for the seller's sellpages over the dates, from the
-/// campaign-level daily rows. Sellpages whose campaigns have no rows get none.
+/// campaign-level daily rows and the campaigns' current sellpages: the seller's rows for those
+/// dates are deleted, then rebuilt, so sellpages whose campaigns have no rows end with none.
+/// Run it inside the caller's transaction, so readers never see the dates half rebuilt.
+/// Returns the number of sellpage rows written.
 pub async fn roll_up_sellpages(
     conn: &mut DbConn,
     seller_id: &str,
@@ -171,6 +182,12 @@ pub async fn roll_up_sellpages(
 ) -> QueryResult<usize> {
     let sql = rollup_sql();
     db_run!(conn, {
+        diesel::sql_query(CLEAR_ROLLUP_SQL)
+            .bind::<Text, _>(seller_id)
+            .bind::<Date, _>(date_from)
+            .bind::<Date, _>(date_to)
+            .execute(conn)
+            .await?;
         diesel::sql_query(&sql)
             .bind::<Timestamp, _>(now)
             .bind::<Text, _>(seller_id)
@@ -267,10 +284,21 @@ mod tests {
         for sql in [
             fold_daily_sql(Aggregation::Sum),
             fold_daily_sql(Aggregation::Latest),
+            CLEAR_ROLLUP_SQL.to_string(),
             rollup_sql(),
         ] {
             crate::db::assert_placeholders_in_order(&sql);
         }
+    }
+
+    #[test]
+    fn the_rollup_clears_the_sellers_dates_before_rebuilding_them() {
+        assert!(
+            CLEAR_ROLLUP_SQL.starts_with("DELETE FROM sellpage_stats_daily WHERE seller_id = $1")
+        );
+        assert!(CLEAR_ROLLUP_SQL.ends_with("stat_date BETWEEN $2 AND $3"));
+        // The rebuild covers exactly the dates cleared, so no other date loses its row.
+        assert!(rollup_sql().contains("d.stat_date BETWEEN $3 AND $4"));
     }
 
     #[test]
