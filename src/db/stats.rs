@@ -96,9 +96,13 @@ fn fold_daily_sql(aggregation: Aggregation) -> String {
             .map(|c| format!("{c} = excluded.{c}"))
             .collect(),
     };
+    // The first sync of a day derives its ratios from the row's totals too, rather than copying
+    // the provider's: a provider's rounding (or a wrong value) would otherwise stay in the daily
+    // row until a second sync recomputed it, and the two paths would disagree.
+    let ratios = ratio_sql("spend_cents", "impressions", "clicks", "revenue_cents").join(", ");
     format!(
         "INSERT INTO ad_stats_daily (seller_id, level, entity_id, stat_date, {METRICS}, cpm, ctr, roas, raw_count, updated_at) \
-         SELECT seller_id, level, entity_id, stat_date, {METRICS}, cpm, ctr, roas, 1, $1 \
+         SELECT seller_id, level, entity_id, stat_date, {METRICS}, {ratios}, 1, $1 \
          FROM ad_stats_raw WHERE job_id = $2 AND fetched_at = $3 \
          ON CONFLICT (level, entity_id, stat_date) DO UPDATE SET {}, \
          raw_count = ad_stats_daily.raw_count + excluded.raw_count, updated_at = excluded.updated_at",
@@ -128,6 +132,12 @@ pub async fn fold_into_daily(
     })
 }
 
+// Clears the seller's rollup over the dates before it is rebuilt: a sellpage that lost campaigns
+// (moved to another page, or to none) must lose their numbers, and one left with no campaign rows
+// must lose its row, which an upsert alone never does.
+const CLEAR_ROLLUP_SQL: &str =
+    "DELETE FROM sellpage_stats_daily WHERE seller_id = $1 AND stat_date BETWEEN $2 AND $3";
+
 fn rollup_sql() -> String {
     let sums = METRICS
         .split(", ")
@@ -141,6 +151,8 @@ fn rollup_sql() -> String {
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // After the DELETE a conflict comes only from a concurrent sync of the same seller and dates
+    // (on PostgreSQL its rows are invisible to our DELETE): take its place instead of failing.
     format!(
         "INSERT INTO sellpage_stats_daily (seller_id, sellpage_id, stat_date, ad_{METRICS}, cpm, ctr, roas, campaign_count, updated_at) \
          SELECT seller_id, sellpage_id, stat_date, {METRICS}, {}, campaign_count, $1 FROM ( \
@@ -157,7 +169,10 @@ fn rollup_sql() -> String {
 }
 
 /// Recomputes `sellpage_stats_daily` for the seller's sellpages over the dates, from the
-/// campaign-level daily rows. Sellpages whose campaigns have no rows get none.
+/// campaign-level daily rows and the campaigns' current sellpages: the seller's rows for those
+/// dates are deleted, then rebuilt, so sellpages whose campaigns have no rows end with none.
+/// Run it inside the caller's transaction, so readers never see the dates half rebuilt.
+/// Returns the number of sellpage rows written.
 pub async fn roll_up_sellpages(
     conn: &mut DbConn,
     seller_id: &str,
@@ -167,6 +182,12 @@ pub async fn roll_up_sellpages(
 ) -> QueryResult<usize> {
     let sql = rollup_sql();
     db_run!(conn, {
+        diesel::sql_query(CLEAR_ROLLUP_SQL)
+            .bind::<Text, _>(seller_id)
+            .bind::<Date, _>(date_from)
+            .bind::<Date, _>(date_to)
+            .execute(conn)
+            .await?;
         diesel::sql_query(&sql)
             .bind::<Timestamp, _>(now)
             .bind::<Text, _>(seller_id)
@@ -263,10 +284,21 @@ mod tests {
         for sql in [
             fold_daily_sql(Aggregation::Sum),
             fold_daily_sql(Aggregation::Latest),
+            CLEAR_ROLLUP_SQL.to_string(),
             rollup_sql(),
         ] {
             crate::db::assert_placeholders_in_order(&sql);
         }
+    }
+
+    #[test]
+    fn the_rollup_clears_the_sellers_dates_before_rebuilding_them() {
+        assert!(
+            CLEAR_ROLLUP_SQL.starts_with("DELETE FROM sellpage_stats_daily WHERE seller_id = $1")
+        );
+        assert!(CLEAR_ROLLUP_SQL.ends_with("stat_date BETWEEN $2 AND $3"));
+        // The rebuild covers exactly the dates cleared, so no other date loses its row.
+        assert!(rollup_sql().contains("d.stat_date BETWEEN $3 AND $4"));
     }
 
     #[test]
@@ -281,9 +313,27 @@ mod tests {
     }
 
     #[test]
+    fn first_sync_of_a_day_derives_ratios_from_the_rows_totals() {
+        for aggregation in [Aggregation::Sum, Aggregation::Latest] {
+            let sql = fold_daily_sql(aggregation);
+            let select = &sql[sql.find("SELECT").unwrap()..sql.find("FROM ad_stats_raw").unwrap()];
+            assert!(
+                select.contains("CASE WHEN impressions = 0 THEN 0.0 ELSE CAST(spend_cents"),
+                "{select}"
+            );
+            assert!(
+                select.contains("CASE WHEN spend_cents = 0 THEN 0.0 ELSE CAST(revenue_cents"),
+                "{select}"
+            );
+            assert!(!select.contains(", cpm,"), "copies the raw ratio: {select}");
+        }
+    }
+
+    #[test]
     fn latest_mode_replaces_the_numbers() {
         let sql = fold_daily_sql(Aggregation::Latest);
         assert!(sql.contains("spend_cents = excluded.spend_cents"));
+        // `excluded` holds the ratios the SELECT derived from the latest row's totals.
         assert!(sql.contains("cpm = excluded.cpm"));
         assert!(sql.contains("raw_count = ad_stats_daily.raw_count + excluded.raw_count"));
     }

@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use ads_stats::config::Aggregation;
 use ads_stats::db::catalog::{self, insert_catalog, HierarchyTable};
-use ads_stats::db::{stats, Db};
-use ads_stats::domain::{ratios, Level};
+use ads_stats::db::schema::campaigns;
+use ads_stats::db::{stats, Db, DbConn};
+use ads_stats::db_run;
+use ads_stats::domain::{ratios, EntityBudget, Level};
 use ads_stats::pipeline::entities::delivering_entities;
 use ads_stats::pipeline::{FaultPoint, Pipeline, SyncRequest};
 use ads_stats::providers::mock::mock_metrics;
-use ads_stats::providers::MockProvider;
+use ads_stats::providers::{MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::NaiveDate;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
 
 use crate::helpers::{add_seller, merge, migrated_db, seller_catalog, Backend, TestDb};
 use crate::on_both_backends;
@@ -21,7 +25,11 @@ on_both_backends!(
     raw_table_is_append_only,
     daily_rows_sum_raw_rows_and_recompute_ratios,
     latest_mode_keeps_the_latest_snapshot,
+    first_sync_ratios_come_from_the_totals,
     sellpages_roll_up_their_campaigns,
+    a_campaign_moved_to_another_sellpage_counts_there_only,
+    a_campaign_losing_its_sellpage_leaves_the_rollup,
+    the_last_campaign_leaving_a_sellpage_takes_its_row,
     eligible_sellers_are_active_connected_and_delivering,
     effective_budgets_follow_the_hierarchy,
     a_failure_after_the_raw_insert_leaves_nothing,
@@ -152,7 +160,12 @@ async fn daily_rows_sum_raw_rows_and_recompute_ratios(backend: Backend) {
     assert_eq!(daily.spend_cents, raw[0].spend_cents);
     assert_eq!(
         (daily.cpm, daily.ctr, daily.roas),
-        (raw[0].cpm, raw[0].ctr, raw[0].roas)
+        ratios(
+            daily.spend_cents,
+            daily.impressions,
+            daily.clicks,
+            daily.revenue_cents
+        )
     );
     drop(conn);
 
@@ -213,6 +226,74 @@ async fn latest_mode_keeps_the_latest_snapshot(backend: Backend) {
     );
     assert_eq!(daily.revenue_cents, raw[1].revenue_cents);
     assert_eq!(daily.cpm, raw[1].cpm);
+}
+
+/// The mock's readings with ratios that contradict their own totals, as a provider that rounds
+/// (or errs) would send.
+struct SkewedRatios;
+
+const SKEWED: f64 = 999.0;
+
+#[async_trait::async_trait]
+impl StatProvider for SkewedRatios {
+    fn name(&self) -> &'static str {
+        "skewed"
+    }
+
+    async fn fetch(
+        &self,
+        seller_id: &str,
+        level: Level,
+        entities: &[EntityBudget],
+        date: NaiveDate,
+    ) -> Result<Vec<ProviderStat>, ProviderError> {
+        let mut stats = MockProvider.fetch(seller_id, level, entities, date).await?;
+        for s in &mut stats {
+            s.metrics.cpm = SKEWED;
+            s.metrics.ctr = SKEWED;
+            s.metrics.roas = SKEWED;
+        }
+        Ok(stats)
+    }
+}
+
+async fn first_sync_ratios_come_from_the_totals(backend: Backend) {
+    for aggregation in [Aggregation::Sum, Aggregation::Latest] {
+        let (_t, db) = seeded(backend, &["s1"]).await;
+        let p = Pipeline::new(db.clone(), Arc::new(SkewedRatios), aggregation);
+        let request = SyncRequest::one_day("s1", Level::Campaign, day());
+        for sync in 1..=2 {
+            p.run(&request).await.unwrap();
+            let mut conn = db.conn().await.unwrap();
+            let raw = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
+                .await
+                .unwrap();
+            assert_eq!(
+                (raw[0].cpm, raw[0].ctr, raw[0].roas),
+                (SKEWED, SKEWED, SKEWED),
+                "raw rows keep what the provider said"
+            );
+            for k in 1..=4 {
+                let entity = format!("s1-cmp-{k}");
+                let daily = stats::daily_row(&mut conn, "CAMPAIGN", &entity, day())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(daily.raw_count, sync);
+                assert!(daily.impressions > 0 && daily.spend_cents > 0, "{daily:?}");
+                assert_eq!(
+                    (daily.cpm, daily.ctr, daily.roas),
+                    ratios(
+                        daily.spend_cents,
+                        daily.impressions,
+                        daily.clicks,
+                        daily.revenue_cents
+                    ),
+                    "{aggregation:?}, sync {sync}, {entity}"
+                );
+            }
+        }
+    }
 }
 
 async fn sellpages_roll_up_their_campaigns(backend: Backend) {
@@ -445,4 +526,140 @@ async fn a_date_range_writes_every_day(backend: Backend) {
             mock_metrics("s1", "s1-cmp-3", d, 2_500).spend_cents
         );
     }
+}
+
+async fn set_sellpage(conn: &mut DbConn, campaign: &str, sellpage: Option<&str>) {
+    let updated = db_run!(conn, {
+        diesel::update(campaigns::table.find(campaign))
+            .set(campaigns::sellpage_id.eq(sellpage))
+            .execute(conn)
+            .await
+    })
+    .unwrap();
+    assert_eq!(updated, 1, "{campaign}");
+}
+
+/// The sellpage's row on `date` counts exactly `members`, with the sums of their daily rows.
+async fn assert_page_holds(conn: &mut DbConn, page: &str, date: NaiveDate, members: &[&str]) {
+    let row = stats::sellpage_row(conn, page, date)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{page} has no row on {date}"));
+    let (mut spend, mut impressions, mut revenue) = (0, 0, 0);
+    for campaign in members {
+        let daily = stats::daily_row(conn, "CAMPAIGN", campaign, date)
+            .await
+            .unwrap()
+            .unwrap();
+        spend += daily.spend_cents;
+        impressions += daily.impressions;
+        revenue += daily.revenue_cents;
+    }
+    assert_eq!(
+        (
+            row.campaign_count,
+            row.ad_spend_cents,
+            row.impressions,
+            row.revenue_cents
+        ),
+        (members.len() as i64, spend, impressions, revenue),
+        "{page} on {date} should hold {members:?}"
+    );
+}
+
+async fn sync_campaigns(p: &Pipeline, seller: &str, from: NaiveDate, to: NaiveDate) {
+    p.run(&SyncRequest {
+        seller_id: seller.into(),
+        level: Level::Campaign,
+        date_from: from,
+        date_to: to,
+    })
+    .await
+    .unwrap();
+}
+
+async fn a_campaign_moved_to_another_sellpage_counts_there_only(backend: Backend) {
+    let (_t, db) = seeded(backend, &["s1", "s2"]).await;
+    let p = pipeline(&db, Aggregation::Sum);
+    sync_campaigns(&p, "s1", day(), day()).await;
+    sync_campaigns(&p, "s2", day(), day()).await;
+    let mut conn = db.conn().await.unwrap();
+    assert_page_holds(&mut conn, "s1-page-1", day(), &["s1-cmp-1", "s1-cmp-2"]).await;
+    assert_page_holds(&mut conn, "s1-page-2", day(), &["s1-cmp-3"]).await;
+    let other_seller = stats::sellpage_row(&mut conn, "s2-page-1", day())
+        .await
+        .unwrap()
+        .unwrap();
+
+    set_sellpage(&mut conn, "s1-cmp-2", Some("s1-page-2")).await;
+    drop(conn);
+    sync_campaigns(&p, "s1", day(), day()).await;
+    let mut conn = db.conn().await.unwrap();
+    assert_page_holds(&mut conn, "s1-page-1", day(), &["s1-cmp-1"]).await;
+    assert_page_holds(&mut conn, "s1-page-2", day(), &["s1-cmp-2", "s1-cmp-3"]).await;
+    assert_eq!(
+        stats::sellpage_row(&mut conn, "s2-page-1", day())
+            .await
+            .unwrap()
+            .unwrap(),
+        other_seller,
+        "another seller's rollup is not rebuilt"
+    );
+}
+
+async fn a_campaign_losing_its_sellpage_leaves_the_rollup(backend: Backend) {
+    let (_t, db) = seeded(backend, &["s1"]).await;
+    let p = pipeline(&db, Aggregation::Sum);
+    sync_campaigns(&p, "s1", day(), day()).await;
+    let mut conn = db.conn().await.unwrap();
+    assert_page_holds(&mut conn, "s1-page-2", day(), &["s1-cmp-3"]).await;
+
+    set_sellpage(&mut conn, "s1-cmp-1", None).await;
+    set_sellpage(&mut conn, "s1-cmp-3", None).await;
+    drop(conn);
+    let summary = p
+        .run(&SyncRequest::one_day("s1", Level::Campaign, day()))
+        .await
+        .unwrap();
+    assert_eq!(summary.sellpage_rows, 1);
+    let mut conn = db.conn().await.unwrap();
+    assert_page_holds(&mut conn, "s1-page-1", day(), &["s1-cmp-2"]).await;
+    assert!(
+        stats::sellpage_row(&mut conn, "s1-page-2", day())
+            .await
+            .unwrap()
+            .is_none(),
+        "page-2 has no campaign left"
+    );
+    assert_eq!(stats::tier_counts(&mut conn, "s1").await.unwrap().2, 1);
+}
+
+async fn the_last_campaign_leaving_a_sellpage_takes_its_row(backend: Backend) {
+    let (_t, db) = seeded(backend, &["s1"]).await;
+    let p = pipeline(&db, Aggregation::Sum);
+    let before = day().pred_opt().unwrap();
+    sync_campaigns(&p, "s1", before, day()).await;
+    let mut conn = db.conn().await.unwrap();
+    set_sellpage(&mut conn, "s1-cmp-3", Some("s1-page-1")).await;
+    drop(conn);
+
+    // Only `day()` is synced again, so only `day()` follows the move.
+    sync_campaigns(&p, "s1", day(), day()).await;
+    let mut conn = db.conn().await.unwrap();
+    assert!(
+        stats::sellpage_row(&mut conn, "s1-page-2", day())
+            .await
+            .unwrap()
+            .is_none(),
+        "page-2 lost its only campaign"
+    );
+    assert_page_holds(
+        &mut conn,
+        "s1-page-1",
+        day(),
+        &["s1-cmp-1", "s1-cmp-2", "s1-cmp-3"],
+    )
+    .await;
+    assert_page_holds(&mut conn, "s1-page-2", before, &["s1-cmp-3"]).await;
+    assert_page_holds(&mut conn, "s1-page-1", before, &["s1-cmp-1", "s1-cmp-2"]).await;
 }
