@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod jobs;
 pub mod models;
+pub mod reads;
 pub mod schema;
 pub mod stats;
 

@@ -119,7 +119,7 @@ pub struct RawStat {
     pub fetched_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, QueryableByName, Serialize)]
 #[diesel(table_name = ad_stats_daily)]
 pub struct DailyStat {
     pub id: i64,
@@ -142,7 +142,7 @@ pub struct DailyStat {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, QueryableByName, Serialize)]
 #[diesel(table_name = sellpage_stats_daily)]
 pub struct SellpageStat {
     pub id: i64,

@@ -8,6 +8,16 @@ use serde_json::json;
 use crate::db::DbError;
 use crate::jobs::EnqueueError;
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A machine-readable code, e.g. `invalid_range`, `unauthorized`, `database_busy`.
+    #[schema(example = "invalid_range")]
+    pub error: String,
+    /// A sentence for people; fixed text, never an internal cause.
+    pub message: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Any token problem. The body never says which (that would help a forger); the reason goes
@@ -143,6 +153,19 @@ impl From<EnqueueError> for ApiError {
             EnqueueError::Db(db) => db.into(),
         }
     }
+}
+
+/// Query strings that do not fit a route's parameters (unknown or repeated names) answer 400
+/// `invalid_query` in the usual shape instead of actix's plain-text default.
+pub fn query_error(
+    error: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::bad_request(
+        "invalid_query",
+        format!("the query string is not accepted: {error}"),
+    )
+    .into()
 }
 
 pub async fn not_found() -> HttpResponse {

@@ -5,6 +5,7 @@ mod auth;
 mod errors;
 mod health;
 mod rate_limit;
+mod stats;
 mod sync;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::auth::TokenVerifier;
 use crate::db::Db;
 use crate::jobs::{JobQueue, Scheduler, TaskHealth};
 
-pub use errors::ApiError;
+pub use errors::{ApiError, ErrorBody};
 pub use health::HealthProbe;
 pub use rate_limit::SyncRateLimiter;
 
@@ -60,6 +61,7 @@ impl AppState {
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::from(state))
+            .app_data(web::QueryConfig::default().error_handler(errors::query_error))
             .service(
                 web::resource("/health")
                     .route(web::get().to(health::health))
@@ -76,6 +78,21 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
                     .service(
                         web::resource("/sync/{job_id}")
                             .route(web::get().to(sync::status::sync_status))
+                            .default_service(web::to(errors::method_not_allowed)),
+                    )
+                    .service(
+                        web::resource("/stats")
+                            .route(web::get().to(stats::daily::daily_stats))
+                            .default_service(web::to(errors::method_not_allowed)),
+                    )
+                    .service(
+                        web::resource("/stats/summary")
+                            .route(web::get().to(stats::summary::stats_summary))
+                            .default_service(web::to(errors::method_not_allowed)),
+                    )
+                    .service(
+                        web::resource("/sellpages/stats")
+                            .route(web::get().to(stats::sellpages::sellpage_stats))
                             .default_service(web::to(errors::method_not_allowed)),
                     ),
             )

@@ -12,6 +12,7 @@ mod health;
 mod jobs;
 mod outage;
 mod pipeline;
+mod reads;
 mod resilience;
 mod scheduler;
 mod schema;

@@ -1,0 +1,183 @@
+//! `GET /api/ads-manager/stats`: the caller's daily rows at one level, a page at a time.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::csv::{self, CsvRow};
+use super::{params, Page};
+use crate::db::models::DailyStat;
+use crate::db::reads::{self, DailyPage};
+use crate::http::auth::AuthenticatedSeller;
+use crate::http::{ApiError, AppState};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct DailyQuery {
+    /// CAMPAIGN, ADSET or AD.
+    #[param(example = "CAMPAIGN")]
+    level: Option<String>,
+    /// First day, YYYY-MM-DD.
+    #[param(example = "2026-11-01")]
+    from: Option<String>,
+    /// Last day, YYYY-MM-DD; at most 366 days after `from`.
+    #[param(example = "2026-11-28")]
+    to: Option<String>,
+    /// Only this entity's rows.
+    entity_id: Option<String>,
+    /// Rows per page, 1 to 1000 (default 100).
+    limit: Option<String>,
+    /// The `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One entity's numbers for one day.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsRow {
+    #[schema(example = "CAMPAIGN")]
+    pub level: String,
+    pub entity_id: String,
+    #[schema(value_type = String, format = Date)]
+    pub date: NaiveDate,
+    pub spend_cents: i64,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub content_views: i64,
+    pub add_to_cart: i64,
+    pub checkouts: i64,
+    pub purchases: i64,
+    pub revenue_cents: i64,
+    pub cpm: f64,
+    pub ctr: f64,
+    pub roas: f64,
+    pub raw_count: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<DailyStat> for StatsRow {
+    fn from(d: DailyStat) -> Self {
+        Self {
+            level: d.level,
+            entity_id: d.entity_id,
+            date: d.stat_date,
+            spend_cents: d.spend_cents,
+            impressions: d.impressions,
+            clicks: d.clicks,
+            content_views: d.content_views,
+            add_to_cart: d.add_to_cart,
+            checkouts: d.checkouts,
+            purchases: d.purchases,
+            revenue_cents: d.revenue_cents,
+            cpm: d.cpm,
+            ctr: d.ctr,
+            roas: d.roas,
+            raw_count: d.raw_count,
+            updated_at: d.updated_at.and_utc(),
+        }
+    }
+}
+
+impl CsvRow for StatsRow {
+    const HEADER: &'static [&'static str] = &[
+        "level",
+        "entityId",
+        "date",
+        "spendCents",
+        "impressions",
+        "clicks",
+        "contentViews",
+        "addToCart",
+        "checkouts",
+        "purchases",
+        "revenueCents",
+        "cpm",
+        "ctr",
+        "roas",
+        "rawCount",
+        "updatedAt",
+    ];
+
+    fn fields(&self) -> Vec<String> {
+        vec![
+            self.level.clone(),
+            self.entity_id.clone(),
+            self.date.to_string(),
+            self.spend_cents.to_string(),
+            self.impressions.to_string(),
+            self.clicks.to_string(),
+            self.content_views.to_string(),
+            self.add_to_cart.to_string(),
+            self.checkouts.to_string(),
+            self.purchases.to_string(),
+            self.revenue_cents.to_string(),
+            csv::float(self.cpm),
+            csv::float(self.ctr),
+            csv::float(self.roas),
+            self.raw_count.to_string(),
+            timestamp(self.updated_at),
+        ]
+    }
+}
+
+/// The same text serde gives the JSON.
+pub(super) fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// The caller's daily rows at one level, ordered by date then entity.
+#[utoipa::path(
+    get,
+    path = "/api/ads-manager/stats",
+    tag = "stats",
+    params(DailyQuery),
+    responses(
+        (status = 200, description = "One page of daily rows (JSON, or CSV with `Accept: text/csv`; the next cursor then comes in `X-Next-Cursor`)", body = Page<StatsRow>),
+        (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_level`, `invalid_limit`, `invalid_cursor` or `invalid_query`", body = crate::http::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn daily_stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    AuthenticatedSeller(seller_id): AuthenticatedSeller,
+    query: web::Query<DailyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let (from, to) = params::range(q.from.as_deref(), q.to.as_deref())?;
+    let level = params::level(q.level.as_deref())?;
+    let limit = params::limit(q.limit.as_deref())?;
+    let after = params::cursor(q.cursor.as_deref())?;
+    let db = state.db.clone();
+    let mut rows = state
+        .on_main_runtime(async move {
+            let page = DailyPage {
+                seller_id: &seller_id,
+                level: level.as_str(),
+                from,
+                to,
+                entity_id: q.entity_id.as_deref(),
+                after,
+                // One more than asked tells whether another page follows.
+                limit: limit + 1,
+            };
+            let mut conn = db.conn().await?;
+            Ok(reads::daily_page(&mut conn, &page).await?)
+        })
+        .await?;
+    let next_cursor = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        rows.last()
+            .map(|r| params::encode_cursor(r.stat_date, &r.entity_id))
+            .unwrap_or_default()
+    });
+    let rows: Vec<StatsRow> = rows.into_iter().map(StatsRow::from).collect();
+    if csv::wants_csv(&req) {
+        return Ok(csv::response(&rows, next_cursor.as_deref()));
+    }
+    Ok(HttpResponse::Ok().json(Page { rows, next_cursor }))
+}

@@ -1,0 +1,186 @@
+//! `GET /api/ads-manager/stats/summary`: the caller's totals per entity over a range, and the
+//! grand total. Ratios are recomputed from the sums, never averaged.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::csv::{self, CsvRow};
+use super::params;
+use crate::db::reads::{self, EntityTotals};
+use crate::domain::{ratios, Level};
+use crate::http::auth::AuthenticatedSeller;
+use crate::http::{ApiError, AppState};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// CAMPAIGN, ADSET or AD.
+    #[param(example = "CAMPAIGN")]
+    level: Option<String>,
+    /// First day, YYYY-MM-DD.
+    #[param(example = "2026-11-01")]
+    from: Option<String>,
+    /// Last day, YYYY-MM-DD; at most 366 days after `from`.
+    #[param(example = "2026-11-28")]
+    to: Option<String>,
+}
+
+/// One entity's sums over the range (or, as `total`, everything's; `entityId` is then absent).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryRow {
+    pub level: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    pub spend_cents: i64,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub content_views: i64,
+    pub add_to_cart: i64,
+    pub checkouts: i64,
+    pub purchases: i64,
+    pub revenue_cents: i64,
+    pub cpm: f64,
+    pub ctr: f64,
+    pub roas: f64,
+    pub raw_count: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SummaryBody {
+    pub rows: Vec<SummaryRow>,
+    pub total: SummaryRow,
+}
+
+impl SummaryRow {
+    fn new(level: Level, entity_id: Option<String>, t: &EntityTotals) -> Self {
+        let (cpm, ctr, roas) = ratios(t.spend_cents, t.impressions, t.clicks, t.revenue_cents);
+        Self {
+            level: level.as_str().to_string(),
+            entity_id,
+            spend_cents: t.spend_cents,
+            impressions: t.impressions,
+            clicks: t.clicks,
+            content_views: t.content_views,
+            add_to_cart: t.add_to_cart,
+            checkouts: t.checkouts,
+            purchases: t.purchases,
+            revenue_cents: t.revenue_cents,
+            cpm,
+            ctr,
+            roas,
+            raw_count: t.raw_count,
+        }
+    }
+}
+
+/// The sums of every entity's sums.
+fn grand_total(rows: &[EntityTotals]) -> EntityTotals {
+    rows.iter().fold(
+        EntityTotals {
+            entity_id: String::new(),
+            spend_cents: 0,
+            impressions: 0,
+            clicks: 0,
+            content_views: 0,
+            add_to_cart: 0,
+            checkouts: 0,
+            purchases: 0,
+            revenue_cents: 0,
+            raw_count: 0,
+        },
+        |mut sum, r| {
+            sum.spend_cents += r.spend_cents;
+            sum.impressions += r.impressions;
+            sum.clicks += r.clicks;
+            sum.content_views += r.content_views;
+            sum.add_to_cart += r.add_to_cart;
+            sum.checkouts += r.checkouts;
+            sum.purchases += r.purchases;
+            sum.revenue_cents += r.revenue_cents;
+            sum.raw_count += r.raw_count;
+            sum
+        },
+    )
+}
+
+impl CsvRow for SummaryRow {
+    const HEADER: &'static [&'static str] = &[
+        "level",
+        "entityId",
+        "spendCents",
+        "impressions",
+        "clicks",
+        "contentViews",
+        "addToCart",
+        "checkouts",
+        "purchases",
+        "revenueCents",
+        "cpm",
+        "ctr",
+        "roas",
+        "rawCount",
+    ];
+
+    fn fields(&self) -> Vec<String> {
+        vec![
+            self.level.clone(),
+            self.entity_id.clone().unwrap_or_default(),
+            self.spend_cents.to_string(),
+            self.impressions.to_string(),
+            self.clicks.to_string(),
+            self.content_views.to_string(),
+            self.add_to_cart.to_string(),
+            self.checkouts.to_string(),
+            self.purchases.to_string(),
+            self.revenue_cents.to_string(),
+            csv::float(self.cpm),
+            csv::float(self.ctr),
+            csv::float(self.roas),
+            self.raw_count.to_string(),
+        ]
+    }
+}
+
+/// The caller's totals per entity at one level over a range, in entity order, and the grand
+/// total. CSV carries the per-entity rows only.
+#[utoipa::path(
+    get,
+    path = "/api/ads-manager/stats/summary",
+    tag = "stats",
+    params(SummaryQuery),
+    responses(
+        (status = 200, description = "Totals per entity and overall (JSON, or the per-entity rows as CSV with `Accept: text/csv`)", body = SummaryBody),
+        (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_level` or `invalid_query`", body = crate::http::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stats_summary(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    AuthenticatedSeller(seller_id): AuthenticatedSeller,
+    query: web::Query<SummaryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let (from, to) = params::range(q.from.as_deref(), q.to.as_deref())?;
+    let level = params::level(q.level.as_deref())?;
+    let db = state.db.clone();
+    let totals = state
+        .on_main_runtime(async move {
+            let mut conn = db.conn().await?;
+            Ok(reads::entity_totals(&mut conn, &seller_id, level.as_str(), from, to).await?)
+        })
+        .await?;
+    let total = SummaryRow::new(level, None, &grand_total(&totals));
+    let rows: Vec<SummaryRow> = totals
+        .iter()
+        .map(|t| SummaryRow::new(level, Some(t.entity_id.clone()), t))
+        .collect();
+    if csv::wants_csv(&req) {
+        return Ok(csv::response(&rows, None));
+    }
+    Ok(HttpResponse::Ok().json(SummaryBody { rows, total }))
+}
