@@ -5,6 +5,7 @@
 //! for whichever backend the connection is, so a query is written once unless the SQL really differs.
 
 pub mod catalog;
+mod error;
 pub mod jobs;
 pub mod models;
 pub mod reads;
@@ -25,71 +26,13 @@ use futures_util::FutureExt;
 
 use crate::config::{DatabaseSettings, DatabaseUrl};
 
+pub use error::DbError;
+
 pub type PgConn = AsyncPgConnection;
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-
-/// Why the database could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// No connection could be opened in time: the server is down or unreachable.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// The database works but is saturated right now: every pooled connection is in use, SQLite's
-    /// write lock stayed taken past the busy timeout, or PostgreSQL cancelled a statement on its
-    /// statement or lock timeout. Retrying shortly is the right answer.
-    #[error("database busy: {0}")]
-    Busy(String),
-    #[error(transparent)]
-    Query(diesel::result::Error),
-    #[error("migration failed: {0}")]
-    Migration(String),
-}
-
-impl From<diesel::result::Error> for DbError {
-    fn from(e: diesel::result::Error) -> Self {
-        if is_busy(&e) {
-            DbError::Busy(e.to_string())
-        } else {
-            DbError::Query(e)
-        }
-    }
-}
-
-impl DbError {
-    /// True for errors a retry may fix (busy, unreachable, a connection that broke), false for
-    /// errors in the query.
-    pub fn is_transient(&self) -> bool {
-        use diesel::result::{DatabaseErrorKind, Error};
-        matches!(
-            self,
-            DbError::Busy(_)
-                | DbError::Unavailable(_)
-                | DbError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _))
-        )
-    }
-}
-
-/// Errors that mean "too busy right now", by the message each engine gives: diesel reports
-/// neither SQLite's SQLITE_BUSY nor PostgreSQL's SQLSTATE 57014 / 55P03 as a kind of its own.
-fn is_busy(e: &diesel::result::Error) -> bool {
-    let diesel::result::Error::DatabaseError(_, info) = e else {
-        return false;
-    };
-    let message = info.message().to_ascii_lowercase();
-    [
-        "database is locked",
-        "database table is locked",
-        "database is busy",
-        "canceling statement due to statement timeout",
-        "canceling statement due to lock timeout",
-        "could not obtain lock",
-    ]
-    .iter()
-    .any(|needle| message.contains(needle))
-}
 
 /// The process-wide pool; cheap to clone.
 #[derive(Clone)]
@@ -254,6 +197,7 @@ impl Db {
         size >= max_size && available == 0
     }
 
+    /// The most connections the pool opens (`database.pool_size`).
     pub fn pool_size(&self) -> usize {
         self.pool_status().2
     }
@@ -442,33 +386,5 @@ pub(crate) fn assert_placeholders_in_order(sql: &str) {
                 seen.push(n);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use diesel::connection::SimpleConnection;
-
-    #[test]
-    fn sqlite_locked_is_busy_and_a_bad_query_is_not() {
-        let dir = std::env::temp_dir().join(format!("ads-stats-busy-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("busy.db");
-        let path = path.to_string_lossy();
-        let mut holder = SqliteConnection::establish(&path).unwrap();
-        holder
-            .batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE")
-            .unwrap();
-        let mut other = SqliteConnection::establish(&path).unwrap();
-        other.batch_execute("PRAGMA busy_timeout = 0").unwrap();
-        let locked = other.batch_execute("BEGIN IMMEDIATE").unwrap_err();
-        assert!(matches!(DbError::from(locked), DbError::Busy(_)));
-        let wrong = other.batch_execute("SELECT * FROM missing").unwrap_err();
-        let wrong = DbError::from(wrong);
-        assert!(matches!(wrong, DbError::Query(_)));
-        assert!(!wrong.is_transient());
-        drop((holder, other));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

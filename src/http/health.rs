@@ -9,23 +9,53 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde_json::json;
 
 use super::AppState;
 use crate::db::{self, Db, DbError};
+use crate::jobs::TaskState;
 
 /// Load balancers give up after a few seconds; answer before they do.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a probe's result answers for everyone.
 const SHARE_FOR: Duration = Duration::from_secs(1);
 
+/// A probe that has not answered by then has failed; it frees the single flight for the next.
+const PROBE_LIMIT: Duration = Duration::from_secs(10);
+
 /// What the last database probe found. The reasons are fixed text: the cause goes to the log.
 #[derive(Debug, Clone, Copy)]
 enum Probe {
     Ok { queued: i64, running: i64 },
-    Failed(&'static str),
+    Failed(Failure),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Busy,
+    Unavailable,
+    NoAnswer,
+}
+
+impl Failure {
+    fn reason(self) -> &'static str {
+        match self {
+            Failure::Busy => "database busy",
+            Failure::Unavailable => "database unavailable",
+            Failure::NoAnswer => "no answer from the database within 2s",
+        }
+    }
+
+    /// The same codes and waits as every other route's 503.
+    fn code_and_retry_after(self) -> (&'static str, &'static str) {
+        match self {
+            Failure::Busy => ("database_busy", "1"),
+            Failure::Unavailable | Failure::NoAnswer => ("database_unavailable", "5"),
+        }
+    }
 }
 
 type PendingProbe = Shared<BoxFuture<'static, Probe>>;
@@ -64,7 +94,7 @@ impl HealthProbe {
     async fn check(&self) -> Probe {
         let pending = {
             let Ok(mut state) = self.state.lock() else {
-                return Probe::Failed("internal error");
+                return Probe::Failed(Failure::Unavailable);
             };
             if let Some((at, probe)) = state.fresh {
                 if at.elapsed() < SHARE_FOR {
@@ -84,7 +114,7 @@ impl HealthProbe {
             Ok(probe) => probe,
             Err(_) => {
                 // The probe keeps running (still the only one); its answer replaces this one.
-                let probe = Probe::Failed("no answer from the database within 2s");
+                let probe = Probe::Failed(Failure::NoAnswer);
                 if let Ok(mut state) = self.state.lock() {
                     state.fresh = Some((Instant::now(), probe));
                 }
@@ -97,46 +127,63 @@ impl HealthProbe {
         self.probes.fetch_add(1, Ordering::Relaxed);
         let (db, state) = (self.db.clone(), self.state.clone());
         let task = self.runtime.spawn(async move {
+            // However the probe ends (an answer, its time limit, a panic), the next caller may
+            // start a new one.
+            let _free = FreeFlight(state.clone());
             let counted = async {
                 let mut conn = db.conn().await?;
                 Ok::<_, DbError>(db::jobs::active_counts(&mut conn).await?)
             };
-            let probe = match counted.await {
-                Ok((queued, running)) => Probe::Ok { queued, running },
-                Err(e) => {
+            // A connection stuck on a silent network would otherwise hold the flight for as long
+            // as TCP takes to give up. Dropping the query here is safe: this is the main runtime.
+            let probe = match tokio::time::timeout(PROBE_LIMIT, counted).await {
+                Ok(Ok((queued, running))) => Probe::Ok { queued, running },
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "health probe failed");
                     Probe::Failed(match e {
-                        DbError::Busy(_) => "database busy",
-                        _ => "database unavailable",
+                        DbError::Busy(_) => Failure::Busy,
+                        _ => Failure::Unavailable,
                     })
+                }
+                Err(_) => {
+                    tracing::warn!("health probe got no answer in time");
+                    Probe::Failed(Failure::NoAnswer)
                 }
             };
             if let Ok(mut state) = state.lock() {
                 state.fresh = Some((Instant::now(), probe));
-                state.in_flight = None;
             }
             probe
         });
-        async move {
-            task.await
-                .unwrap_or(Probe::Failed("the health probe stopped"))
+        async move { task.await.unwrap_or(Probe::Failed(Failure::Unavailable)) }
+            .boxed()
+            .shared()
+    }
+}
+
+/// Clears the in-flight probe when dropped.
+struct FreeFlight(Arc<Mutex<ProbeState>>);
+
+impl Drop for FreeFlight {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.lock() {
+            state.in_flight = None;
         }
-        .boxed()
-        .shared()
     }
 }
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let version = env!("CARGO_PKG_VERSION");
-    let tasks: serde_json::Map<String, serde_json::Value> = state
-        .tasks
-        .snapshot()
+    let probe = state.health_probe.check().await;
+    // One look at the tasks, after the probe, so `status` and `tasks` always agree.
+    let snapshot = state.tasks.snapshot();
+    let degraded = snapshot.values().any(|t| *t == TaskState::Restarting);
+    let tasks: serde_json::Map<String, serde_json::Value> = snapshot
         .into_iter()
         .map(|(name, task)| (name.to_string(), task.as_str().into()))
         .collect();
-    match state.health_probe.check().await {
+    match probe {
         Probe::Ok { queued, running } => {
-            let degraded = state.tasks.degraded();
             let body = json!({
                 "status": if degraded { "degraded" } else { "ok" },
                 "database": "ok",
@@ -147,16 +194,24 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 "tasks": tasks,
             });
             if degraded {
-                HttpResponse::ServiceUnavailable().json(body)
+                HttpResponse::ServiceUnavailable()
+                    .insert_header((header::RETRY_AFTER, "5"))
+                    .json(body)
             } else {
                 HttpResponse::Ok().json(body)
             }
         }
-        Probe::Failed(reason) => HttpResponse::ServiceUnavailable().json(json!({
-            "status": "unavailable",
-            "database": reason,
-            "version": version,
-            "tasks": tasks,
-        })),
+        Probe::Failed(failure) => {
+            let (code, retry_after) = failure.code_and_retry_after();
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, retry_after))
+                .json(json!({
+                    "status": "unavailable",
+                    "error": code,
+                    "database": failure.reason(),
+                    "version": version,
+                    "tasks": tasks,
+                }))
+        }
     }
 }

@@ -11,8 +11,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 /// Sellers tracked before buckets that have refilled are dropped, so memory stays bounded.
 const PRUNE_ABOVE: usize = 10_000;
 
+/// The per-seller buckets of manual syncs, kept in memory for this process.
 pub struct SyncRateLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
+    checks: std::sync::atomic::AtomicU64,
 }
 
 impl SyncRateLimiter {
@@ -21,12 +23,17 @@ impl SyncRateLimiter {
         let per_minute = NonZeroU32::new(per_minute)?;
         Some(Self {
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            checks: Default::default(),
         })
     }
 
     /// `Err(wait)` when the seller is over the limit, with how long until one more is allowed.
     pub fn check(&self, seller_id: &str) -> Result<(), Duration> {
-        if self.limiter.len() > PRUNE_ABOVE {
+        // Pruning walks every bucket: do it now and then, not on every request.
+        let checks = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if checks % 1024 == 0 && self.limiter.len() > PRUNE_ABOVE {
             self.limiter.retain_recent();
         }
         self.limiter

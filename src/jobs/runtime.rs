@@ -55,8 +55,9 @@ struct Context {
     faults: Arc<TaskFaults>,
 }
 
-/// Task names, as `/health` shows them.
+/// The task that hands queued job ids to workers, as `/health` names it.
 pub const DISPATCHER: &str = "dispatcher";
+/// The task that re-offers due jobs, rescues orphans, beats the heartbeat and prunes records.
 pub const SWEEPER: &str = "sweeper";
 
 /// The running workers and sweeper; [`JobRuntime::shutdown`] stops them gracefully.
@@ -417,7 +418,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 async fn sweep(ctx: Context, stop: CancellationToken) {
     let heartbeat_every = ctx.settings.rescue_after / 4;
-    let mut last_heartbeat = Instant::now();
+    // Beat on the first pass: a sweeper restarted after a crash must not leave running jobs
+    // without a heartbeat for another quarter of `jobs.rescue_after`.
+    let mut last_heartbeat = Instant::now()
+        .checked_sub(heartbeat_every)
+        .unwrap_or_else(Instant::now);
     let mut last_prune: Option<Instant> = None;
     let mut failing = false;
     loop {

@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{EnqueueError, JobQueue, Trigger};
 use super::supervisor::TaskFaults;
-
-/// The scheduler's task name, as `/health` shows it.
-pub const SCHEDULER: &str = "scheduler";
 use crate::db::{self, Db};
 use crate::domain::Level;
 use crate::pipeline::SyncRequest;
+
+/// The scheduler's task name, as `/health` shows it.
+pub const SCHEDULER: &str = "scheduler";
 
 /// What the health probe shows about the scheduler.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -29,6 +29,7 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// The word `/health` shows.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Running => "running",
@@ -46,6 +47,7 @@ pub struct TaskHealth {
 }
 
 impl TaskHealth {
+    /// Every task's state right now, by name.
     pub fn snapshot(&self) -> BTreeMap<&'static str, TaskState> {
         self.states.lock().map(|s| s.clone()).unwrap_or_default()
     }

@@ -93,9 +93,7 @@ impl PipelineError {
     /// kind of failure, never a raw database or provider message (those go to the log).
     pub fn public_message(&self) -> &'static str {
         match self {
-            PipelineError::Db(e) if e.is_transient() => {
-                "the database was unavailable or busy; the sync will be retried"
-            }
+            PipelineError::Db(e) if e.is_transient() => "the database was unavailable or busy",
             PipelineError::Db(_) => "a database error stopped the sync",
             PipelineError::Provider(ProviderError::RateLimited(_)) => {
                 "the stats provider limited our requests"

@@ -71,8 +71,7 @@ async fn postgres_cut_mid_tick_then_healed_every_job_succeeds_once() {
     assert_eq!(health().await.status(), 200);
 
     // Cut while the tick's work is under way: a tenth of its jobs done, three running. The tick
-    // may still be recording the last sellers' jobs; it then fails (and logs it) and those
-    // sellers wait for the next tick, while every job already recorded must still complete.
+    // recorded all its jobs in one transaction before any ran, so every one must complete.
     let progress = wait_for_progress(&db, Duration::from_secs(30), |p| {
         p.succeeded >= SELLERS as i64 * 3 / 10 && p.running >= 3
     })

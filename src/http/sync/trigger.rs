@@ -29,7 +29,8 @@ pub async fn trigger_sync(
 ) -> Result<HttpResponse, ApiError> {
     if let Some(limiter) = &state.sync_limiter {
         limiter.check(&seller_id).map_err(|wait| {
-            tracing::info!(seller.id = %seller_id, "manual sync rate limited");
+            // Debug, not info: a client hammering the endpoint must not flood the log.
+            tracing::debug!(seller.id = %seller_id, "manual sync rate limited");
             ApiError::RateLimited {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             }

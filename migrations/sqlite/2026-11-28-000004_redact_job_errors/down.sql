@@ -1,0 +1,2 @@
+-- The replaced texts cannot be restored; nothing to undo.
+SELECT 1;
