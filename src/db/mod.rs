@@ -90,6 +90,19 @@ fn is_busy(e: &diesel::result::Error) -> bool {
     .any(|needle| message.contains(needle))
 }
 
+/// A snapshot of the connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections idle in the pool.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    /// Most connections the pool may open (`database.pool_size`).
+    pub max_size: usize,
+}
+
 /// The process-wide pool; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -245,6 +258,20 @@ impl Db {
             DbPool::Sqlite(p) => p.status(),
         };
         (status.size, status.available, status.max_size)
+    }
+
+    /// The pool as it is now, for metrics: reading it takes no connection and no query.
+    pub fn pool_stats(&self) -> PoolStats {
+        let status = match &self.pool {
+            DbPool::Postgres(p) => p.status(),
+            DbPool::Sqlite(p) => p.status(),
+        };
+        PoolStats {
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+            max_size: status.max_size,
+        }
     }
 
     /// Every connection the pool may open is open and checked out.
