@@ -20,6 +20,7 @@ use crate::jobs::{
 };
 use crate::pipeline::Pipeline;
 use crate::providers::StatProvider;
+use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -88,6 +89,7 @@ impl Application {
         );
         let tasks = TaskHealth::default();
         let faults = Arc::new(TaskFaults::default());
+        let metrics = Metrics::new();
         let runtime = JobRuntime::start(
             db.clone(),
             pipeline.clone(),
@@ -96,6 +98,7 @@ impl Application {
             RuntimeSettings::from(&settings.jobs),
             tasks.clone(),
             faults.clone(),
+            metrics.clone(),
         );
         let schedule = parse_cron(&settings.scheduler.cron).map_err(StartupError::Settings)?;
         let scheduler = Scheduler::new(
@@ -104,6 +107,7 @@ impl Application {
             schedule,
             settings.scheduler_timezone(),
             settings.scheduler.enabled,
+            metrics.clone(),
         );
         let scheduler_stop = CancellationToken::new();
         let scheduler_task = settings.scheduler.enabled.then(|| {
@@ -138,18 +142,27 @@ impl Application {
             tasks: tasks.clone(),
             health_probe: http::HealthProbe::new(db.clone(), tokio::runtime::Handle::current()),
             runtime: tokio::runtime::Handle::current(),
+            metrics: metrics.clone(),
+            metrics_enabled: settings.metrics.enabled,
+            metrics_token: settings.metrics.bearer_token.clone(),
         });
         let server_state = state.clone();
         let server = HttpServer::new(move || {
+            let metrics = metrics.clone();
             App::new()
-                .wrap_fn(|req, srv| {
+                .wrap_fn(move |req, srv| {
                     let started = Instant::now();
                     let method = req.method().to_string();
                     let path = req.path().to_string();
                     let response = srv.call(req);
+                    let metrics = metrics.clone();
                     async move {
                         let response = response.await?;
                         let status = response.status().as_u16();
+                        // The route pattern, never the path: ids in paths would make a series
+                        // per job.
+                        let route = response.request().match_pattern();
+                        metrics.http_request(&method, route.as_deref(), status, started.elapsed());
                         let duration_ms = started.elapsed().as_millis() as u64;
                         // Load balancers probe /health every few seconds; keep those quiet
                         // unless they fail.

@@ -52,6 +52,7 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub scheduler: SchedulerSettings,
     pub rate_limit: RateLimitSettings,
+    pub metrics: MetricsSettings,
     /// Environment name from `ADS_STATS_ENV` (`development` when unset); not a file key.
     #[serde(skip)]
     pub environment: String,
@@ -153,6 +154,16 @@ pub struct RateLimitSettings {
     /// Manual syncs one seller may ask for per minute (a burst of that many, then an even pace);
     /// 0 turns the limit off. Scheduled syncs are never limited.
     pub manual_syncs_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `GET /metrics`; when false it answers 404 like an unknown path.
+    pub enabled: bool,
+    /// When not empty, a scrape must send `Authorization: Bearer <token>`. Empty: no token needed
+    /// (a scraper on a private network, or a service listening on loopback only).
+    pub bearer_token: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +307,7 @@ impl Settings {
             })?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", format!("not a tracing filter ({e})")))?;
+        check_metrics_token(self.metrics.bearer_token.expose())?;
         self.check_jwt_secret()
     }
 
@@ -336,6 +348,35 @@ impl Settings {
 /// The shortest JWT secret accepted on a reachable or production service: HS256 keys shorter
 /// than the hash output (32 bytes) are guessable offline from one token.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// The shortest scrape token accepted: a short one could be guessed by trying.
+pub const MIN_METRICS_TOKEN_BYTES: usize = 16;
+
+/// An empty token turns the check off; any other must be one that a scraper can send in an
+/// `Authorization: Bearer` header (visible ASCII, no spaces: anything else would never match and
+/// lock every scraper out) and long enough not to be guessed.
+fn check_metrics_token(token: &str) -> Result<(), ConfigError> {
+    const KEY: &str = "metrics.bearer_token";
+    if token.is_empty() {
+        return Ok(());
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            KEY,
+            "may only hold visible ASCII characters without spaces (it is sent in an HTTP header)",
+        ));
+    }
+    if token.len() < MIN_METRICS_TOKEN_BYTES {
+        return Err(ConfigError::new(
+            KEY,
+            format!(
+                "is shorter than {MIN_METRICS_TOKEN_BYTES} bytes; use a random value such as \
+                 `openssl rand -hex 32`, or leave it empty for no token"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// `127.0.0.1`, `::1`, any 127.x address and `localhost` answer only on this machine.
 fn is_loopback_host(host: &str) -> bool {
@@ -531,6 +572,25 @@ mod tests {
         s.auth.jwt_secret = Secret::new("short-but-secret");
         let err = s.validate().unwrap_err().to_string();
         assert!(!err.contains("short-but-secret"), "{err}");
+    }
+
+    #[test]
+    fn a_metrics_token_is_empty_or_usable_and_never_printed() {
+        let mut s = Settings::defaults_with(|_| {}).unwrap();
+        assert!(s.metrics.enabled);
+        assert_eq!(s.metrics.bearer_token.expose(), "", "no token by default");
+        for bad in [
+            "short-secret",
+            "has a space in it, long enough",
+            "tab\tinside-long-enough",
+        ] {
+            s.metrics.bearer_token = Secret::new(bad);
+            let err = s.validate().unwrap_err();
+            assert_eq!(err.key, "metrics.bearer_token", "{bad}");
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
+        s.metrics.bearer_token = Secret::new("0123456789abcdef");
+        s.validate().expect("16 visible bytes pass");
     }
 
     #[test]

@@ -34,6 +34,19 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
+/// A snapshot of the connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections idle in the pool.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    /// Most connections the pool may open (`database.pool_size`).
+    pub max_size: usize,
+}
+
 /// The process-wide pool; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -182,24 +195,29 @@ impl Db {
         }
     }
 
-    /// (open connections, idle connections, most connections).
-    fn pool_status(&self) -> (usize, usize, usize) {
+    /// The pool as it is now, for metrics: reading it takes no connection and no query.
+    pub fn pool_stats(&self) -> PoolStats {
         let status = match &self.pool {
             DbPool::Postgres(p) => p.status(),
             DbPool::Sqlite(p) => p.status(),
         };
-        (status.size, status.available, status.max_size)
+        PoolStats {
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+            max_size: status.max_size,
+        }
     }
 
     /// Every connection the pool may open is open and checked out.
     fn pool_exhausted(&self) -> bool {
-        let (size, available, max_size) = self.pool_status();
-        size >= max_size && available == 0
+        let pool = self.pool_stats();
+        pool.size >= pool.max_size && pool.available == 0
     }
 
     /// The most connections the pool opens (`database.pool_size`).
     pub fn pool_size(&self) -> usize {
-        self.pool_status().2
+        self.pool_stats().max_size
     }
 
     /// Applies pending embedded migrations for this backend; returns how many ran.

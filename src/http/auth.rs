@@ -37,7 +37,7 @@ fn authenticate(req: &HttpRequest) -> Result<AuthenticatedSeller, ApiError> {
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
 /// (RFC 7235), and any run of spaces may separate it from the token.
-fn bearer_token(req: &HttpRequest) -> Result<&str, &'static str> {
+pub(super) fn bearer_token(req: &HttpRequest) -> Result<&str, &'static str> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -91,6 +91,16 @@ impl HealthProbe {
         self.probes.load(Ordering::Relaxed)
     }
 
+    /// (queued, running) job records by the same single-flight probe, or `None` when the database
+    /// did not answer: `/metrics` reads the queue through here, so a flood of scrapes and probes
+    /// together still costs at most one small query per second.
+    pub async fn queue_counts(&self) -> Option<(i64, i64)> {
+        match self.check().await {
+            Probe::Ok { queued, running } => Some((queued, running)),
+            Probe::Failed(_) => None,
+        }
+    }
+
     async fn check(&self) -> Probe {
         let pending = {
             let Ok(mut state) = self.state.lock() else {

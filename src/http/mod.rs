@@ -4,6 +4,7 @@
 mod auth;
 mod errors;
 mod health;
+mod metrics;
 mod rate_limit;
 mod stats;
 mod sync;
@@ -15,6 +16,7 @@ use actix_web::web;
 use crate::auth::TokenVerifier;
 use crate::db::Db;
 use crate::jobs::{JobQueue, Scheduler, TaskHealth};
+use crate::telemetry::Metrics;
 
 pub use errors::{ApiError, ErrorBody};
 pub use health::HealthProbe;
@@ -34,6 +36,12 @@ pub struct AppState {
     pub health_probe: HealthProbe,
     /// The process's main (multi-threaded) runtime; see [`AppState::on_main_runtime`].
     pub runtime: tokio::runtime::Handle,
+    /// The metrics handle the middleware records requests through and `/metrics` encodes.
+    pub metrics: Metrics,
+    /// `metrics.enabled`: whether `/metrics` is routed at all (404 like any unknown path if not).
+    pub metrics_enabled: bool,
+    /// `metrics.bearer_token`; empty means scrapes need no token.
+    pub metrics_token: crate::config::Secret,
 }
 
 impl AppState {
@@ -60,6 +68,9 @@ impl AppState {
 /// Registers every route on an actix `App`.
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        if state.metrics_enabled {
+            cfg.service(metrics::resource());
+        }
         cfg.app_data(web::Data::from(state))
             .app_data(web::QueryConfig::default().error_handler(errors::query_error))
             .service(

@@ -15,6 +15,7 @@ use crate::db::jobs::Lease;
 use crate::db::models::JobRecord;
 use crate::db::{self, Db, DbError};
 use crate::pipeline::{Pipeline, PipelineError, SyncRequest};
+use crate::telemetry::metrics::{JobOutcome, Metrics};
 
 /// The `jobs.*` settings the runtime uses.
 #[derive(Debug, Clone)]
@@ -53,6 +54,7 @@ struct Context {
     /// Records this process is running right now: what the heartbeat vouches for.
     running: Arc<Mutex<HashSet<i64>>>,
     faults: Arc<TaskFaults>,
+    metrics: Metrics,
 }
 
 /// The task that hands queued job ids to workers, as `/health` names it.
@@ -74,6 +76,8 @@ pub struct JobRuntime {
 }
 
 impl JobRuntime {
+    // Wiring: app.rs hands each part in once; a struct of them would only rename this list.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         db: Db,
         pipeline: Pipeline,
@@ -82,6 +86,7 @@ impl JobRuntime {
         settings: RuntimeSettings,
         health: TaskHealth,
         faults: Arc<TaskFaults>,
+        metrics: Metrics,
     ) -> Self {
         let worker = format!("ads-stats-{}", uuid::Uuid::new_v4().simple());
         tracing::info!(worker = %worker, concurrency = settings.concurrency, "job workers started");
@@ -93,6 +98,7 @@ impl JobRuntime {
             worker,
             running: Arc::default(),
             faults,
+            metrics,
         };
         let stop = CancellationToken::new();
         let hard_stop = CancellationToken::new();
@@ -213,7 +219,8 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
     let _heartbeat = RunningGuard::new(ctx, record_id);
     let started = Instant::now();
     let outcome = attempt(ctx, &record, &lease, hard_stop).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_millis() as u64;
     let now = db::now_utc();
     let result = match outcome {
         Outcome::Succeeded(summary) => {
@@ -222,10 +229,16 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
                 raw_rows = summary.raw_rows, daily_rows = summary.daily_rows,
                 sellpage_rows = summary.sellpage_rows, duration_ms, "job succeeded"
             );
+            ctx.metrics
+                .rows_written(summary.raw_rows, summary.daily_rows, summary.sellpage_rows);
+            ctx.metrics
+                .job_finished(&record.level, JobOutcome::Succeeded, elapsed);
             Ok(true)
         }
         Outcome::Released => {
             tracing::info!(job.id = %record.job_id, "job handed back to the queue at shutdown");
+            ctx.metrics
+                .job_finished(&record.level, JobOutcome::Released, elapsed);
             record_outcome(ctx, hard_stop, || {
                 let (db, lease) = (ctx.db.clone(), lease.clone());
                 async move {
@@ -237,6 +250,8 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
         }
         Outcome::LeaseLost => {
             tracing::warn!(job.id = %record.job_id, "job was taken back meanwhile; its writes were rolled back");
+            ctx.metrics
+                .job_finished(&record.level, JobOutcome::LeaseLost, elapsed);
             Ok(true)
         }
         Outcome::Failed { public, detail } => {
@@ -259,6 +274,11 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
                     duration_ms, "job failed for good"
                 ),
             }
+            let outcome = match retry_at {
+                Some(_) => JobOutcome::Retried,
+                None => JobOutcome::Failed,
+            };
+            ctx.metrics.job_finished(&record.level, outcome, elapsed);
             record_outcome(ctx, hard_stop, || {
                 let (db, lease, public) = (ctx.db.clone(), lease.clone(), public.clone());
                 async move {

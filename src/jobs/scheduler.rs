@@ -17,6 +17,7 @@ use super::supervisor::TaskFaults;
 use crate::db::{self, Db};
 use crate::domain::Level;
 use crate::pipeline::SyncRequest;
+use crate::telemetry::metrics::Metrics;
 
 /// The scheduler's task name, as `/health` shows it.
 pub const SCHEDULER: &str = "scheduler";
@@ -46,10 +47,18 @@ pub struct Scheduler {
     schedule: Schedule,
     timezone: Tz,
     status: Arc<RwLock<SchedulerStatus>>,
+    metrics: Metrics,
 }
 
 impl Scheduler {
-    pub fn new(db: Db, queue: JobQueue, schedule: Schedule, timezone: Tz, enabled: bool) -> Self {
+    pub fn new(
+        db: Db,
+        queue: JobQueue,
+        schedule: Schedule,
+        timezone: Tz,
+        enabled: bool,
+        metrics: Metrics,
+    ) -> Self {
         let status = SchedulerStatus {
             enabled,
             ..Default::default()
@@ -60,6 +69,7 @@ impl Scheduler {
             schedule,
             timezone,
             status: Arc::new(RwLock::new(status)),
+            metrics,
         }
     }
 
@@ -72,9 +82,21 @@ impl Scheduler {
         now.with_timezone(&self.timezone).date_naive()
     }
 
-    /// Enqueues today's jobs for every eligible seller, as of `now`. Logs one line.
+    /// Enqueues today's jobs for every eligible seller, as of `now`. Logs one line and counts the
+    /// tick, failed or not, in the metrics.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickSummary, EnqueueError> {
         let started = Instant::now();
+        let result = self.enqueue_today(now, started).await;
+        self.metrics
+            .tick_finished(now, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn enqueue_today(
+        &self,
+        now: DateTime<Utc>,
+        started: Instant,
+    ) -> Result<TickSummary, EnqueueError> {
         let today = self.today(now);
         let sellers = {
             let mut conn = self.db.conn().await?;

@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod health;
 mod jobs;
+mod metrics;
 mod outage;
 mod pipeline;
 mod reads;

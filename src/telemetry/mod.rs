@@ -1,4 +1,9 @@
-//! Logging through `tracing`: readable text by default, JSON by `log.format = "json"`.
+//! What the service tells its operators: logs through `tracing` (readable text by default, JSON by
+//! `log.format = "json"`) and Prometheus metrics ([`metrics`]).
+
+pub mod metrics;
+
+pub use metrics::Metrics;
 
 use tracing_subscriber::EnvFilter;
 
