@@ -172,6 +172,16 @@ pub async fn not_found() -> HttpResponse {
     ApiError::NotFound("no such endpoint".into()).error_response()
 }
 
-pub async fn method_not_allowed() -> HttpResponse {
-    ApiError::MethodNotAllowed.error_response()
+/// 405 with the `Allow` header RFC 9110 asks for, naming what the resource does take.
+pub fn method_not_allowed(allow: String) -> actix_web::Route {
+    actix_web::web::to(move || {
+        let allow = allow.clone();
+        async move {
+            let mut response = ApiError::MethodNotAllowed.error_response();
+            if let Ok(value) = header::HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            response
+        }
+    })
 }

@@ -182,7 +182,35 @@ impl Drop for FreeFlight {
     }
 }
 
+/// For load balancers and people: database, queue, scheduler and background tasks.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ok\", \"database\":\"ok\", \"queue\":…, \"scheduler\":…, \"tasks\":…}`", body = serde_json::Value),
+        (status = 503, description = "`status` is `degraded` (a background task is restarting) or `unavailable` (the database failed; `error` is `database_busy` or `database_unavailable`)", body = serde_json::Value),
+    )
+)]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    answer(&state).await
+}
+
+/// The same check as `GET /health`, answered without a body (for probes that send HEAD).
+#[utoipa::path(
+    head,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Healthy"),
+        (status = 503, description = "Degraded or unavailable"),
+    )
+)]
+pub async fn health_head(state: web::Data<AppState>) -> HttpResponse {
+    answer(&state).await
+}
+
+async fn answer(state: &AppState) -> HttpResponse {
     let version = env!("CARGO_PKG_VERSION");
     let probe = state.health_probe.check().await;
     // One look at the tasks, after the probe, so `status` and `tasks` always agree.

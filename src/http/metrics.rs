@@ -9,16 +9,20 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
-use super::{auth, errors, ApiError, AppState};
+use super::{auth, ApiError, AppState};
 use crate::telemetry::metrics::{Format, PoolGauges};
 
-/// The `/metrics` resource, for [`super::configure`].
-pub fn resource() -> actix_web::Resource {
-    web::resource("/metrics")
-        .route(web::get().to(metrics))
-        .default_service(web::to(errors::method_not_allowed))
-}
-
+/// Prometheus metrics (text exposition format; OpenMetrics when asked for).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "`unauthorized`: `metrics.bearer_token` is set and was not sent", body = crate::http::ErrorBody),
+    ),
+    security((), ("metrics_token" = []))
+)]
 pub async fn metrics(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -5,6 +5,7 @@ mod auth;
 mod errors;
 mod health;
 mod metrics;
+mod openapi;
 mod rate_limit;
 mod stats;
 mod sync;
@@ -65,48 +66,83 @@ impl AppState {
     }
 }
 
+/// The API's routes: each path with the methods it answers and their handlers. `configure`
+/// registers exactly these, and [`api_routes`] lists them, so a test can hold the OpenAPI document
+/// to every route that exists. Pages for browsers (the Swagger UI) are registered apart.
+fn route_table(
+    metrics_enabled: bool,
+) -> Vec<(&'static str, Vec<(&'static str, actix_web::Route)>)> {
+    let mut routes = vec![
+        (
+            "/health",
+            vec![
+                ("get", web::get().to(health::health)),
+                ("head", web::head().to(health::health_head)),
+            ],
+        ),
+        (
+            "/api/ads-manager/sync",
+            vec![("post", web::post().to(sync::trigger::trigger_sync))],
+        ),
+        (
+            "/api/ads-manager/sync/{job_id}",
+            vec![("get", web::get().to(sync::status::sync_status))],
+        ),
+        (
+            "/api/ads-manager/stats",
+            vec![("get", web::get().to(stats::daily::daily_stats))],
+        ),
+        (
+            "/api/ads-manager/stats/summary",
+            vec![("get", web::get().to(stats::summary::stats_summary))],
+        ),
+        (
+            "/api/ads-manager/sellpages/stats",
+            vec![("get", web::get().to(stats::sellpages::sellpage_stats))],
+        ),
+        (
+            "/api/openapi.json",
+            vec![("get", web::get().to(openapi::openapi_json))],
+        ),
+    ];
+    if metrics_enabled {
+        routes.push(("/metrics", vec![("get", web::get().to(metrics::metrics))]));
+    }
+    routes
+}
+
+/// Every API route (path, methods) the service answers with these settings.
+pub fn api_routes(metrics_enabled: bool) -> Vec<(&'static str, Vec<&'static str>)> {
+    route_table(metrics_enabled)
+        .into_iter()
+        .map(|(path, routes)| (path, routes.into_iter().map(|(m, _)| m).collect()))
+        .collect()
+}
+
+/// The OpenAPI document the service serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::document()
+}
+
 /// Registers every route on an actix `App`.
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
-        if state.metrics_enabled {
-            cfg.service(metrics::resource());
+        let document = web::Data::new(
+            openapi::document()
+                .to_json()
+                .unwrap_or_else(|_| "{}".to_string()),
+        );
+        for (path, routes) in route_table(state.metrics_enabled) {
+            let mut resource = web::resource(path).app_data(document.clone());
+            let allow: Vec<String> = routes.iter().map(|(m, _)| m.to_uppercase()).collect();
+            for (_, route) in routes {
+                resource = resource.route(route);
+            }
+            cfg.service(resource.default_service(errors::method_not_allowed(allow.join(", "))));
         }
         cfg.app_data(web::Data::from(state))
             .app_data(web::QueryConfig::default().error_handler(errors::query_error))
-            .service(
-                web::resource("/health")
-                    .route(web::get().to(health::health))
-                    .route(web::head().to(health::health))
-                    .default_service(web::to(errors::method_not_allowed)),
-            )
-            .service(
-                web::scope("/api/ads-manager")
-                    .service(
-                        web::resource("/sync")
-                            .route(web::post().to(sync::trigger::trigger_sync))
-                            .default_service(web::to(errors::method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/sync/{job_id}")
-                            .route(web::get().to(sync::status::sync_status))
-                            .default_service(web::to(errors::method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/stats")
-                            .route(web::get().to(stats::daily::daily_stats))
-                            .default_service(web::to(errors::method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/stats/summary")
-                            .route(web::get().to(stats::summary::stats_summary))
-                            .default_service(web::to(errors::method_not_allowed)),
-                    )
-                    .service(
-                        web::resource("/sellpages/stats")
-                            .route(web::get().to(stats::sellpages::sellpage_stats))
-                            .default_service(web::to(errors::method_not_allowed)),
-                    ),
-            )
+            .service(openapi::swagger_ui())
             .default_service(web::to(errors::not_found));
     }
 }

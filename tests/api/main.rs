@@ -11,6 +11,7 @@ mod crash;
 mod health;
 mod jobs;
 mod metrics;
+mod openapi;
 mod outage;
 mod pipeline;
 mod reads;

@@ -17,14 +17,15 @@ use crate::http::{ApiError, AppState};
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct SellpageQuery {
     /// First day, YYYY-MM-DD.
-    #[param(example = "2026-11-01")]
+    #[param(required = true, example = "2026-11-01", format = Date)]
     from: Option<String>,
     /// Last day, YYYY-MM-DD; at most 366 days after `from`.
-    #[param(example = "2026-11-28")]
+    #[param(required = true, example = "2026-11-28", format = Date)]
     to: Option<String>,
     /// Only this sellpage's rows.
     sellpage_id: Option<String>,
     /// Rows per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `nextCursor` of the previous page.
     cursor: Option<String>,

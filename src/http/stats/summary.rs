@@ -16,13 +16,13 @@ use crate::http::{ApiError, AppState};
 #[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
     /// CAMPAIGN, ADSET or AD.
-    #[param(example = "CAMPAIGN")]
+    #[param(required = true, example = "CAMPAIGN")]
     level: Option<String>,
     /// First day, YYYY-MM-DD.
-    #[param(example = "2026-11-01")]
+    #[param(required = true, example = "2026-11-01", format = Date)]
     from: Option<String>,
     /// Last day, YYYY-MM-DD; at most 366 days after `from`.
-    #[param(example = "2026-11-28")]
+    #[param(required = true, example = "2026-11-28", format = Date)]
     to: Option<String>,
 }
 

@@ -1,12 +1,27 @@
 //! `GET /api/ads-manager/sync/{jobId}`: the latest run of a job of the caller's.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
 
 use crate::db;
 use crate::http::auth::AuthenticatedSeller;
 use crate::http::{ApiError, AppState};
 
+/// The latest run of a job of the caller's; another seller's job is answered like a missing one.
+#[utoipa::path(
+    get,
+    path = "/api/ads-manager/sync/{job_id}",
+    tag = "sync",
+    params(("job_id" = String, Path, description = "A job id as POST /api/ads-manager/sync returned it")),
+    responses(
+        (status = 200, description = "The job's latest run", body = JobStatus),
+        (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 404, description = "`not_found`: no such job for this seller", body = crate::http::ErrorBody),
+        (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn sync_status(
     state: web::Data<AppState>,
     AuthenticatedSeller(seller_id): AuthenticatedSeller,
@@ -31,26 +46,67 @@ pub async fn sync_status(
         .filter(|r| r.seller_id == seller_id)
         .ok_or_else(|| ApiError::NotFound(format!("no job {job_id} for this seller")))?;
     let utc = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.and_utc());
-    Ok(HttpResponse::Ok().json(json!({
-        "jobId": record.job_id,
-        "sellerId": record.seller_id,
-        "level": record.level,
-        "dateFrom": record.date_from,
-        "dateTo": record.date_to,
-        "trigger": record.triggered_by,
-        "status": record.status,
-        "attempts": record.attempts,
-        "maxAttempts": record.max_attempts,
-        "lastError": record.last_error,
-        "createdAt": record.created_at.and_utc(),
-        "runAt": record.run_at.and_utc(),
-        "startedAt": utc(record.started_at),
-        "finishedAt": utc(record.finished_at),
-        "rowsWritten": {
-            "entities": record.entities,
-            "raw": record.raw_rows,
-            "daily": record.daily_rows,
-            "sellpage": record.sellpage_rows,
+    Ok(HttpResponse::Ok().json(JobStatus {
+        job_id: record.job_id,
+        seller_id: record.seller_id,
+        level: record.level,
+        date_from: record.date_from,
+        date_to: record.date_to,
+        trigger: record.triggered_by,
+        status: record.status,
+        attempts: record.attempts,
+        max_attempts: record.max_attempts,
+        last_error: record.last_error,
+        created_at: record.created_at.and_utc(),
+        run_at: record.run_at.and_utc(),
+        started_at: utc(record.started_at),
+        finished_at: utc(record.finished_at),
+        rows_written: RowsWritten {
+            entities: record.entities,
+            raw: record.raw_rows,
+            daily: record.daily_rows,
+            sellpage: record.sellpage_rows,
         },
-    })))
+    }))
+}
+
+/// The latest run of a job.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    #[schema(example = "sync__s1__2026-11-28__2026-11-28__CAMPAIGN")]
+    pub job_id: String,
+    pub seller_id: String,
+    #[schema(example = "CAMPAIGN")]
+    pub level: String,
+    #[schema(value_type = String, format = Date)]
+    pub date_from: NaiveDate,
+    #[schema(value_type = String, format = Date)]
+    pub date_to: NaiveDate,
+    /// SCHEDULE or MANUAL.
+    pub trigger: String,
+    /// QUEUED, RUNNING, SUCCEEDED or FAILED.
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// A fixed description of the last failure; the details are in the service log.
+    pub last_error: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub run_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub rows_written: RowsWritten,
+}
+
+/// Rows the successful run wrote (null until one succeeds).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RowsWritten {
+    pub entities: Option<i64>,
+    pub raw: Option<i64>,
+    pub daily: Option<i64>,
+    pub sellpage: Option<i64>,
 }

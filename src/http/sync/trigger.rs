@@ -3,8 +3,7 @@
 use actix_web::{web, HttpResponse};
 use chrono::{Months, NaiveDate, Utc};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::db;
 use crate::domain::{parse_day, Level};
@@ -16,12 +15,41 @@ use crate::pipeline::SyncRequest;
 /// How far back a manual sync may reach; providers keep about three years.
 const MAX_MONTHS_BACK: u32 = 37;
 
-#[derive(Debug, Default, Deserialize)]
+/// The optional body: which day to sync (default: today in `scheduler.timezone`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TriggerBody {
+pub struct TriggerBody {
+    /// YYYY-MM-DD, no later than tomorrow and at most 37 months back.
+    #[schema(example = "2026-11-27")]
     date: Option<String>,
 }
 
+/// The jobs queued (or already active) for the request: CAMPAIGN, ADSET and AD.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncAccepted {
+    pub job_ids: Vec<String>,
+}
+
+/// Queues a sync of the caller's stats for one day at all three levels.
+#[utoipa::path(
+    post,
+    path = "/api/ads-manager/sync",
+    tag = "sync",
+    request_body(content = Option<TriggerBody>, description = "Optional; an empty body means today"),
+    responses(
+        (status = 202, description = "Queued, or the same jobs are still active", body = SyncAccepted),
+        (status = 400, description = "`invalid_body`, `invalid_date` or `date_out_of_range`", body = crate::http::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 403, description = "`forbidden`: the seller does not exist or is suspended", body = crate::http::ErrorBody),
+        (status = 408, description = "`request_timeout`: the body did not arrive in time", body = crate::http::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::http::ErrorBody),
+        (status = 422, description = "`nothing_to_sync`", body = crate::http::ErrorBody),
+        (status = 429, description = "`rate_limited` (see `Retry-After`)", body = crate::http::ErrorBody),
+        (status = 503, description = "`queue_full`, `database_busy` or `database_unavailable` (see `Retry-After`)", body = crate::http::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn trigger_sync(
     state: web::Data<AppState>,
     AuthenticatedSeller(seller_id): AuthenticatedSeller,
@@ -56,7 +84,9 @@ pub async fn trigger_sync(
     let job_ids: Vec<&str> = enqueued.iter().map(|e| e.record.job_id.as_str()).collect();
     let created = enqueued.iter().filter(|e| e.created).count();
     tracing::info!(seller.id = %seller_id, date = %date, jobs_created = created, "manual sync accepted");
-    Ok(HttpResponse::Accepted().json(json!({ "jobIds": job_ids })))
+    Ok(HttpResponse::Accepted().json(SyncAccepted {
+        job_ids: job_ids.into_iter().map(str::to_string).collect(),
+    }))
 }
 
 /// The seller exists, is active, and has something to sync.
@@ -93,7 +123,8 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<TriggerBod
         }
         bytes.extend_from_slice(&chunk);
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // No body, or JSON `null`, means "today".
+    if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
         return Ok(TriggerBody::default());
     }
     serde_json::from_slice(&bytes).map_err(|e| {
