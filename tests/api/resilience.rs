@@ -238,7 +238,7 @@ async fn clients_hanging_up_mid_request_harm_nothing_on_sqlite() {
         use diesel::connection::SimpleConnection;
         use diesel::Connection;
         let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
-        conn.batch_execute("BEGIN IMMEDIATE; INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, attempts, max_attempts, run_at, created_at, updated_at) VALUES ('lock-holder', 's0', 'CAMPAIGN', '2026-01-01', '2026-01-01', 'MANUAL', 'FAILED', 1, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+        conn.batch_execute("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE; INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, attempts, max_attempts, run_at, created_at, updated_at) VALUES ('lock-holder', 's0', 'CAMPAIGN', '2026-01-01', '2026-01-01', 'MANUAL', 'FAILED', 1, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
             .unwrap();
         locked_tx.send(()).unwrap();
         release_rx.recv().unwrap();
