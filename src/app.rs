@@ -138,6 +138,7 @@ impl Application {
             tasks: tasks.clone(),
             health_probe: http::HealthProbe::new(db.clone(), tokio::runtime::Handle::current()),
             runtime: tokio::runtime::Handle::current(),
+            dashboard: http::Dashboard::from_settings(&settings.dashboard),
         });
         let server_state = state.clone();
         let server = HttpServer::new(move || {

@@ -2,6 +2,7 @@
 //! `jobs` and `db` query functions; they never write SQL.
 
 mod auth;
+mod dashboard;
 mod errors;
 mod health;
 mod rate_limit;
@@ -15,6 +16,7 @@ use crate::auth::TokenVerifier;
 use crate::db::Db;
 use crate::jobs::{JobQueue, Scheduler, TaskHealth};
 
+pub use dashboard::Dashboard;
 pub use errors::ApiError;
 pub use health::HealthProbe;
 pub use rate_limit::SyncRateLimiter;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub health_probe: HealthProbe,
     /// The process's main (multi-threaded) runtime; see [`AppState::on_main_runtime`].
     pub runtime: tokio::runtime::Handle,
+    /// `None` when the dashboard is off (no admin credentials configured).
+    pub dashboard: Option<Dashboard>,
 }
 
 impl AppState {
@@ -59,7 +63,9 @@ impl AppState {
 /// Registers every route on an actix `App`.
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        let dashboard_on = state.dashboard.is_some();
         cfg.app_data(web::Data::from(state))
+            .configure(dashboard::routes(dashboard_on))
             .service(
                 web::resource("/health")
                     .route(web::get().to(health::health))
