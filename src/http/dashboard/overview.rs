@@ -45,7 +45,7 @@ pub async fn overview(
             Ok(Data {
                 counts: db::jobs::status_counts(&mut conn).await?,
                 failed: db::jobs::failed(&mut conn, FAILED_SHOWN).await?,
-                latest: db::jobs::newest(&mut conn, None, LATEST).await?,
+                latest: db::jobs::newest(&mut conn, LATEST).await?,
             })
         })
         .await?;
@@ -89,7 +89,6 @@ pub async fn overview(
                     dt { "queued" } dd.queued { (data.counts.queued) " of " (state.queue.capacity()) }
                     dt { "running" } dd.running { (data.counts.running) }
                     dt { "failed" } dd.failed { (data.counts.failed) }
-                    dt { "succeeded" } dd.succeeded { (data.counts.succeeded) }
                 }
             }
             div.card #tasks {

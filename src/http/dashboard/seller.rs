@@ -1,6 +1,6 @@
-//! `GET /dashboard/sellers/{seller_id}`: 30-day charts of spend, revenue and ROAS, the sellpage
-//! breakdown and the seller's latest jobs. Four queries whatever the range: the seller, its
-//! campaign totals grouped by day (all three charts), its sellpage totals, its jobs.
+//! `GET /dashboard/sellers/{seller_id}`: 30-day charts of spend, revenue and ROAS and the sellpage
+//! breakdown. Three queries whatever the range: the seller, its campaign totals grouped by day
+//! (all three charts), its sellpage totals grouped by sellpage.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,21 +9,19 @@ use maud::{html, Markup, PreEscaped};
 use plotters::style::RGBColor;
 
 use super::charts::{thousands, DailyChart, Unit};
-use super::layout::{html_response, job_table, page};
+use super::layout::{html_response, page};
 use super::{signed_in, to_login};
+use crate::db;
 use crate::db::dashboard::{DayTotals, SellerRow, SellpageTotals};
-use crate::db::{self, models::JobRecord};
 use crate::http::{ApiError, AppState};
 
 /// Days charted, today included.
 const DAYS: i64 = 30;
-const SELLER_JOBS: i64 = 15;
 
 struct Data {
     seller: SellerRow,
     days: Vec<DayTotals>,
     sellpages: Vec<SellpageTotals>,
-    jobs: Vec<JobRecord>,
 }
 
 pub async fn seller_page(
@@ -48,7 +46,6 @@ pub async fn seller_page(
             Ok(Some(Data {
                 days: db::dashboard::campaign_days(&mut conn, &seller.id, from, to).await?,
                 sellpages: db::dashboard::sellpage_totals(&mut conn, &seller.id, from, to).await?,
-                jobs: db::jobs::newest(&mut conn, Some(&seller.id), SELLER_JOBS).await?,
                 seller,
             }))
         })
@@ -116,8 +113,6 @@ pub async fn seller_page(
         }
         h2 { "Sellpages, 30 days" }
         (sellpage_table(&data.sellpages))
-        h2 { "Latest jobs" }
-        (job_table(&data.jobs, Some(&session.csrf), "seller-jobs"))
     };
     Ok(html_response(
         StatusCode::OK,
