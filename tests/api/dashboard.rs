@@ -506,6 +506,99 @@ async fn seller_page_matches_the_tables(backend: Backend) {
     app.shutdown().await;
 }
 
+/// `ads-stats demo` turns the dashboard on with a generated password, prints a login that
+/// works, and logs neither the password nor the session token (at debug level).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_a_dashboard_login_that_works() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let test_db = crate::helpers::TestDb::new(Backend::Sqlite).await;
+    let mut child = crate::helpers::ads_stats()
+        .arg("demo")
+        .env("DATABASE_URL", &test_db.url)
+        .env("PORT", "0")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ads-stats demo starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log).await;
+        log
+    });
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if line.starts_with("Dashboard: ") {
+                return line;
+            }
+        }
+        panic!("demo ended without printing the dashboard's login");
+    })
+    .await
+    .expect("demo prints its dashboard login within 60s");
+    // "Dashboard: http://127.0.0.1:PORT/dashboard (user admin, password XXXX; …)"
+    let url = line.split_whitespace().nth(1).unwrap().to_string();
+    let user = line
+        .split("(user ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    let password = line
+        .split("password ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert!(url.ends_with("/dashboard"), "{line}");
+    assert_eq!(user, "admin");
+    assert!(password.len() >= 16, "{line}");
+
+    let response = client()
+        .post(format!("{url}/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("user={user}&password={password}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{line}");
+    let cookie = response.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let token = cookie.split('=').nth(1).unwrap().to_string();
+    let page = client()
+        .get(&url)
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+
+    let pid = child.id().expect("running").to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("demo stops on SIGTERM")
+        .unwrap();
+    let log = log.await.unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("dashboard login"), "{log}");
+    assert!(!log.contains(password), "the password was logged: {log}");
+    assert!(!log.contains(&token), "the session token was logged: {log}");
+}
+
 // ---------- a real browser ----------
 
 const BROWSER_PACKAGES: &str = "the dashboard's browser test needs Debian's `chromium` and \
