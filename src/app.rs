@@ -145,6 +145,7 @@ impl Application {
             metrics: metrics.clone(),
             metrics_enabled: settings.metrics.enabled,
             metrics_token: settings.metrics.bearer_token.clone(),
+            dashboard: http::Dashboard::from_settings(&settings.dashboard),
         });
         let server_state = state.clone();
         let server = HttpServer::new(move || {

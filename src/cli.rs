@@ -234,6 +234,7 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
         ));
     }
     settings.scheduler.enabled = true;
+    let dashboard_login = demo::dashboard_login(&mut settings);
     let db = Db::connect(&settings.database).map_err(failed)?;
     db.run_migrations(&settings.database_url())
         .await
@@ -280,6 +281,16 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
         settings.scheduler.cron,
         today.pred_opt().unwrap_or(today),
     );
+    let _ = match dashboard_login {
+        Some((user, password)) => writeln!(
+            out,
+            "\nDashboard: {base}/dashboard (user {user}, password {password}; new at every start)"
+        ),
+        None => writeln!(
+            out,
+            "\nDashboard: {base}/dashboard (log in with the configured dashboard.admin_user)"
+        ),
+    };
     drop(out);
     app.run_until(stop).await;
     Ok(())

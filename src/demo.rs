@@ -92,3 +92,20 @@ pub fn catalog() -> Catalog {
     }
     c
 }
+
+/// Turns the dashboard on for the demo with user `admin` and a fresh random password, unless
+/// credentials are configured already. Returns the login to print, `None` when the configured
+/// one is kept (its password is not known here, only its hash).
+pub fn dashboard_login(settings: &mut crate::config::Settings) -> Option<(String, String)> {
+    use sha2::{Digest, Sha256};
+    if settings.dashboard.admin().is_some() {
+        return None;
+    }
+    // 80 random bits from the OS generator (uuid v4), short enough to type.
+    let password = uuid::Uuid::new_v4().simple().to_string()[..20].to_string();
+    let digest = Sha256::digest(password.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    settings.dashboard.admin_user = "admin".into();
+    settings.dashboard.admin_password_sha256 = crate::config::Secret::new(hex);
+    Some(("admin".into(), password))
+}

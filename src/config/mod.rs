@@ -53,6 +53,7 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub rate_limit: RateLimitSettings,
     pub metrics: MetricsSettings,
+    pub dashboard: DashboardSettings,
     /// Environment name from `ADS_STATS_ENV` (`development` when unset); not a file key.
     #[serde(skip)]
     pub environment: String,
@@ -174,6 +175,57 @@ pub struct SchedulerSettings {
     pub timezone: String,
 }
 
+/// The operator dashboard at `/dashboard`. Off (404) unless both the user and the password hash
+/// are set, so a fresh install never exposes it by accident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSettings {
+    pub admin_user: String,
+    /// Hex SHA-256 of the admin password (`printf %s 'password' | sha256sum`). A secret type all
+    /// the same: an unsalted hash of a weak password is easy to reverse.
+    pub admin_password_sha256: Secret,
+    /// Marks the session cookie `Secure`; set true behind TLS.
+    pub secure_cookies: bool,
+    /// How long a login lasts.
+    #[serde(with = "duration")]
+    pub session_ttl: Duration,
+}
+
+impl DashboardSettings {
+    /// The admin user and password digest when both are set (the dashboard is on).
+    pub fn admin(&self) -> Option<(&str, [u8; 32])> {
+        let user = self.admin_user.trim();
+        let digest = parse_sha256_hex(self.admin_password_sha256.expose())?;
+        (!user.is_empty()).then_some((user, digest))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let hash = self.admin_password_sha256.expose().trim();
+        if !hash.is_empty() && parse_sha256_hex(hash).is_none() {
+            return Err(ConfigError::new(
+                "dashboard.admin_password_sha256",
+                "is not 64 hex digits (make it with `printf %s 'password' | sha256sum`)",
+            ));
+        }
+        nonzero("dashboard.session_ttl", self.session_ttl)
+    }
+}
+
+/// 32 bytes from 64 hex digits (either case, whitespace around ignored).
+fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim().as_bytes();
+    // from_str_radix alone would take a leading '+'.
+    if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Where the database lives, decided by the URL scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
@@ -289,6 +341,7 @@ impl Settings {
         nonzero("jobs.poll_interval", self.jobs.poll_interval)?;
         nonzero("jobs.rescue_after", self.jobs.rescue_after)?;
         nonzero("database.connect_timeout", self.database.connect_timeout)?;
+        self.dashboard.validate()?;
         if self.server.host.trim().is_empty() {
             return Err(ConfigError::new("server.host", "is empty"));
         }

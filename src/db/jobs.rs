@@ -4,7 +4,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{Date, Integer, Text, Timestamp};
+use diesel::sql_types::{BigInt, Date, Integer, Text, Timestamp};
 use diesel_async::RunQueryDsl;
 
 use super::models::{JobRecord, NewJobRecord};
@@ -343,10 +343,132 @@ pub async fn all(conn: &mut DbConn) -> QueryResult<Vec<JobRecord>> {
     })
 }
 
+/// Counts of the statuses an operator acts on, for the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub failed: i64,
+}
+
+/// QUEUED, RUNNING and FAILED record counts in one grouped query. SUCCEEDED is left out on
+/// purpose: it is nearly every record (a tick per 5 minutes, `jobs.retention` of them), and
+/// counting it would cost a scan that grows with retention; the three counted are few and served
+/// by the (status, run_at) index.
+pub async fn status_counts(conn: &mut DbConn) -> QueryResult<StatusCounts> {
+    db_run!(conn, {
+        let rows: Vec<(String, i64)> = j::sync_jobs
+            .filter(j::status.eq_any([QUEUED, RUNNING, FAILED]))
+            .group_by(j::status)
+            .select((j::status, diesel::dsl::count_star()))
+            .load(conn)
+            .await?;
+        let count = |s: &str| rows.iter().find(|(st, _)| st == s).map_or(0, |(_, n)| *n);
+        Ok(StatusCounts {
+            queued: count(QUEUED),
+            running: count(RUNNING),
+            failed: count(FAILED),
+        })
+    })
+}
+
+/// The `limit` newest records, newest first (read backwards along the primary key).
+pub async fn newest(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<JobRecord>> {
+    db_run!(conn, {
+        j::sync_jobs
+            .order(j::id.desc())
+            .select(JobRecord::as_select())
+            .limit(limit)
+            .load(conn)
+            .await
+    })
+}
+
+/// FAILED records, most recently finished first, at most `limit`.
+pub async fn failed(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<JobRecord>> {
+    db_run!(conn, {
+        j::sync_jobs
+            .filter(j::status.eq(FAILED))
+            .order((j::finished_at.desc(), j::id.desc()))
+            .select(JobRecord::as_select())
+            .limit(limit)
+            .load(conn)
+            .await
+    })
+}
+
+/// What asking to run a FAILED record again did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Requeue {
+    /// The record is QUEUED again with its attempts reset.
+    Requeued(JobRecord),
+    /// Another record with the same job id is QUEUED or RUNNING: that one will do the work.
+    AlreadyActive(JobRecord),
+    /// The record is not FAILED (any more); nothing changed.
+    NotFailed(JobRecord),
+    NotFound,
+}
+
+// The NOT EXISTS keeps the partial unique index's promise (one active record per job id) without
+// relying on the constraint error; the error still settles a race on PostgreSQL (see below).
+const REQUEUE_FAILED: &str = "\
+    UPDATE sync_jobs \
+    SET status = 'QUEUED', attempts = 0, locked_by = NULL, heartbeat_at = NULL, \
+        finished_at = NULL, run_at = $1, updated_at = $1 \
+    WHERE id = $2 AND status = 'FAILED' \
+      AND NOT EXISTS (SELECT 1 FROM sync_jobs a \
+                      WHERE a.job_id = sync_jobs.job_id AND a.status IN ('QUEUED', 'RUNNING')) \
+    RETURNING *";
+
+/// Puts a FAILED record back to QUEUED, due now, with a full set of attempts; `last_error` stays
+/// until the next run replaces or clears it. The same record runs again rather than a new one so
+/// that the failure leaves the FAILED list and the job's history stays one row.
+pub async fn requeue_failed(
+    conn: &mut DbConn,
+    record_id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<Requeue> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    // An active record can finish between the UPDATE and the look-ups; then try again.
+    for _ in 0..5 {
+        let updated: QueryResult<Vec<JobRecord>> = db_run!(conn, {
+            diesel::sql_query(REQUEUE_FAILED)
+                .bind::<Timestamp, _>(now)
+                .bind::<BigInt, _>(record_id)
+                .load(conn)
+                .await
+        });
+        match updated {
+            Ok(rows) => {
+                if let Some(record) = rows.into_iter().next() {
+                    return Ok(Requeue::Requeued(record));
+                }
+            }
+            // On PostgreSQL a record with the same job id can become active between the NOT
+            // EXISTS and the write; the unique index then refuses it: "already active".
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+            Err(e) => return Err(e),
+        }
+        let Some(record) = get(conn, record_id).await? else {
+            return Ok(Requeue::NotFound);
+        };
+        if record.status != FAILED {
+            return Ok(Requeue::NotFailed(record));
+        }
+        if let Some(active) = active(conn, &record.job_id).await? {
+            return Ok(Requeue::AlreadyActive(active));
+        }
+    }
+    Err(Error::QueryBuilderError(
+        format!("job record {record_id} kept changing while it was being requeued").into(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn placeholders_appear_in_bind_order() {
         crate::db::assert_placeholders_in_order(super::INSERT_UNLESS_ACTIVE);
+        crate::db::assert_placeholders_in_order(super::REQUEUE_FAILED);
     }
 }

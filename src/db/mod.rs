@@ -5,6 +5,7 @@
 //! for whichever backend the connection is, so a query is written once unless the SQL really differs.
 
 pub mod catalog;
+pub mod dashboard;
 mod error;
 pub mod jobs;
 pub mod models;

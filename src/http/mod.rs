@@ -2,6 +2,7 @@
 //! `jobs` and `db` query functions; they never write SQL.
 
 mod auth;
+mod dashboard;
 mod errors;
 mod health;
 mod metrics;
@@ -19,6 +20,7 @@ use crate::db::Db;
 use crate::jobs::{JobQueue, Scheduler, TaskHealth};
 use crate::telemetry::Metrics;
 
+pub use dashboard::Dashboard;
 pub use errors::{ApiError, ErrorBody};
 pub use health::HealthProbe;
 pub use rate_limit::SyncRateLimiter;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub metrics_enabled: bool,
     /// `metrics.bearer_token`; empty means scrapes need no token.
     pub metrics_token: crate::config::Secret,
+    /// `None` when the dashboard is off (no admin credentials configured).
+    pub dashboard: Option<Dashboard>,
 }
 
 impl AppState {
@@ -140,8 +144,10 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
             }
             cfg.service(resource.default_service(errors::method_not_allowed(allow.join(", "))));
         }
+        let dashboard_on = state.dashboard.is_some();
         cfg.app_data(web::Data::from(state))
             .app_data(web::QueryConfig::default().error_handler(errors::query_error))
+            .configure(dashboard::routes(dashboard_on))
             .service(openapi::swagger_ui())
             .default_service(web::to(errors::not_found));
     }

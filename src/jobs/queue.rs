@@ -121,6 +121,20 @@ impl JobQueue {
         Ok(enqueued)
     }
 
+    /// Runs a FAILED record again (the operator's Retry): back to QUEUED with its attempts reset,
+    /// unless a record with the same job id is already active (dedup), then offered to the
+    /// workers like a scheduled job; when the channel is full the sweeper delivers it.
+    pub async fn retry_failed(&self, record_id: i64) -> Result<db::jobs::Requeue, DbError> {
+        let outcome = {
+            let mut conn = self.db.conn().await?;
+            db::jobs::requeue_failed(&mut conn, record_id, db::now_utc()).await?
+        };
+        if let db::jobs::Requeue::Requeued(record) = &outcome {
+            self.offer(record.id);
+        }
+        Ok(outcome)
+    }
+
     async fn all_active(&self, requests: &[SyncRequest]) -> Result<Option<Vec<Enqueued>>, DbError> {
         let mut conn = self.db.conn().await?;
         let mut out = Vec::with_capacity(requests.len());

@@ -30,6 +30,9 @@ pub struct SchedulerStatus {
     pub last_tick: Option<DateTime<Utc>>,
     #[serde(rename = "nextTick")]
     pub next_tick: Option<DateTime<Utc>>,
+    /// How long the last tick took to enqueue (the dashboard shows it; `/health` does not).
+    #[serde(skip)]
+    pub last_tick_duration: Option<std::time::Duration>,
 }
 
 /// The outcome of one tick.
@@ -120,6 +123,7 @@ impl Scheduler {
         };
         if let Ok(mut status) = self.status.write() {
             status.last_tick = Some(now);
+            status.last_tick_duration = Some(started.elapsed());
         }
         tracing::info!(
             date = %today, sellers = summary.sellers, jobs_enqueued = summary.enqueued,

@@ -1,0 +1,155 @@
+//! What the operator dashboard reads: sellers, and a seller's totals per day and per sellpage.
+//!
+//! Each function is one statement whatever the range: a chart costs one query, never one per
+//! point. Sums are cast to BIGINT because PostgreSQL's SUM over BIGINT is NUMERIC.
+
+use chrono::NaiveDate;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Date, Nullable, Text};
+use diesel_async::RunQueryDsl;
+
+use super::schema::sellers;
+use super::DbConn;
+use crate::db_run;
+
+/// A seller as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = sellers)]
+pub struct SellerRow {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+}
+
+/// One day of a seller's campaign-level totals.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct DayTotals {
+    #[diesel(sql_type = Date)]
+    pub stat_date: NaiveDate,
+    #[diesel(sql_type = BigInt)]
+    pub spend_cents: i64,
+    #[diesel(sql_type = BigInt)]
+    pub revenue_cents: i64,
+    #[diesel(sql_type = BigInt)]
+    pub impressions: i64,
+    #[diesel(sql_type = BigInt)]
+    pub clicks: i64,
+    #[diesel(sql_type = BigInt)]
+    pub purchases: i64,
+}
+
+/// One sellpage's totals over a range.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct SellpageTotals {
+    #[diesel(sql_type = Text)]
+    pub sellpage_id: String,
+    /// `None` when the sellpage row is gone but its stats remain.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub title: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub slug: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub ad_spend_cents: i64,
+    #[diesel(sql_type = BigInt)]
+    pub revenue_cents: i64,
+    #[diesel(sql_type = BigInt)]
+    pub impressions: i64,
+    #[diesel(sql_type = BigInt)]
+    pub clicks: i64,
+    #[diesel(sql_type = BigInt)]
+    pub purchases: i64,
+    /// Days in the range with a row for this sellpage.
+    #[diesel(sql_type = BigInt)]
+    pub days: i64,
+}
+
+pub async fn seller(conn: &mut DbConn, seller_id: &str) -> QueryResult<Option<SellerRow>> {
+    db_run!(conn, {
+        sellers::table
+            .find(seller_id)
+            .select(SellerRow::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Every seller, by name.
+pub async fn sellers(conn: &mut DbConn) -> QueryResult<Vec<SellerRow>> {
+    db_run!(conn, {
+        sellers::table
+            .order((sellers::name, sellers::id))
+            .select(SellerRow::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+const CAMPAIGN_DAYS: &str = "\
+    SELECT stat_date, \
+           CAST(SUM(spend_cents) AS BIGINT) AS spend_cents, \
+           CAST(SUM(revenue_cents) AS BIGINT) AS revenue_cents, \
+           CAST(SUM(impressions) AS BIGINT) AS impressions, \
+           CAST(SUM(clicks) AS BIGINT) AS clicks, \
+           CAST(SUM(purchases) AS BIGINT) AS purchases \
+    FROM ad_stats_daily \
+    WHERE seller_id = $1 AND level = 'CAMPAIGN' AND stat_date BETWEEN $2 AND $3 \
+    GROUP BY stat_date \
+    ORDER BY stat_date";
+
+/// The seller's campaign rows summed per day over `from..=to`, days without rows left out.
+/// Campaign level only: ad sets and ads repeat the same spend one level down.
+pub async fn campaign_days(
+    conn: &mut DbConn,
+    seller_id: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> QueryResult<Vec<DayTotals>> {
+    db_run!(conn, {
+        diesel::sql_query(CAMPAIGN_DAYS)
+            .bind::<Text, _>(seller_id)
+            .bind::<Date, _>(from)
+            .bind::<Date, _>(to)
+            .load(conn)
+            .await
+    })
+}
+
+const SELLPAGE_TOTALS: &str = "\
+    SELECT s.sellpage_id, p.title, p.slug, \
+           CAST(SUM(s.ad_spend_cents) AS BIGINT) AS ad_spend_cents, \
+           CAST(SUM(s.revenue_cents) AS BIGINT) AS revenue_cents, \
+           CAST(SUM(s.impressions) AS BIGINT) AS impressions, \
+           CAST(SUM(s.clicks) AS BIGINT) AS clicks, \
+           CAST(SUM(s.purchases) AS BIGINT) AS purchases, \
+           CAST(COUNT(*) AS BIGINT) AS days \
+    FROM sellpage_stats_daily s LEFT JOIN sellpages p ON p.id = s.sellpage_id \
+    WHERE s.seller_id = $1 AND s.stat_date BETWEEN $2 AND $3 \
+    GROUP BY s.sellpage_id, p.title, p.slug \
+    ORDER BY ad_spend_cents DESC, s.sellpage_id";
+
+/// The seller's sellpages with their totals over `from..=to`, biggest spend first.
+pub async fn sellpage_totals(
+    conn: &mut DbConn,
+    seller_id: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> QueryResult<Vec<SellpageTotals>> {
+    db_run!(conn, {
+        diesel::sql_query(SELLPAGE_TOTALS)
+            .bind::<Text, _>(seller_id)
+            .bind::<Date, _>(from)
+            .bind::<Date, _>(to)
+            .load(conn)
+            .await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_appear_in_bind_order() {
+        crate::db::assert_placeholders_in_order(super::CAMPAIGN_DAYS);
+        crate::db::assert_placeholders_in_order(super::SELLPAGE_TOTALS);
+    }
+}

@@ -1,0 +1,37 @@
+//! `POST /dashboard/jobs/{record_id}/retry`: a FAILED job runs again (CSRF-checked), then back to
+//! the overview, which says what happened.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::layout::see_other;
+use super::{signed_in_post, CsrfForm};
+use crate::db::jobs::Requeue;
+use crate::http::{ApiError, AppState};
+
+pub async fn retry_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    csrf: Option<web::Form<CsrfForm>>,
+) -> Result<HttpResponse, ApiError> {
+    signed_in_post(&state, &req, csrf.as_deref())?;
+    let record_id: i64 = path
+        .parse()
+        .map_err(|_| ApiError::NotFound("no such job".into()))?;
+    let queue = state.queue.clone();
+    let outcome = state
+        .on_main_runtime(async move { Ok(queue.retry_failed(record_id).await?) })
+        .await?;
+    let outcome = match outcome {
+        Requeue::Requeued(record) => {
+            tracing::info!(job.record = record.id, job.id = %record.job_id, "failed job queued again from the dashboard");
+            "requeued"
+        }
+        Requeue::AlreadyActive(_) => "active",
+        Requeue::NotFailed(_) => "not_failed",
+        Requeue::NotFound => "not_found",
+    };
+    Ok(see_other(&format!(
+        "/dashboard?retried={record_id}&outcome={outcome}"
+    )))
+}
