@@ -276,21 +276,26 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
          curl -s {base}/health\n\
          curl -s -X POST {base}/api/ads-manager/sync -H \"Authorization: Bearer $TOKEN\"\n\
          curl -s -X POST {base}/api/ads-manager/sync -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"date\":\"{}\"}}'\n\
-         curl -s {base}/api/ads-manager/sync/{job} -H \"Authorization: Bearer $TOKEN\"\n\n\
-         Stop with Ctrl-C.",
+         curl -s {base}/api/ads-manager/sync/{job} -H \"Authorization: Bearer $TOKEN\"\n\
+         curl -s '{base}/api/ads-manager/stats?level=CAMPAIGN&from={}&to={today}' -H \"Authorization: Bearer $TOKEN\"\n\
+         curl -s '{base}/api/ads-manager/stats/summary?level=CAMPAIGN&from={}&to={today}' -H \"Authorization: Bearer $TOKEN\" -H 'Accept: text/csv'\n\n\
+         API document: {base}/api/docs/   Metrics: {base}/metrics",
         settings.scheduler.cron,
+        today.pred_opt().unwrap_or(today),
+        today.pred_opt().unwrap_or(today),
         today.pred_opt().unwrap_or(today),
     );
     let _ = match dashboard_login {
         Some((user, password)) => writeln!(
             out,
-            "\nDashboard: {base}/dashboard (user {user}, password {password}; new at every start)"
+            "Dashboard: {base}/dashboard (user {user}, password {password}; new at every start)"
         ),
         None => writeln!(
             out,
-            "\nDashboard: {base}/dashboard (log in with the configured dashboard.admin_user)"
+            "Dashboard: {base}/dashboard (log in with the configured dashboard.admin_user)"
         ),
     };
+    let _ = writeln!(out, "\nStop with Ctrl-C.");
     drop(out);
     app.run_until(stop).await;
     Ok(())
