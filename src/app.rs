@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
-use crate::config::{parse_cron, Settings};
+use crate::config::{parse_cron, DatabaseUrl, Settings};
 use crate::db::{Db, DbError};
 use crate::http::{self, AppState};
 use crate::jobs::{
@@ -33,6 +33,8 @@ pub enum StartupError {
     },
     #[error("invalid setting: {0}")]
     Settings(String),
+    #[error("{0} is in use by another ads-stats process; one process serves an SQLite file (use PostgreSQL to run several)")]
+    AlreadyRunning(String),
 }
 
 /// How to start beyond what the settings say.
@@ -56,6 +58,8 @@ pub struct Application {
     scheduler_task: Option<JoinHandle<()>>,
     state: Arc<AppState>,
     faults: Arc<TaskFaults>,
+    /// SQLite only: the lock that keeps a second process (and its scheduler) off the file.
+    exclusive: Option<std::fs::File>,
 }
 
 impl Application {
@@ -66,6 +70,10 @@ impl Application {
         provider: Arc<dyn StatProvider>,
         options: StartOptions,
     ) -> Result<Self, StartupError> {
+        let exclusive = match settings.database_url() {
+            DatabaseUrl::Sqlite(path) => Some(lock_exclusively(&path)?),
+            DatabaseUrl::Postgres(_) => None,
+        };
         let db = Db::connect(&settings.database)?;
         if settings.database.run_migrations {
             let applied = db.run_migrations(&settings.database_url()).await?;
@@ -204,6 +212,7 @@ impl Application {
             scheduler_task,
             state,
             faults,
+            exclusive,
         })
     }
 
@@ -243,24 +252,63 @@ impl Application {
         self.state.health_probe.probes_run()
     }
 
-    /// Runs until `stop` is cancelled, then shuts down in order.
+    /// Runs until `stop` is cancelled, then shuts down.
     pub async fn run_until(self, stop: CancellationToken) {
         stop.cancelled().await;
         self.shutdown().await;
     }
 
-    /// Stops the HTTP server (in-flight requests finish), then the scheduler, then the workers
-    /// (running jobs get `jobs.shutdown_grace`; the rest stay QUEUED).
+    /// Stops taking work at once, then lets in-flight requests and running jobs finish side by
+    /// side (running jobs get `jobs.shutdown_grace`; jobs not started stay QUEUED).
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
-        self.server.stop(true).await;
-        let _ = self.server_task.await;
+        // Intake stops at once (no new connection, no tick, no job started); then the HTTP drain
+        // and the running jobs' grace run side by side, so a stop takes at most the longer of
+        // `server.shutdown_timeout` and `jobs.shutdown_grace`, not their sum. A sync accepted by
+        // a request still draining is recorded QUEUED and runs at the next start.
         self.scheduler_stop.cancel();
-        if let Some(task) = self.scheduler_task {
-            let _ = task.await;
-        }
-        self.runtime.shutdown().await;
+        let http = async {
+            self.server.stop(true).await;
+            let _ = self.server_task.await;
+        };
+        let jobs = async {
+            if let Some(task) = self.scheduler_task {
+                let _ = task.await;
+            }
+            self.runtime.shutdown().await;
+        };
+        tokio::join!(http, jobs);
+        drop(self.exclusive);
         tracing::info!("stopped");
+    }
+}
+
+/// Takes an exclusive lock on `<file>.lock` beside the SQLite file, held until the process stops
+/// or the application shuts down. The operating system drops it when the process dies, so a crash
+/// never leaves it behind.
+fn lock_exclusively(db: &std::path::Path) -> Result<std::fs::File, StartupError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            DbError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+        })?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartupError::AlreadyRunning(db.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StartupError::Db(DbError::Unavailable(
+            format!("cannot lock {}: {e}", path.display()),
+        ))),
     }
 }
 

@@ -34,6 +34,8 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// The advisory lock key migrations run under on PostgreSQL ("ads-stat" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6164_732d_7374_6174;
 
 /// A snapshot of the connection pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +231,15 @@ impl Db {
                 let mut conn: AsyncConnectionWrapper<PgConn> =
                     <AsyncConnectionWrapper<PgConn> as Connection>::establish(&url)
                         .map_err(|e| DbError::Unavailable(e.to_string()))?;
-                apply(&mut conn, PG_MIGRATIONS)
+                // Instances starting together take turns: the first applies the migrations, the
+                // others find nothing left to do. The lock belongs to this session, which ends
+                // with `conn` whatever happens.
+                let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK})");
+                diesel::connection::SimpleConnection::batch_execute(&mut conn, &lock)?;
+                let applied = apply(&mut conn, PG_MIGRATIONS);
+                let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})");
+                let _ = diesel::connection::SimpleConnection::batch_execute(&mut conn, &unlock);
+                applied
             }
             DatabaseUrl::Sqlite(path) => {
                 ensure_parent_dir(&path)?;

@@ -254,8 +254,12 @@ async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
                 .job_finished(&record.level, JobOutcome::LeaseLost, elapsed);
             Ok(true)
         }
-        Outcome::Failed { public, detail } => {
-            let retry_at = (record.attempts < record.max_attempts).then(|| {
+        Outcome::Failed {
+            public,
+            detail,
+            permanent,
+        } => {
+            let retry_at = (record.attempts < record.max_attempts && !permanent).then(|| {
                 let attempt = record.attempts as u32;
                 let delay = super::with_jitter(
                     super::backoff(ctx.settings.backoff, attempt),
@@ -346,6 +350,8 @@ enum Outcome {
     Failed {
         public: String,
         detail: String,
+        /// A retry cannot succeed: the job fails at once.
+        permanent: bool,
     },
 }
 
@@ -354,6 +360,7 @@ impl Outcome {
         Outcome::Failed {
             public: error.public_message().to_string(),
             detail: error.to_string(),
+            permanent: error.is_permanent(),
         }
     }
 }
@@ -390,6 +397,7 @@ async fn attempt(
             return Outcome::Failed {
                 public: text.clone(),
                 detail: text,
+                permanent: false,
             };
         }
     };

@@ -89,6 +89,16 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// Errors a retry cannot fix: the request itself is wrong, or the provider answered with data
+    /// that breaks its contract (it will answer the same again). Such jobs fail at once instead
+    /// of using up their attempts.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::InvalidRequest(_) | PipelineError::ProviderOutput(_)
+        )
+    }
+
     /// What a seller may read about the failure (a job's `lastError`): fixed text naming the
     /// kind of failure, never a raw database or provider message (those go to the log).
     pub fn public_message(&self) -> &'static str {

@@ -11,6 +11,7 @@ mod crash;
 mod dashboard;
 mod health;
 mod jobs;
+mod lifecycle;
 mod metrics;
 mod openapi;
 mod outage;
