@@ -33,7 +33,7 @@ impl SyncRateLimiter {
         let checks = self
             .checks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if checks % 1024 == 0 && self.limiter.len() > PRUNE_ABOVE {
+        if checks.is_multiple_of(1024) && self.limiter.len() > PRUNE_ABOVE {
             self.limiter.retain_recent();
         }
         self.limiter

@@ -78,7 +78,7 @@ pub fn cursor(text: Option<&str>) -> Result<Option<After>, ApiError> {
 }
 
 fn decode_cursor(text: &str) -> Option<After> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     let bytes = (0..text.len())
