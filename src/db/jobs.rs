@@ -86,6 +86,100 @@ pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobR
     ))
 }
 
+/// Rows per multi-row INSERT: 8 parameters a row keeps a chunk far below both engines' limits.
+const ENQUEUE_ROWS_PER_STATEMENT: usize = 500;
+
+/// The SQL recording `rows` jobs at once, each unless the same job id is QUEUED or RUNNING.
+fn insert_many_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p = |k: usize| format!("${}", r * 8 + k);
+            format!(
+                "({}, {}, {}, {}, {}, {}, 'QUEUED', 0, {}, {}, {}, {})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(8),
+                p(8)
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
+                                attempts, max_attempts, run_at, created_at, updated_at) \
+         VALUES {} ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING *",
+        values.join(", ")
+    )
+}
+
+/// Records many jobs with a few statements: multi-row INSERTs that skip job ids already QUEUED
+/// or RUNNING, then one read of those active records. Returns, in the order of `jobs`, each
+/// job's record and whether it is new (`false`: deduplicated). Run it in a transaction.
+pub async fn enqueue_many(
+    conn: &mut DbConn,
+    jobs: &[NewJobRecord],
+) -> QueryResult<Vec<(JobRecord, bool)>> {
+    use std::collections::HashMap;
+    let mut found: HashMap<String, (JobRecord, bool)> = HashMap::with_capacity(jobs.len());
+    for chunk in jobs.chunks(ENQUEUE_ROWS_PER_STATEMENT) {
+        let sql = insert_many_sql(chunk.len());
+        let inserted: Vec<JobRecord> = db_run!(conn, {
+            let mut query = diesel::sql_query(&sql).into_boxed();
+            for job in chunk {
+                query = query
+                    .bind::<Text, _>(job.job_id.clone())
+                    .bind::<Text, _>(job.seller_id.clone())
+                    .bind::<Text, _>(job.level.clone())
+                    .bind::<Date, _>(job.date_from)
+                    .bind::<Date, _>(job.date_to)
+                    .bind::<Text, _>(job.triggered_by.clone())
+                    .bind::<Integer, _>(job.max_attempts)
+                    .bind::<Timestamp, _>(job.run_at);
+            }
+            query.load(conn).await
+        })?;
+        for record in inserted {
+            found.insert(record.job_id.clone(), (record, true));
+        }
+    }
+    let skipped: Vec<&str> = jobs
+        .iter()
+        .map(|j| j.job_id.as_str())
+        .filter(|id| !found.contains_key(*id))
+        .collect();
+    for ids in skipped.chunks(ENQUEUE_ROWS_PER_STATEMENT) {
+        let active: Vec<JobRecord> = db_run!(conn, {
+            j::sync_jobs
+                .filter(j::job_id.eq_any(ids))
+                .filter(j::status.eq_any([QUEUED, RUNNING]))
+                .select(JobRecord::as_select())
+                .load(conn)
+                .await
+        })?;
+        for record in active {
+            found.insert(record.job_id.clone(), (record, false));
+        }
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match found.get(&job.job_id) {
+            Some(entry) => out.push(entry.clone()),
+            // Its active twin finished between the INSERT and the read: record it on its own.
+            None => {
+                let entry = enqueue(conn, job).await?;
+                found.insert(job.job_id.clone(), entry.clone());
+                out.push(entry);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The QUEUED or RUNNING record with this job id, if any.
 pub async fn active(conn: &mut DbConn, job_id: &str) -> QueryResult<Option<JobRecord>> {
     db_run!(conn, {
@@ -470,5 +564,16 @@ mod tests {
     fn placeholders_appear_in_bind_order() {
         crate::db::assert_placeholders_in_order(super::INSERT_UNLESS_ACTIVE);
         crate::db::assert_placeholders_in_order(super::REQUEUE_FAILED);
+    }
+
+    #[test]
+    fn the_multi_row_insert_binds_in_order() {
+        for rows in [1, 2, 500] {
+            let sql = super::insert_many_sql(rows);
+            crate::db::assert_placeholders_in_order(&sql);
+            let last = format!("${}", rows * 8);
+            let beyond = format!("${}", rows * 8 + 1);
+            assert!(sql.contains(&last) && !sql.contains(&beyond), "{rows}");
+        }
     }
 }

@@ -172,9 +172,9 @@ impl JobQueue {
         max_attempts: i32,
         now: chrono::NaiveDateTime,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
-        let mut out = Vec::with_capacity(requests.len());
-        for request in requests {
-            let new = NewJobRecord {
+        let jobs: Vec<NewJobRecord> = requests
+            .iter()
+            .map(|request| NewJobRecord {
                 job_id: request.job_id(),
                 seller_id: request.seller_id.clone(),
                 level: request.level.as_str().to_string(),
@@ -187,11 +187,13 @@ impl JobQueue {
                 run_at: now,
                 created_at: now,
                 updated_at: now,
-            };
-            let (record, created) = db::jobs::enqueue(conn, &new).await?;
-            out.push(Enqueued { record, created });
-        }
-        Ok(out)
+            })
+            .collect();
+        Ok(db::jobs::enqueue_many(conn, &jobs)
+            .await?
+            .into_iter()
+            .map(|(record, created)| Enqueued { record, created })
+            .collect())
     }
 
     /// Sends an id if the channel has room and it is not already there; `false` otherwise.

@@ -20,7 +20,53 @@ use crate::on_both_backends;
 on_both_backends!(
     a_stop_takes_the_longer_of_drain_and_grace_not_their_sum,
     a_job_the_provider_answers_wrongly_fails_at_once,
+    a_batch_of_jobs_is_recorded_in_order_and_active_ones_are_not_repeated,
 );
+
+async fn a_batch_of_jobs_is_recorded_in_order_and_active_ones_are_not_repeated(backend: Backend) {
+    use ads_stats::jobs::Trigger;
+    use ads_stats::pipeline::SyncRequest;
+    let app = app(backend)
+        .with_catalog(seller_catalog("s1"))
+        // Nothing finishes during the test: every recorded job stays active.
+        .with_provider(TestProvider::new(Duration::from_secs(60), 0))
+        .spawn()
+        .await;
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let request = |d: u32, level: Level| SyncRequest::one_day("s1", level, day(d));
+    let first: Vec<SyncRequest> = (1..=20).map(|d| request(d, Level::Ad)).collect();
+    let recorded = app
+        .app()
+        .queue()
+        .enqueue_nowait(&first, Trigger::Schedule)
+        .await
+        .unwrap();
+    assert!(recorded.iter().all(|e| e.created));
+    let again = vec![
+        request(21, Level::Ad),
+        request(3, Level::Ad),
+        request(3, Level::Campaign),
+        request(17, Level::Ad),
+    ];
+    let second = app
+        .app()
+        .queue()
+        .enqueue_nowait(&again, Trigger::Schedule)
+        .await
+        .unwrap();
+    let ids: Vec<String> = second.iter().map(|e| e.record.job_id.clone()).collect();
+    let asked: Vec<String> = again.iter().map(SyncRequest::job_id).collect();
+    assert_eq!(ids, asked, "answered in the order asked");
+    let created: Vec<bool> = second.iter().map(|e| e.created).collect();
+    assert_eq!(created, vec![true, false, true, false]);
+    assert_eq!(
+        second[1].record.id, recorded[2].record.id,
+        "the active record itself"
+    );
+    assert_eq!(second[3].record.id, recorded[16].record.id);
+    assert_eq!(app.jobs().await.len(), 22);
+    app.shutdown().await;
+}
 
 async fn a_stop_takes_the_longer_of_drain_and_grace_not_their_sum(backend: Backend) {
     let drain = Duration::from_secs(3);
