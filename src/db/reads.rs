@@ -279,12 +279,42 @@ pub fn explainable(seller_id: &str, from: NaiveDate, to: NaiveDate) -> Vec<Strin
         fill(
             sellpage_sql(&pages),
             &[
-                seller,
+                seller.clone(),
                 from.clone(),
-                to,
+                to.clone(),
                 first.clone(),
                 first,
                 quote(""),
+                "100".into(),
+            ],
+        ),
+        // First pages filtered to one entity or sellpage.
+        fill(
+            daily_sql(&DailyPage {
+                entity_id: Some(""),
+                after: None,
+                ..daily.clone()
+            }),
+            &[
+                seller.clone(),
+                quote("AD"),
+                from.clone(),
+                to.clone(),
+                quote(&format!("{seller_id}-AD-1")),
+                "100".into(),
+            ],
+        ),
+        fill(
+            sellpage_sql(&SellpagePage {
+                sellpage_id: Some(""),
+                after: None,
+                ..pages.clone()
+            }),
+            &[
+                seller,
+                from,
+                to,
+                quote(&format!("{seller_id}-page-1")),
                 "100".into(),
             ],
         ),

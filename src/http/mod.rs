@@ -124,15 +124,15 @@ pub fn api_routes(metrics_enabled: bool) -> Vec<(&'static str, Vec<&'static str>
 }
 
 /// The OpenAPI document the service serves.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    openapi::document()
+pub fn openapi_document(metrics_enabled: bool) -> utoipa::openapi::OpenApi {
+    openapi::document(metrics_enabled)
 }
 
 /// Registers every route on an actix `App`.
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         let document = web::Data::new(
-            openapi::document()
+            openapi::document(state.metrics_enabled)
                 .to_json()
                 .unwrap_or_else(|_| "{}".to_string()),
         );
@@ -148,6 +148,7 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.app_data(web::Data::from(state))
             .app_data(web::QueryConfig::default().error_handler(errors::query_error))
             .configure(dashboard::routes(dashboard_on))
+            .service(web::resource("/api/docs").get(openapi::docs_redirect))
             .service(openapi::swagger_ui())
             .default_service(web::to(errors::not_found));
     }

@@ -28,6 +28,7 @@ use super::{health, metrics, sync, ErrorBody};
     ),
     components(schemas(
         ErrorBody,
+        super::stats::LevelName,
         sync::trigger::TriggerBody,
         sync::trigger::SyncAccepted,
         sync::status::JobStatus,
@@ -64,11 +65,21 @@ impl Modify for BearerSchemes {
     }
 }
 
-/// The document, with this build's version.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The document, with this build's version; `/metrics` only when it is served.
+pub fn document(metrics_enabled: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    if !metrics_enabled {
+        doc.paths.paths.remove("/metrics");
+    }
     doc
+}
+
+/// `/api/docs` without the slash: where the page lives, `/api/docs/`.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/api/docs/"))
+        .finish()
 }
 
 /// This document.

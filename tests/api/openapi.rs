@@ -129,14 +129,65 @@ async fn the_document_lists_every_route_and_validates_as_openapi_3_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_metrics_the_route_and_its_entry_are_both_gone() {
-    let routes = registered(false);
-    assert!(!routes.iter().any(|(p, _)| p == "/metrics"));
     assert!(registered(true).iter().any(|(p, _)| p == "/metrics"));
+    let app = app(Backend::Sqlite)
+        .with_settings(|s| s.metrics.enabled = false)
+        .spawn()
+        .await;
+    let doc: Value = app
+        .send(app.request(reqwest::Method::GET, "/api/openapi.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(documented(&doc), registered(false));
+    assert!(doc["paths"].get("/metrics").is_none());
+    assert_eq!(
+        app.send(app.request(reqwest::Method::GET, "/metrics"))
+            .await
+            .status(),
+        404
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_answers_are_in_the_document() {
+    let doc = ads_stats::http::openapi_document(true).to_json().unwrap();
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    for path in [
+        "/api/ads-manager/stats",
+        "/api/ads-manager/stats/summary",
+        "/api/ads-manager/sellpages/stats",
+    ] {
+        let ok = &doc["paths"][path]["get"]["responses"]["200"];
+        assert!(ok["content"]["application/json"].is_object(), "{path}");
+        assert!(ok["content"]["text/csv"].is_object(), "{path}");
+    }
+    let level = doc["paths"]["/api/ads-manager/stats"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "level")
+        .unwrap()
+        .clone();
+    assert_eq!(level["required"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_interactive_page_is_served_from_the_binary() {
     let app = app(Backend::Sqlite).spawn().await;
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = bare
+        .get(format!("{}/api/docs", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(redirect.headers()["location"], "/api/docs/");
     let page = app
         .send(app.request(reqwest::Method::GET, "/api/docs/"))
         .await;

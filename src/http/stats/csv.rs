@@ -16,18 +16,39 @@ pub fn float(value: f64) -> String {
         .unwrap_or_default()
 }
 
-/// True when the client asked for CSV (`Accept: text/csv`).
+/// True when the client prefers CSV: `text/csv` listed with a quality above 0, and no JSON
+/// (`application/json`) listed with a higher one; on a tie the one listed first wins. Wildcards
+/// and anything else mean JSON, the default.
 pub fn wants_csv(req: &HttpRequest) -> bool {
-    req.headers()
+    let mut best: Option<(bool, f32)> = None;
+    for media in req
+        .headers()
         .get_all(header::ACCEPT)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|media| {
-            media
-                .split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"))
-        })
+    {
+        let mut parts = media.split(';');
+        let kind = parts.next().unwrap_or_default().trim();
+        let csv = kind.eq_ignore_ascii_case("text/csv");
+        if !csv && !kind.eq_ignore_ascii_case("application/json") {
+            continue;
+        }
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if q > 0.0 && best.is_none_or(|(_, top)| q > top) {
+            best = Some((csv, q));
+        }
+    }
+    best.is_some_and(|(csv, _)| csv)
+}
+
+/// The answer of a route that speaks JSON and CSV: caches must key it on `Accept` too.
+pub fn json<T: serde::Serialize>(body: &T) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::VARY, "Accept"))
+        .json(body)
 }
 
 /// A field quoted when it holds a comma, a quote or a line break; quotes inside are doubled.
@@ -54,6 +75,7 @@ pub fn render<R: CsvRow>(rows: &[R]) -> String {
 pub fn response<R: CsvRow>(rows: &[R], next_cursor: Option<&str>) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response.content_type("text/csv; charset=utf-8");
+    response.insert_header((header::VARY, "Accept"));
     if let Some(cursor) = next_cursor {
         response.insert_header(("X-Next-Cursor", cursor.to_string()));
     }
@@ -70,6 +92,31 @@ mod tests {
         fn fields(&self) -> Vec<String> {
             vec![self.0.to_string(), self.1.to_string()]
         }
+    }
+
+    #[test]
+    fn csv_only_when_preferred() {
+        let wants = |accept: Option<&str>| {
+            let mut req = actix_web::test::TestRequest::default();
+            if let Some(a) = accept {
+                req = req.insert_header((header::ACCEPT, a));
+            }
+            wants_csv(&req.to_http_request())
+        };
+        assert!(!wants(None));
+        assert!(!wants(Some("*/*")));
+        assert!(wants(Some("text/csv")));
+        assert!(wants(Some("TEXT/CSV; charset=utf-8")));
+        assert!(wants(Some("text/csv, */*")));
+        assert!(!wants(Some("application/json, text/csv;q=0")));
+        assert!(!wants(Some("text/csv;q=0")));
+        assert!(
+            !wants(Some("application/json, text/csv")),
+            "a tie goes to the first"
+        );
+        assert!(wants(Some("text/csv, application/json")));
+        assert!(wants(Some("application/json;q=0.5, text/csv;q=0.9")));
+        assert!(!wants(Some("application/json;q=0.9, text/csv;q=0.5")));
     }
 
     #[test]

@@ -16,12 +16,12 @@ use crate::http::{ApiError, AppState};
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct DailyQuery {
     /// CAMPAIGN, ADSET or AD.
-    #[param(required = true, example = "CAMPAIGN")]
+    #[param(required = true, value_type = super::params::LevelName, example = "CAMPAIGN")]
     level: Option<String>,
     /// First day, YYYY-MM-DD.
     #[param(required = true, example = "2026-11-01", format = Date)]
     from: Option<String>,
-    /// Last day, YYYY-MM-DD; at most 366 days after `from`.
+    /// Last day, YYYY-MM-DD; the range covers at most 366 days, both ends included.
     #[param(required = true, example = "2026-11-28", format = Date)]
     to: Option<String>,
     /// Only this entity's rows.
@@ -135,7 +135,9 @@ pub(super) fn timestamp(t: DateTime<Utc>) -> String {
     tag = "stats",
     params(DailyQuery),
     responses(
-        (status = 200, description = "One page of daily rows (JSON, or CSV with `Accept: text/csv`; the next cursor then comes in `X-Next-Cursor`)", body = Page<StatsRow>),
+        (status = 200, description = "One page of daily rows: JSON, or CSV with `Accept: text/csv`",
+            content((Page<StatsRow> = "application/json"), (String = "text/csv")),
+            headers(("X-Next-Cursor" = String, description = "CSV only: the next page's cursor, absent on the last page"))),
         (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_level`, `invalid_limit`, `invalid_cursor` or `invalid_query`", body = crate::http::ErrorBody),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
@@ -153,6 +155,7 @@ pub async fn daily_stats(
     let level = params::level(q.level.as_deref())?;
     let limit = params::limit(q.limit.as_deref())?;
     let after = params::cursor(q.cursor.as_deref())?;
+    params::id_filter("entityId", q.entity_id.as_deref())?;
     let db = state.db.clone();
     let mut rows = state
         .on_main_runtime(async move {
@@ -180,5 +183,5 @@ pub async fn daily_stats(
     if csv::wants_csv(&req) {
         return Ok(csv::response(&rows, next_cursor.as_deref()));
     }
-    Ok(HttpResponse::Ok().json(Page { rows, next_cursor }))
+    Ok(csv::json(&Page { rows, next_cursor }))
 }

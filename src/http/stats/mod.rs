@@ -9,6 +9,8 @@ pub mod summary;
 mod csv;
 mod params;
 
+pub use params::LevelName;
+
 /// One page of rows and where the next one starts (`null` on the last page).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

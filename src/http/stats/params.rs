@@ -6,6 +6,16 @@ use crate::db::reads::After;
 use crate::domain::{parse_day, Level};
 use crate::http::ApiError;
 
+/// The levels a `level` parameter names, for the OpenAPI document (the parser also takes lower
+/// case).
+#[derive(utoipa::ToSchema)]
+#[allow(clippy::upper_case_acronyms, dead_code)]
+pub enum LevelName {
+    CAMPAIGN,
+    ADSET,
+    AD,
+}
+
 /// The longest range one request may cover, in days (a year, leap day included).
 pub const MAX_RANGE_DAYS: i64 = 366;
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -77,6 +87,18 @@ pub fn cursor(text: Option<&str>) -> Result<Option<After>, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave"))
 }
 
+/// An optional id filter (`entityId`, `sellpageId`): no id holds a control character, and
+/// PostgreSQL text cannot hold a NUL at all, so such a value is refused rather than sent.
+pub fn id_filter<'a>(name: &str, value: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match value {
+        Some(v) if v.chars().any(char::is_control) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`{name}` holds a control character"),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn decode_cursor(text: &str) -> Option<After> {
     if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
@@ -87,6 +109,10 @@ fn decode_cursor(text: &str) -> Option<After> {
         .collect::<Option<Vec<u8>>>()?;
     let decoded = String::from_utf8(bytes).ok()?;
     let (date, id) = decoded.split_once('|')?;
+    // A cursor this API gave never holds one (ids are checked before they reach a page).
+    if id.chars().any(char::is_control) {
+        return None;
+    }
     Some(After {
         date: parse_day(date).ok()?,
         id: id.to_string(),

@@ -19,7 +19,7 @@ pub struct SellpageQuery {
     /// First day, YYYY-MM-DD.
     #[param(required = true, example = "2026-11-01", format = Date)]
     from: Option<String>,
-    /// Last day, YYYY-MM-DD; at most 366 days after `from`.
+    /// Last day, YYYY-MM-DD; the range covers at most 366 days, both ends included.
     #[param(required = true, example = "2026-11-28", format = Date)]
     to: Option<String>,
     /// Only this sellpage's rows.
@@ -123,7 +123,9 @@ impl CsvRow for SellpageRow {
     tag = "stats",
     params(SellpageQuery),
     responses(
-        (status = 200, description = "One page of sellpage rows (JSON, or CSV with `Accept: text/csv`; the next cursor then comes in `X-Next-Cursor`)", body = Page<SellpageRow>),
+        (status = 200, description = "One page of sellpage rows: JSON, or CSV with `Accept: text/csv`",
+            content((Page<SellpageRow> = "application/json"), (String = "text/csv")),
+            headers(("X-Next-Cursor" = String, description = "CSV only: the next page's cursor, absent on the last page"))),
         (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_limit`, `invalid_cursor` or `invalid_query`", body = crate::http::ErrorBody),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
@@ -140,6 +142,7 @@ pub async fn sellpage_stats(
     let (from, to) = params::range(q.from.as_deref(), q.to.as_deref())?;
     let limit = params::limit(q.limit.as_deref())?;
     let after = params::cursor(q.cursor.as_deref())?;
+    params::id_filter("sellpageId", q.sellpage_id.as_deref())?;
     let db = state.db.clone();
     let mut rows = state
         .on_main_runtime(async move {
@@ -165,5 +168,5 @@ pub async fn sellpage_stats(
     if csv::wants_csv(&req) {
         return Ok(csv::response(&rows, next_cursor.as_deref()));
     }
-    Ok(HttpResponse::Ok().json(Page { rows, next_cursor }))
+    Ok(csv::json(&Page { rows, next_cursor }))
 }

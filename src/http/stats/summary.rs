@@ -16,12 +16,12 @@ use crate::http::{ApiError, AppState};
 #[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
     /// CAMPAIGN, ADSET or AD.
-    #[param(required = true, example = "CAMPAIGN")]
+    #[param(required = true, value_type = super::params::LevelName, example = "CAMPAIGN")]
     level: Option<String>,
     /// First day, YYYY-MM-DD.
     #[param(required = true, example = "2026-11-01", format = Date)]
     from: Option<String>,
-    /// Last day, YYYY-MM-DD; at most 366 days after `from`.
+    /// Last day, YYYY-MM-DD; the range covers at most 366 days, both ends included.
     #[param(required = true, example = "2026-11-28", format = Date)]
     to: Option<String>,
 }
@@ -151,7 +151,8 @@ impl CsvRow for SummaryRow {
     tag = "stats",
     params(SummaryQuery),
     responses(
-        (status = 200, description = "Totals per entity and overall (JSON, or the per-entity rows as CSV with `Accept: text/csv`)", body = SummaryBody),
+        (status = 200, description = "Totals per entity and overall: JSON, or the per-entity rows as CSV with `Accept: text/csv`",
+            content((SummaryBody = "application/json"), (String = "text/csv"))),
         (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_level` or `invalid_query`", body = crate::http::ErrorBody),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
@@ -182,5 +183,5 @@ pub async fn stats_summary(
     if csv::wants_csv(&req) {
         return Ok(csv::response(&rows, None));
     }
-    Ok(HttpResponse::Ok().json(SummaryBody { rows, total }))
+    Ok(csv::json(&SummaryBody { rows, total }))
 }
