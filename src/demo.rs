@@ -101,7 +101,8 @@ pub fn dashboard_login(settings: &mut crate::config::Settings) -> Option<(String
     if settings.dashboard.admin().is_some() {
         return None;
     }
-    // 80 random bits from the OS generator (uuid v4), short enough to type.
+    // 76 random bits from the OS generator: 20 hex digits of a v4 UUID, one of them the fixed
+    // version digit. Short enough to type.
     let password = uuid::Uuid::new_v4().simple().to_string()[..20].to_string();
     let digest = Sha256::digest(password.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();

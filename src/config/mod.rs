@@ -207,9 +207,18 @@ impl DashboardSettings {
                 "is not 64 hex digits (make it with `printf %s 'password' | sha256sum`)",
             ));
         }
+        // SHA-256 of the empty string: a dashboard anyone opens by leaving the password blank.
+        if hash.eq_ignore_ascii_case(EMPTY_SHA256) {
+            return Err(ConfigError::new(
+                "dashboard.admin_password_sha256",
+                "is the digest of an empty password; choose a password",
+            ));
+        }
         nonzero("dashboard.session_ttl", self.session_ttl)
     }
 }
+
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// 32 bytes from 64 hex digits (either case, whitespace around ignored).
 fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
@@ -671,5 +680,14 @@ mod tests {
             .map_err(figment_error)
             .unwrap_err();
         assert_eq!(err.key, "stats.aggregation");
+    }
+
+    #[test]
+    fn an_empty_dashboard_password_is_refused() {
+        let mut s = Settings::defaults_with(|_| {}).unwrap();
+        s.dashboard.admin_user = "admin".into();
+        s.dashboard.admin_password_sha256 = Secret::new(EMPTY_SHA256.to_uppercase());
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.key, "dashboard.admin_password_sha256");
     }
 }

@@ -32,6 +32,7 @@ const PASSWORD: &str = "correct-horse-battery-staple";
 on_both_backends!(
     every_dashboard_path_is_404_json_until_configured,
     login_is_refused_with_a_wrong_password,
+    guessing_is_throttled_per_client,
     posts_without_the_sessions_csrf_token_are_403,
     session_cookie_attributes_and_logout,
     retry_requeues_a_failed_job_unless_the_same_job_is_active,
@@ -245,6 +246,25 @@ async fn login_is_refused_with_a_wrong_password(backend: Backend) {
     // The right password works.
     let login = log_in(&app).await;
     assert_eq!(login.csrf.len(), 64);
+    app.shutdown().await;
+}
+
+async fn guessing_is_throttled_per_client(backend: Backend) {
+    let app = app_with_dashboard(backend).await;
+    let wrong = form(&[("user", USER), ("password", "guess")]);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let response = post_form(&app, "/dashboard/login", None, wrong.clone()).await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
+    // While throttled, even the right password waits: a guesser learns nothing more.
+    let right = form(&[("user", USER), ("password", PASSWORD)]);
+    let response = post_form(&app, "/dashboard/login", None, right).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().get("retry-after").is_some());
+    assert!(response.headers().get(SET_COOKIE).is_none());
     app.shutdown().await;
 }
 

@@ -28,9 +28,28 @@ pub async fn login_form(
 
 pub async fn log_in(
     state: web::Data<AppState>,
+    req: HttpRequest,
     form_data: Option<web::Form<LoginForm>>,
 ) -> Result<HttpResponse, ApiError> {
     let access = access(&state)?;
+    // The peer address, not X-Forwarded-For: a header the client writes cannot buy more tries.
+    let client = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    if let Err(wait) = access.allow_login_attempt(&client) {
+        tracing::info!("dashboard login throttled");
+        let mut response = form(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many attempts; wait a minute and try again."),
+        );
+        if let Ok(value) =
+            header::HeaderValue::from_str(&(wait.as_secs_f64().ceil().max(1.0) as u64).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return Ok(response);
+    }
     let accepted = form_data
         .as_ref()
         .is_some_and(|f| access.check_password(&f.user, &f.password));

@@ -34,12 +34,17 @@ pub struct Session {
     expires: Instant,
 }
 
+/// Sign-in attempts one client address may make per minute.
+const LOGINS_PER_MINUTE: u32 = 10;
+
 /// Credentials, live sessions and cookie policy: the dashboard's whole access control.
 pub struct Access {
     admin: Admin,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     ttl: Duration,
     secure_cookies: bool,
+    /// Sign-in attempts per client address: online guessing gets a few tries a minute.
+    logins: crate::http::SyncRateLimiter,
 }
 
 impl Access {
@@ -54,7 +59,13 @@ impl Access {
             sessions: Mutex::default(),
             ttl: settings.session_ttl,
             secure_cookies: settings.secure_cookies,
+            logins: crate::http::SyncRateLimiter::per_minute(LOGINS_PER_MINUTE)?,
         })
+    }
+
+    /// `Err(wait)` when `client` has used up its sign-in attempts for now.
+    pub fn allow_login_attempt(&self, client: &str) -> Result<(), Duration> {
+        self.logins.check(client)
     }
 
     /// Whether `user` and `password` are the admin's. Both comparisons always run, over digests
