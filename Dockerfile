@@ -1,7 +1,7 @@
 # Build: dependencies first (cached while Cargo.toml/Cargo.lock are unchanged), then the service.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /app
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir -p src tests/api benches \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs tests/api/main.rs \
     && echo 'fn main() {}' > benches/daily_fold.rs \
@@ -10,6 +10,9 @@ RUN mkdir -p src tests/api benches \
 COPY src src
 COPY migrations migrations
 COPY config config
+# The image has no .git: pass the commit for --version and /health, e.g.
+# docker build --build-arg BUILD_GIT_COMMIT="$(git rev-parse HEAD)" . (else it says "unknown").
+ARG BUILD_GIT_COMMIT=""
 RUN mkdir -p tests/api benches && touch tests/api/main.rs && echo 'fn main() {}' > benches/daily_fold.rs \
     && touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin ads-stats

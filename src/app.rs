@@ -197,7 +197,8 @@ impl Application {
         let server_task = tokio::spawn(server);
         tracing::info!(
             address = %format!("{}:{port}", settings.server.host), backend = db.backend_name(),
-            scheduler = settings.scheduler.enabled, "ads-stats listening"
+            scheduler = settings.scheduler.enabled, version = crate::build_info::VERSION,
+            commit = crate::build_info::COMMIT, "ads-stats listening"
         );
         Ok(Self {
             port,

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
+mod config;
+mod systemd;
+
 use crate::app::{shutdown_on_signal, Application, StartOptions};
 use crate::auth::TokenVerifier;
 use crate::config::{DatabaseUrl, Settings};
@@ -19,7 +23,7 @@ use crate::{demo, providers, telemetry};
 #[derive(Debug, Parser)]
 #[command(
     name = "ads-stats",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about = "Keeps advertising statistics: scheduled provider syncs into raw, daily and sellpage tables."
 )]
 pub struct Cli {
@@ -62,6 +66,23 @@ pub enum Command {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Print the effective settings after every layer (files, environment) as TOML, each value
+    /// with the layer that set it; secrets print as <redacted>.
+    Config {
+        /// Only check the settings: exit 0 when valid, 2 (with one line naming the key) when not.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Copy the SQLite database to FILE while the service runs (a consistent online copy) and
+    /// print its size and row counts. On PostgreSQL, use pg_dump.
+    Backup {
+        /// Where the copy goes.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Replace FILE when it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Seed a small demo data set, start the service with the scheduler, tick once at once, and
     /// print a token with ready-to-paste curl commands.
     Demo,
@@ -72,6 +93,9 @@ pub const EXIT_CONFIG: i32 = 2;
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    if let Some(Command::Config { check }) = &cli.command {
+        return config::run(cli.config.as_deref(), *check);
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -85,6 +109,9 @@ pub fn run(cli: Cli) -> i32 {
     }
     if let Command::Token { seller, ttl } = &command {
         return print_token(&settings, seller, ttl);
+    }
+    if let Command::Backup { to, force } = &command {
+        return backup::run(&settings, to, *force);
     }
     telemetry::init(&settings.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -107,7 +134,10 @@ pub fn run(cli: Cli) -> i32 {
                 level,
             } => sync(&settings, &seller, date.as_deref(), level.as_deref()).await,
             Command::Demo => run_demo(settings).await,
-            Command::CheckHealth { .. } | Command::Token { .. } => Ok(()),
+            Command::CheckHealth { .. }
+            | Command::Token { .. }
+            | Command::Config { .. }
+            | Command::Backup { .. } => Ok(()),
         }
     });
     match outcome {
@@ -139,7 +169,11 @@ async fn serve(settings: &Settings, options: StartOptions) -> Result<(), Command
     let app = Application::start(settings, providers::from_settings(settings), options)
         .await
         .map_err(failed)?;
-    app.run_until(stop).await;
+    // Application::start returns once migrations ran and the socket listens: ready for systemd.
+    systemd::ready();
+    stop.cancelled().await;
+    systemd::stopping();
+    app.shutdown().await;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod db;

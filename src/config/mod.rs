@@ -5,6 +5,7 @@
 //! a single readable line and exit code 2.
 
 mod cron_expr;
+pub mod effective;
 mod secret;
 
 use std::path::{Path, PathBuf};
@@ -272,6 +273,13 @@ impl Settings {
     /// Loads settings the way the binary does: files under `ADS_STATS_CONFIG_DIR` (default `config`),
     /// the optional `--config` file, then the process environment.
     pub fn load(explicit_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let (figment, environment) = Self::layers(explicit_file)?;
+        Self::from_figment(figment, environment)
+    }
+
+    /// Every layer [`Settings::load`] reads, merged but not yet checked, with the environment
+    /// name; `ads-stats config` asks it where each value came from.
+    pub fn layers(explicit_file: Option<&Path>) -> Result<(Figment, String), ConfigError> {
         let environment = std::env::var("ADS_STATS_ENV").unwrap_or_else(|_| "development".into());
         let dir = std::env::var("ADS_STATS_CONFIG_DIR").unwrap_or_else(|_| "config".into());
         let dir = Path::new(&dir);
@@ -305,7 +313,7 @@ impl Settings {
                     .ignore(&["ENV", "CONFIG_DIR"])
                     .split("__"),
             );
-        Self::from_figment(figment, environment)
+        Ok((figment, environment))
     }
 
     /// Settings from the compiled-in defaults only, adjusted in code (tests, tools).

@@ -4,6 +4,7 @@
 //! Queries are plain `async fn(&mut DbConn, …) -> QueryResult<T>`; [`db_run!`] expands one query body
 //! for whichever backend the connection is, so a query is written once unless the SQL really differs.
 
+pub mod backup;
 pub mod catalog;
 pub mod dashboard;
 mod error;

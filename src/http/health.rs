@@ -188,7 +188,7 @@ impl Drop for FreeFlight {
     path = "/health",
     tag = "operations",
     responses(
-        (status = 200, description = "`{\"status\":\"ok\", \"database\":\"ok\", \"queue\":…, \"scheduler\":…, \"tasks\":…}`", body = serde_json::Value),
+        (status = 200, description = "`{\"status\":\"ok\", \"database\":\"ok\", \"version\":…, \"commit\":…, \"queue\":…, \"scheduler\":…, \"tasks\":…}`", body = serde_json::Value),
         (status = 503, description = "`status` is `degraded` (a background task is restarting) or `unavailable` (the database failed; `error` is `database_busy` or `database_unavailable`)", body = serde_json::Value),
     )
 )]
@@ -211,7 +211,8 @@ pub async fn health_head(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn answer(state: &AppState) -> HttpResponse {
-    let version = env!("CARGO_PKG_VERSION");
+    let version = crate::build_info::VERSION;
+    let commit = crate::build_info::COMMIT;
     let probe = state.health_probe.check().await;
     // One look at the tasks, after the probe, so `status` and `tasks` always agree.
     let snapshot = state.tasks.snapshot();
@@ -226,6 +227,7 @@ async fn answer(state: &AppState) -> HttpResponse {
                 "status": if degraded { "degraded" } else { "ok" },
                 "database": "ok",
                 "version": version,
+                "commit": commit,
                 "backend": state.db.backend_name(),
                 "queue": { "queued": queued, "running": running, "capacity": state.queue.capacity() },
                 "scheduler": state.scheduler.status(),
@@ -248,6 +250,7 @@ async fn answer(state: &AppState) -> HttpResponse {
                     "error": code,
                     "database": failure.reason(),
                     "version": version,
+                    "commit": commit,
                     "tasks": tasks,
                 }))
         }

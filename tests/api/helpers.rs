@@ -747,7 +747,14 @@ pub fn ads_stats() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ads-stats"));
     for (key, _) in std::env::vars() {
         if key.starts_with("ADS_STATS_")
-            || ["DATABASE_URL", "JWT_SECRET", "PORT", "RUST_LOG"].contains(&key.as_str())
+            || [
+                "DATABASE_URL",
+                "JWT_SECRET",
+                "PORT",
+                "RUST_LOG",
+                "NOTIFY_SOCKET",
+            ]
+            .contains(&key.as_str())
         {
             cmd.env_remove(key);
         }

@@ -20,3 +20,4 @@ mod reads;
 mod resilience;
 mod scheduler;
 mod schema;
+mod vm;
