@@ -20,18 +20,20 @@ fn main() {
         .filter(|c| !c.trim().is_empty())
         .or_else(|| git(&["rev-parse", "HEAD"]))
         .unwrap_or_else(|| "unknown".to_string());
-    // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it names (a commit). The
-    // paths come from git because a worktree keeps them outside the source folder.
-    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
-        println!("cargo:rerun-if-changed={head}");
-    }
+    // Rebuild when HEAD moves: HEAD itself (a checkout), the branch it names (a commit) and
+    // packed-refs (where a branch can live after `git gc`). The paths come from git because a
+    // worktree keeps them outside the source folder. Only existing paths are watched: cargo
+    // treats a missing one as changed, which would rebuild the crate at every build.
+    let mut watched = vec!["build.rs".to_string()];
+    watched.extend(git(&["rev-parse", "--git-path", "HEAD"]));
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(path) = git(&["rev-parse", "--git-path", &branch]) {
+        watched.extend(git(&["rev-parse", "--git-path", &branch]));
+    }
+    watched.extend(git(&["rev-parse", "--git-path", "packed-refs"]));
+    for path in watched {
+        if std::path::Path::new(&path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }
-    }
-    if let Some(packed) = git(&["rev-parse", "--git-path", "packed-refs"]) {
-        println!("cargo:rerun-if-changed={packed}");
     }
     println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}");
 }
