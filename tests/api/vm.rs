@@ -418,9 +418,12 @@ async fn ready_is_notified_once_health_answers() {
     let dir = tempdir();
     let socket_path = dir.join("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    // The database file does not exist yet: READY=1 must wait for the migrations too. The unit
+    // may set WatchdogSec; WATCHDOG_USEC is how systemd passes it on.
     let service = ServiceProcess::start(&[
         ("DATABASE_URL", test_db.url.as_str()),
         ("NOTIFY_SOCKET", &socket_path.to_string_lossy()),
+        ("WATCHDOG_USEC", "200000"),
     ])
     .await;
     let mut buf = vec![0u8; 4096];
@@ -433,10 +436,22 @@ async fn ready_is_notified_once_health_answers() {
     // Ready means ready: migrations ran and /health answers at once.
     let health = reqwest::get(service.url("/health")).await.unwrap();
     assert_eq!(health.status(), 200);
+    // Watchdog pings at half the interval while it runs.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let (status, log) = service.terminate().await;
     assert_eq!(status.code(), Some(0), "{log}");
-    let n = socket.recv(&mut buf).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    let mut later = Vec::new();
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await
+    {
+        later.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+    }
+    assert!(later.iter().any(|m| m == "WATCHDOG=1"), "{later:?}");
+    assert!(later.iter().any(|m| m == "STOPPING=1"), "{later:?}");
+    assert!(
+        !later.iter().any(|m| m == "READY=1"),
+        "READY once: {later:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
