@@ -228,6 +228,12 @@ impl Application {
         &self.scheduler
     }
 
+    /// This instance's name: what job records it runs show in `locked_by` (`instance` in the
+    /// job status API). A new one at every start.
+    pub fn instance(&self) -> &str {
+        self.runtime.worker()
+    }
+
     /// Whether each background task (dispatcher, sweeper, scheduler) is running.
     pub fn tasks(&self) -> &TaskHealth {
         &self.state.tasks
