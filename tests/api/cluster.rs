@@ -1,13 +1,16 @@
 //! Several instances on one database: leases on the database clock, the heartbeat of the jobs an
 //! instance holds, any instance running any job (PostgreSQL), one tick per cron mark.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ads_stats::db::{self, models::NewJobRecord, Db};
 use ads_stats::domain::Level;
 use ads_stats::pipeline::SyncRequest;
 
-use crate::helpers::{app, migrated_db, seller_catalog, today, Backend, TestDb, TestProvider};
+use crate::helpers::{
+    app, merge, migrated_db, seller_catalog, test_settings, today, Backend, TestDb, TestProvider,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -193,4 +196,61 @@ async fn a_finished_job_shows_the_instance_that_ran_it(backend: Backend) {
         assert_eq!(body["instance"], instance.as_str(), "{body}");
     }
     app.shutdown().await;
+}
+
+/// PostgreSQL: a manual sync accepted by an instance whose only slot is busy starts on an idle
+/// instance within a second, claimed from the table by that instance's sweeper (it polls every
+/// `jobs.poll_interval`: 50 ms here, 1 s by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_sync_on_a_busy_instance_starts_on_an_idle_one() {
+    let busy = app(Backend::Postgres)
+        .with_catalog(merge(seller_catalog("s1"), seller_catalog("s2")))
+        .with_provider(TestProvider::new(Duration::from_secs(4), 0))
+        .with_settings(|s| s.jobs.concurrency = 1)
+        .spawn()
+        .await;
+    busy.enqueue_campaign_sync("s1").await;
+    busy.wait_for_jobs(Duration::from_secs(10), |jobs| {
+        jobs.iter().any(|j| j.status == "RUNNING")
+    })
+    .await;
+    let idle = ads_stats::app::Application::start(
+        &test_settings(&busy.test_db.url, |_| {}),
+        Arc::new(ads_stats::providers::MockProvider),
+        ads_stats::app::StartOptions::default(),
+    )
+    .await
+    .expect("second instance starts");
+
+    assert_eq!(
+        busy.post_sync(Some(&busy.token("s2")), None).await.status(),
+        202
+    );
+    let jobs = busy
+        .wait_for_jobs(Duration::from_secs(10), |jobs| {
+            jobs.iter()
+                .filter(|j| j.seller_id == "s2" && j.status == "SUCCEEDED")
+                .count()
+                == 3
+        })
+        .await;
+    for job in jobs.iter().filter(|j| j.seller_id == "s2") {
+        assert_eq!(job.locked_by.as_deref(), Some(idle.instance()), "{job:#?}");
+        let waited = job.started_at.unwrap() - job.created_at;
+        assert!(
+            waited < chrono::Duration::seconds(1),
+            "started {waited} after it was accepted: {job:#?}"
+        );
+    }
+    let s1 = jobs.iter().find(|j| j.seller_id == "s1").unwrap();
+    assert_eq!(s1.status, "RUNNING", "the busy instance is still busy");
+    assert_eq!(s1.locked_by.as_deref(), Some(busy.app().instance()));
+    idle.shutdown().await;
+    busy.wait_until_idle(Duration::from_secs(10)).await;
+    assert!(busy
+        .jobs()
+        .await
+        .iter()
+        .all(|j| j.status == "SUCCEEDED" && j.attempts == 1));
+    busy.shutdown().await;
 }
