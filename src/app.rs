@@ -108,6 +108,8 @@ impl Application {
             settings.scheduler_timezone(),
             settings.scheduler.enabled,
             metrics.clone(),
+            runtime.worker().to_string(),
+            settings.jobs.rescue_after,
         );
         let scheduler_stop = CancellationToken::new();
         let scheduler_task = settings.scheduler.enabled.then(|| {

@@ -19,6 +19,8 @@ on_both_backends!(
     rescue_takes_back_only_leases_older_than_rescue_after,
     the_heartbeat_keeps_beating_through_the_shutdown_grace,
     a_finished_job_shows_the_instance_that_ran_it,
+    one_instance_ticks_a_cron_mark,
+    an_abandoned_tick_is_redone_by_another_instance,
 );
 
 /// A QUEUED record of `seller`'s CAMPAIGN sync for today, due at `run_at`.
@@ -253,4 +255,277 @@ async fn a_manual_sync_on_a_busy_instance_starts_on_an_idle_one() {
         .iter()
         .all(|j| j.status == "SUCCEEDED" && j.attempts == 1));
     busy.shutdown().await;
+}
+
+/// Two instances reach the same cron mark: only the one whose INSERT of the mark wins ticks it.
+async fn one_instance_ticks_a_cron_mark(backend: Backend) {
+    let first = app(backend)
+        .with_catalog(seller_catalog("s1"))
+        .spawn()
+        .await;
+    let second = ads_stats::app::Application::start(
+        &test_settings(&first.test_db.url, |_| {}),
+        Arc::new(ads_stats::providers::MockProvider),
+        ads_stats::app::StartOptions::default(),
+    )
+    .await
+    .expect("second instance starts");
+    let mark = chrono::Utc::now();
+    let (a, b) = tokio::join!(
+        first.app().scheduler().tick_mark(mark),
+        second.scheduler().tick_mark(mark)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_some() != b.is_some(), "exactly one ticks: {a:?} {b:?}");
+    let summary = a.or(b).unwrap();
+    assert_eq!((summary.sellers, summary.enqueued), (1, 3));
+    let winner = if a.is_some() {
+        first.app().instance()
+    } else {
+        second.instance()
+    };
+    let ticks = ads_stats::db::ticks::all(&mut first.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(ticks.len(), 1, "{ticks:#?}");
+    assert_eq!(ticks[0].instance, winner);
+    assert!(ticks[0].finished_at.is_some());
+    assert_eq!(
+        (ticks[0].sellers, ticks[0].enqueued, ticks[0].deduplicated),
+        (Some(1), Some(3), Some(0))
+    );
+    // The same mark again (a late instance) is not ticked a second time.
+    assert!(second.scheduler().tick_mark(mark).await.unwrap().is_none());
+    second.shutdown().await;
+    first.wait_until_idle(Duration::from_secs(20)).await;
+    assert_eq!(first.jobs().await.len(), 3, "one tick's jobs");
+    first.shutdown().await;
+}
+
+/// An instance that died in the middle of a tick leaves it unfinished; after `jobs.rescue_after`
+/// another instance takes it over and ticks the mark again.
+async fn an_abandoned_tick_is_redone_by_another_instance(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = migrated_db(&test_db).await;
+    let mark = chrono::Utc::now().naive_utc() - chrono::Duration::seconds(5);
+    let mark = chrono::SubsecRound::trunc_subsecs(mark, 0);
+    assert!(
+        ads_stats::db::ticks::claim(&mut db.conn().await.unwrap(), mark, "a-dead-instance")
+            .await
+            .unwrap()
+    );
+    let app = app(backend)
+        .on_database(test_db)
+        .with_catalog(seller_catalog("s1"))
+        .with_settings(|s| {
+            s.scheduler.enabled = true;
+            // No mark of its own during the test.
+            s.scheduler.cron = "0 0 0 1 1 * 2099".into();
+            s.jobs.rescue_after = Duration::from_millis(400);
+        })
+        .spawn()
+        .await;
+    let started = std::time::Instant::now();
+    let tick = loop {
+        let ticks = ads_stats::db::ticks::all(&mut app.conn().await)
+            .await
+            .unwrap();
+        assert_eq!(ticks.len(), 1, "{ticks:#?}");
+        if ticks[0].finished_at.is_some() {
+            break ticks[0].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never redone: {ticks:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(tick.mark, mark);
+    assert_eq!(tick.instance, app.app().instance());
+    assert_eq!((tick.sellers, tick.enqueued), (Some(1), Some(3)));
+    app.wait_until_idle(Duration::from_secs(20)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(jobs.len(), 3);
+    assert!(jobs
+        .iter()
+        .all(|j| j.status == "SUCCEEDED" && j.triggered_by == "SCHEDULE"));
+    app.shutdown().await;
+}
+
+/// Sellers in the cluster crash test: 900 jobs a tick.
+const CLUSTER_SELLERS: usize = 300;
+/// Service instances running side by side.
+const INSTANCES: usize = 3;
+/// SIGKILLs, one instance at a time, round robin.
+const CLUSTER_KILLS: usize = 8;
+
+/// The name an instance logs at start (`job workers started worker=…`).
+fn instance_names(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("job workers started"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("worker="))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Three instances of the real binary on one PostgreSQL schema, 300 sellers, a tick every 5 s;
+/// one instance is SIGKILLed every 3–5 s (round robin) and started again at once. Then the
+/// abandoned ticks are left to be redone, the instances stop, and three instances without a
+/// scheduler drain the queue. Every cron mark from the first to the last was ticked once and
+/// finished, every job SUCCEEDED, each of the three instance slots ran jobs (every restart is a
+/// new instance name; the names are grouped by the slot whose log announced them), and every
+/// daily row holds exactly its SUCCEEDED runs. `CLUSTER_SEED=…` replays the kill delays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_killed_in_turn_tick_each_mark_once_and_lose_no_job() {
+    use crate::helpers::{
+        assert_books_balance, generated_catalog, panics_in, wait_until_idle, SeededRng,
+        ServiceProcess,
+    };
+    use std::collections::{HashMap, HashSet};
+
+    let started = std::time::Instant::now();
+    let (mut rng, seed) = SeededRng::from_env_or_clock("CLUSTER_SEED");
+    println!("cluster: seed {seed} (CLUSTER_SEED={seed} replays the kill delays)");
+    let test_db = TestDb::new(Backend::Postgres).await;
+    let db = migrated_db(&test_db).await;
+    let catalog = generated_catalog("cl", CLUSTER_SELLERS);
+    ads_stats::db::catalog::insert_catalog(&mut db.conn().await.unwrap(), &catalog)
+        .await
+        .unwrap();
+
+    let common = [
+        ("DATABASE_URL", test_db.url.as_str()),
+        // Kills cost an attempt each time they hit a running job; they must never use them up.
+        ("ADS_STATS_JOBS__MAX_ATTEMPTS", "1000"),
+        ("ADS_STATS_JOBS__RESCUE_AFTER", "2s"),
+        ("ADS_STATS_JOBS__POLL_INTERVAL", "100ms"),
+        ("ADS_STATS_JOBS__BACKOFF", "100ms"),
+    ];
+    let ticking = [
+        &common[..],
+        &[("ADS_STATS_SCHEDULER__CRON", "*/5 * * * * *")],
+    ]
+    .concat();
+    // Every instance name each slot has had, from its logs.
+    let mut names: Vec<Vec<String>> = vec![Vec::new(); INSTANCES + 1];
+    // Ticks an instance took over from one that died mid-tick, from the logs.
+    let mut redone = 0;
+    let mut running = Vec::with_capacity(INSTANCES);
+    for _ in 0..INSTANCES {
+        running.push(Some(ServiceProcess::start(&ticking).await));
+    }
+    for kill in 0..CLUSTER_KILLS {
+        tokio::time::sleep(
+            rng.duration_between(Duration::from_millis(2500), Duration::from_secs(4)),
+        )
+        .await;
+        let slot = kill % INSTANCES;
+        let log = running[slot].take().expect("running").crash().await;
+        assert!(
+            panics_in(&log).is_empty(),
+            "kill {kill} (seed {seed}): the service panicked:\n{log}"
+        );
+        names[slot].extend(instance_names(&log));
+        redone += log.matches("redoing a tick").count();
+        running[slot] = Some(ServiceProcess::start(&ticking).await);
+    }
+    let killed_at = started.elapsed();
+
+    // Ticks abandoned by the last kills are redone by the survivors within `jobs.rescue_after`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ticks = ads_stats::db::ticks::all(&mut db.conn().await.unwrap())
+            .await
+            .unwrap();
+        if ticks.iter().all(|t| t.finished_at.is_some()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "abandoned ticks never redone (seed {seed}): {ticks:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (slot, service) in running.iter_mut().enumerate() {
+        let (status, log) = service.take().expect("running").terminate().await;
+        assert_eq!(status.code(), Some(0), "{log}");
+        assert!(panics_in(&log).is_empty(), "{log}");
+        names[slot].extend(instance_names(&log));
+        redone += log.matches("redoing a tick").count();
+    }
+
+    let calm = [&common[..], &[("ADS_STATS_SCHEDULER__ENABLED", "false")]].concat();
+    let mut drainers = Vec::new();
+    for _ in 0..INSTANCES {
+        drainers.push(ServiceProcess::start(&calm).await);
+    }
+    wait_until_idle(&db, Duration::from_secs(45)).await;
+    for service in drainers {
+        let (status, log) = service.terminate().await;
+        assert_eq!(status.code(), Some(0), "{log}");
+        names[INSTANCES].extend(instance_names(&log));
+    }
+
+    // Every cron mark from the first to the last: one row each (the primary key), finished.
+    let ticks = ads_stats::db::ticks::all(&mut db.conn().await.unwrap())
+        .await
+        .unwrap();
+    assert!(ticks.len() >= 4, "ticks (seed {seed}): {ticks:#?}");
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            pair[1].mark - pair[0].mark,
+            chrono::Duration::seconds(5),
+            "a cron mark was missed (seed {seed}): {pair:#?}"
+        );
+    }
+    assert!(ticks.iter().all(|t| t.finished_at.is_some()));
+    let tickers: HashSet<&str> = ticks.iter().map(|t| t.instance.as_str()).collect();
+
+    let books = assert_books_balance(&db, &catalog).await;
+    let jobs = ads_stats::db::jobs::all(&mut db.conn().await.unwrap())
+        .await
+        .unwrap();
+    assert!(
+        jobs.iter().all(|j| j.status == "SUCCEEDED"),
+        "every job SUCCEEDED (seed {seed})"
+    );
+    let mut ran: HashMap<&str, usize> = HashMap::new();
+    for job in &jobs {
+        *ran.entry(job.locked_by.as_deref().expect("instance kept"))
+            .or_default() += 1;
+    }
+    let per_slot: Vec<usize> = names
+        .iter()
+        .map(|slot| {
+            slot.iter()
+                .map(|n| ran.get(n.as_str()).copied().unwrap_or(0))
+                .sum()
+        })
+        .collect();
+    assert!(
+        ran.len() >= INSTANCES,
+        "jobs ran on {} instances (seed {seed})",
+        ran.len()
+    );
+    assert!(
+        per_slot[..INSTANCES].iter().all(|n| *n > 0),
+        "every instance slot ran jobs (seed {seed}): {per_slot:?}"
+    );
+    assert_eq!(
+        per_slot.iter().sum::<usize>(),
+        jobs.len(),
+        "every job ran on an instance whose log named it"
+    );
+    println!(
+        "cluster: seed {seed}, {CLUSTER_KILLS} kills in {killed_at:.1?}, drained at {:.1?}; \
+         {} ticks by {} instances ({redone} redone after a kill); jobs per slot {per_slot:?} (last: the drainers) over {} \
+         instance names; {books}",
+        started.elapsed(),
+        ticks.len(),
+        tickers.len(),
+        ran.len()
+    );
 }
