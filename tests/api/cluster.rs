@@ -21,6 +21,7 @@ on_both_backends!(
     a_finished_job_shows_the_instance_that_ran_it,
     one_instance_ticks_a_cron_mark,
     an_abandoned_tick_is_redone_by_another_instance,
+    a_tick_with_a_heartbeat_is_not_taken_over,
 );
 
 /// A QUEUED record of `seller`'s CAMPAIGN sync for today, due at `run_at`.
@@ -350,6 +351,77 @@ async fn an_abandoned_tick_is_redone_by_another_instance(backend: Backend) {
         .iter()
         .all(|j| j.status == "SUCCEEDED" && j.triggered_by == "SCHEDULE"));
     app.shutdown().await;
+}
+
+/// A slow tick whose instance still beats its heartbeat is left alone; once the beats stop for
+/// `jobs.rescue_after`, another instance takes it over and the first can no longer finish it.
+async fn a_tick_with_a_heartbeat_is_not_taken_over(backend: Backend) {
+    use ads_stats::db::ticks;
+    let test_db = TestDb::new(backend).await;
+    let db = migrated_db(&test_db).await;
+    let mut conn = db.conn().await.unwrap();
+    let mark = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now().naive_utc(), 0);
+    assert!(ticks::claim(&mut conn, mark, "w1").await.unwrap());
+    assert!(!ticks::claim(&mut conn, mark, "w2").await.unwrap(), "taken");
+    let after = Duration::from_millis(300);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(ticks::beat(&mut conn, mark, "w1").await.unwrap());
+        assert!(
+            ticks::take_over_abandoned(&mut conn, "w2", after)
+                .await
+                .unwrap()
+                .is_empty(),
+            "w1 still beats"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        ticks::take_over_abandoned(&mut conn, "w2", after)
+            .await
+            .unwrap(),
+        vec![mark]
+    );
+    assert!(!ticks::beat(&mut conn, mark, "w1").await.unwrap());
+    assert!(!ticks::finish(&mut conn, mark, "w1", 1, 3, 0).await.unwrap());
+    assert!(ticks::finish(&mut conn, mark, "w2", 1, 3, 0).await.unwrap());
+    let all = ticks::all(&mut conn).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].instance, "w2");
+    assert_eq!(all[0].enqueued, Some(3));
+}
+
+/// PostgreSQL: a batch claim takes at most as many due jobs as asked for (the free slots), oldest
+/// first, and a second claimer gets the next ones, never the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_takes_at_most_its_limit() {
+    let test_db = TestDb::new(Backend::Postgres).await;
+    let db = migrated_db(&test_db).await;
+    let mut conn = db.conn().await.unwrap();
+    let at = db::now_utc() - chrono::Duration::seconds(10);
+    for i in 0..40 {
+        db::jobs::enqueue(&mut conn, &queued(&format!("s{i:02}"), at))
+            .await
+            .unwrap();
+    }
+    let first = db::jobs::claim_due(&mut conn, "w1", 3)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = db::jobs::claim_due(&mut conn, "w2", 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.len(), second.len()), (3, 5));
+    let ids = |v: &[db::models::JobRecord]| v.iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = db::jobs::all(&mut conn).await.unwrap();
+    assert_eq!(ids(&first), ids(&all[..3]), "oldest first");
+    assert_eq!(ids(&second), ids(&all[3..8]));
+    let (queued_left, running) = db::jobs::active_counts(&mut conn).await.unwrap();
+    assert_eq!((queued_left, running), (32, 8));
+    assert!(first
+        .iter()
+        .all(|r| r.locked_by.as_deref() == Some("w1") && r.attempts == 1));
 }
 
 /// Sellers in the cluster crash test: 900 jobs a tick.
