@@ -481,6 +481,9 @@ async fn three_instances_killed_in_turn_tick_each_mark_once_and_lose_no_job() {
         &[("ADS_STATS_SCHEDULER__CRON", "*/5 * * * * *")],
     ]
     .concat();
+    // The most jobs any one instance ran at once, sampled all along: never over its 5 slots.
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn(most_running_per_instance(db.clone(), sampling.clone()));
     // Every instance name each slot has had, from its logs.
     let mut names: Vec<Vec<String>> = vec![Vec::new(); INSTANCES + 1];
     // Ticks an instance took over from one that died mid-tick, from the logs.
@@ -541,6 +544,12 @@ async fn three_instances_killed_in_turn_tick_each_mark_once_and_lose_no_job() {
         names[INSTANCES].extend(instance_names(&log));
     }
 
+    sampling.cancel();
+    let most_at_once = sampler.await.unwrap();
+    assert!(
+        most_at_once <= 5,
+        "an instance ran {most_at_once} jobs at once; jobs.concurrency is 5 (seed {seed})"
+    );
     // Every cron mark from the first to the last: one row each (the primary key), finished.
     let ticks = ads_stats::db::ticks::all(&mut db.conn().await.unwrap())
         .await
@@ -593,11 +602,37 @@ async fn three_instances_killed_in_turn_tick_each_mark_once_and_lose_no_job() {
     );
     println!(
         "cluster: seed {seed}, {CLUSTER_KILLS} kills in {killed_at:.1?}, drained at {:.1?}; \
-         {} ticks by {} instances ({redone} redone after a kill); jobs per slot {per_slot:?} (last: the drainers) over {} \
+         {} ticks by {} instances ({redone} redone after a kill); at most {most_at_once} jobs \
+         at once per instance; jobs per slot {per_slot:?} (last: the drainers) over {} \
          instance names; {books}",
         started.elapsed(),
         ticks.len(),
         tickers.len(),
         ran.len()
     );
+}
+
+#[derive(diesel::QueryableByName)]
+struct RunningCount {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Samples RUNNING records per instance every 20 ms until `stop`; returns the highest count.
+async fn most_running_per_instance(db: Db, stop: tokio_util::sync::CancellationToken) -> i64 {
+    use diesel_async::RunQueryDsl;
+    const SQL: &str = "SELECT COUNT(*) AS n FROM sync_jobs WHERE status = 'RUNNING' \
+                       GROUP BY locked_by ORDER BY n DESC LIMIT 1";
+    let mut most = 0;
+    while !stop.is_cancelled() {
+        if let Ok(mut conn) = db.conn().await {
+            let conn = &mut conn;
+            let rows: Vec<RunningCount> =
+                ads_stats::db_run!(conn, { diesel::sql_query(SQL).load(conn).await })
+                    .unwrap_or_default();
+            most = most.max(rows.iter().map(|r| r.n).max().unwrap_or(0));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    most
 }
