@@ -116,6 +116,8 @@ impl Application {
             settings.scheduler_timezone(),
             settings.scheduler.enabled,
             metrics.clone(),
+            runtime.worker().to_string(),
+            settings.jobs.rescue_after,
         );
         let scheduler_stop = CancellationToken::new();
         let scheduler_task = settings.scheduler.enabled.then(|| {
@@ -236,6 +238,12 @@ impl Application {
 
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
+    }
+
+    /// This instance's name: what job records it runs show in `locked_by` (`instance` in the
+    /// job status API). A new one at every start.
+    pub fn instance(&self) -> &str {
+        self.runtime.worker()
     }
 
     /// Whether each background task (dispatcher, sweeper, scheduler) is running.

@@ -357,6 +357,19 @@ impl Settings {
         nonzero("server.body_timeout", self.server.body_timeout)?;
         nonzero("jobs.poll_interval", self.jobs.poll_interval)?;
         nonzero("jobs.rescue_after", self.jobs.rescue_after)?;
+        // A lease is renewed every quarter of `jobs.rescue_after` and orphans are looked for every
+        // poll; a poll as slow as half of it would leave dead instances' jobs (and ticks) waiting
+        // far longer than `jobs.rescue_after` promises.
+        if self.jobs.poll_interval >= self.jobs.rescue_after / 2 {
+            return Err(ConfigError::new(
+                "jobs.poll_interval",
+                format!(
+                    "must be below half of jobs.rescue_after ({}s): it is {}s",
+                    self.jobs.rescue_after.as_secs_f32(),
+                    self.jobs.poll_interval.as_secs_f32()
+                ),
+            ));
+        }
         nonzero("database.connect_timeout", self.database.connect_timeout)?;
         self.dashboard.validate()?;
         if self.server.host.trim().is_empty() {

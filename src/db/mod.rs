@@ -13,6 +13,7 @@ pub mod models;
 pub mod reads;
 pub mod schema;
 pub mod stats;
+pub mod ticks;
 
 use std::path::Path;
 use std::time::Duration;

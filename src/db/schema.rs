@@ -163,6 +163,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    scheduler_ticks (mark) {
+        mark -> Timestamp,
+        instance -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        heartbeat_at -> Timestamp,
+        sellers -> Nullable<BigInt>,
+        enqueued -> Nullable<BigInt>,
+        deduplicated -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(ad_connections -> sellers (seller_id));
 diesel::joinable!(sellpages -> sellers (seller_id));
 diesel::joinable!(campaigns -> sellers (seller_id));
@@ -182,4 +195,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     ad_stats_daily,
     sellpage_stats_daily,
     sync_jobs,
+    scheduler_ticks,
 );

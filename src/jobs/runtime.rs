@@ -1,6 +1,8 @@
 //! Workers: take record ids off the channel, claim the record, run the pipeline, and record the
-//! outcome. Beside them a sweeper re-offers due jobs (retries, jobs left by a restart), takes back
-//! jobs orphaned by a dead process, keeps this process's heartbeat and prunes old records.
+//! outcome. Beside them a sweeper finds due jobs (retries, jobs left by a restart, and on
+//! PostgreSQL jobs any instance enqueued, claimed straight from the table), takes back jobs
+//! orphaned by a dead process and prunes old records; a heartbeat task vouches for this
+//! instance's running jobs until the last of them has drained.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -73,6 +75,10 @@ pub struct JobRuntime {
     settings: RuntimeSettings,
     dispatcher: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Cancelled once every running job has drained: only then may the heartbeat stop.
+    drained: CancellationToken,
+    heartbeat: tokio::task::JoinHandle<()>,
+    worker: String,
 }
 
 impl JobRuntime {
@@ -119,11 +125,17 @@ impl JobRuntime {
             })
         };
         let sweeper = {
-            let stop = stop.clone();
+            let (ctx, stop, hard_stop, slots) =
+                (ctx.clone(), stop.clone(), hard_stop.clone(), slots.clone());
             supervise(SWEEPER, health, stop.clone(), move || {
-                sweep(ctx.clone(), stop.clone())
+                sweep(ctx.clone(), stop.clone(), slots.clone(), hard_stop.clone())
             })
         };
+        // Not stopped with the other tasks: running jobs keep their lease through the shutdown
+        // grace, or another instance would take them back and run them a second time.
+        let drained = CancellationToken::new();
+        let worker = ctx.worker.clone();
+        let heartbeat = tokio::spawn(beat(ctx, drained.clone()));
         Self {
             stop,
             hard_stop,
@@ -131,7 +143,15 @@ impl JobRuntime {
             settings,
             dispatcher,
             sweeper,
+            drained,
+            heartbeat,
+            worker,
         }
+    }
+
+    /// This instance's name, as job records show it in `locked_by` (`instance` in the API).
+    pub fn worker(&self) -> &str {
+        &self.worker
     }
 
     /// No new job starts; running jobs get `jobs.shutdown_grace` to finish. Jobs still fetching
@@ -160,10 +180,15 @@ impl JobRuntime {
             self.hard_stop.cancel();
             let _ = self.slots.acquire_many(all).await;
         }
+        self.drained.cancel();
+        let _ = self.heartbeat.await;
     }
 }
 
 /// Hands ids from the channel to workers, one per free slot.
+///
+/// It takes an id before it waits for a slot, so that an idle dispatcher holds no slot: on
+/// PostgreSQL the sweeper fills every free slot with jobs claimed from the table.
 async fn dispatch(
     ctx: Context,
     receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<i64>>>,
@@ -173,22 +198,35 @@ async fn dispatch(
 ) {
     let mut receiver = receiver.lock().await;
     loop {
-        let slot = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            _ = ctx.faults.armed(DISPATCHER) => panic!("injected dispatcher crash"),
-            slot = slots.clone().acquire_owned() => match slot { Ok(s) => s, Err(_) => break },
-        };
         let record_id = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             _ = ctx.faults.armed(DISPATCHER) => panic!("injected dispatcher crash"),
             id = receiver.recv() => match id { Some(id) => id, None => break },
         };
+        // Dropped on every way out (a stop, a panic): the id leaves the channel's books, so the
+        // sweeper can offer the still QUEUED record again.
+        let held = Delivered {
+            queue: ctx.queue.clone(),
+            record_id,
+        };
+        let slot = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = ctx.faults.armed(DISPATCHER) => panic!("injected dispatcher crash"),
+            slot = slots.clone().acquire_owned() => match slot { Ok(s) => s, Err(_) => break },
+        };
         let ctx = ctx.clone();
         let hard_stop = hard_stop.clone();
         tokio::spawn(async move {
-            run_one(&ctx, record_id, &hard_stop).await;
+            let claimed = claim(&ctx, record_id).await;
+            drop(held);
+            match claimed {
+                Ok(Some(record)) => run_claimed(&ctx, record, &hard_stop).await,
+                Ok(None) => {}
+                // The sweeper offers it again once the database answers.
+                Err(e) => tracing::warn!(job.record = record_id, error = %e, "could not claim job"),
+            }
             drop(slot);
         });
     }
@@ -197,18 +235,21 @@ async fn dispatch(
     }
 }
 
-async fn run_one(ctx: &Context, record_id: i64, hard_stop: &CancellationToken) {
-    let claimed = claim(ctx, record_id).await;
-    ctx.queue.claimed(record_id);
-    let record = match claimed {
-        Ok(Some(record)) => record,
-        Ok(None) => return,
-        Err(e) => {
-            // The sweeper offers it again once the database answers.
-            tracing::warn!(job.record = record_id, error = %e, "could not claim job");
-            return;
-        }
-    };
+/// An id taken off the channel and not yet claimed.
+struct Delivered {
+    queue: JobQueue,
+    record_id: i64,
+}
+
+impl Drop for Delivered {
+    fn drop(&mut self) {
+        self.queue.claimed(self.record_id);
+    }
+}
+
+/// Runs a record this instance has claimed and records the outcome.
+async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationToken) {
+    let record_id = record.id;
     let lease = Lease {
         record_id,
         worker: ctx.worker.clone(),
@@ -412,7 +453,7 @@ async fn attempt(
 
 async fn claim(ctx: &Context, record_id: i64) -> Result<Option<JobRecord>, DbError> {
     let mut conn = ctx.db.conn().await?;
-    Ok(db::jobs::claim(&mut conn, record_id, &ctx.worker, db::now_utc()).await?)
+    Ok(db::jobs::claim(&mut conn, record_id, &ctx.worker).await?)
 }
 
 /// Keeps a record in this process's heartbeat while it lives.
@@ -444,18 +485,17 @@ impl Drop for RunningGuard {
 /// How often finished records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-async fn sweep(ctx: Context, stop: CancellationToken) {
-    let heartbeat_every = ctx.settings.rescue_after / 4;
-    // Beat on the first pass: a sweeper restarted after a crash must not leave running jobs
-    // without a heartbeat for another quarter of `jobs.rescue_after`.
-    let mut last_heartbeat = Instant::now()
-        .checked_sub(heartbeat_every)
-        .unwrap_or_else(Instant::now);
+async fn sweep(
+    ctx: Context,
+    stop: CancellationToken,
+    slots: Arc<Semaphore>,
+    hard_stop: CancellationToken,
+) {
     let mut last_prune: Option<Instant> = None;
     let mut failing = false;
     loop {
         // One line when sweeping starts failing and one when it recovers, not one per poll.
-        match sweep_once(&ctx, &mut last_heartbeat, heartbeat_every, &mut last_prune).await {
+        match sweep_once(&ctx, &stop, &slots, &hard_stop, &mut last_prune).await {
             Err(e) if !failing => {
                 tracing::warn!(error = %e, "job sweep failed; retrying every poll interval");
                 failing = true;
@@ -476,36 +516,21 @@ async fn sweep(ctx: Context, stop: CancellationToken) {
 
 async fn sweep_once(
     ctx: &Context,
-    last_heartbeat: &mut Instant,
-    heartbeat_every: Duration,
+    stop: &CancellationToken,
+    slots: &Arc<Semaphore>,
+    hard_stop: &CancellationToken,
     last_prune: &mut Option<Instant>,
 ) -> Result<(), DbError> {
     let mut conn = ctx.db.conn().await?;
-    let now = db::now_utc();
-    if last_heartbeat.elapsed() >= heartbeat_every {
-        let ids: Vec<i64> = ctx
-            .running
-            .lock()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        if !ids.is_empty() {
-            db::jobs::heartbeat(&mut conn, &ids, now).await?;
-        }
-        *last_heartbeat = Instant::now();
-    }
-    let stale_before =
-        now - chrono::Duration::from_std(ctx.settings.rescue_after).unwrap_or_default();
-    let rescued = db::jobs::rescue_orphans(&mut conn, stale_before, now).await?;
+    let rescued = db::jobs::rescue_orphans(&mut conn, ctx.settings.rescue_after).await?;
     if rescued > 0 {
         tracing::warn!(rescued, "took back jobs whose process stopped");
     }
-    let room = ctx.queue.free_slots();
-    if room > 0 {
-        for id in db::jobs::due(&mut conn, now, room as i64).await? {
-            ctx.queue.offer(id);
-        }
+    if !stop.is_cancelled() {
+        claim_or_offer_due(ctx, &mut conn, slots, hard_stop).await?;
     }
     if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+        let now = db::now_utc();
         let before = now - chrono::Duration::from_std(ctx.settings.retention).unwrap_or_default();
         let pruned = db::jobs::prune(&mut conn, before).await?;
         if pruned > 0 {
@@ -514,4 +539,101 @@ async fn sweep_once(
         *last_prune = Some(Instant::now());
     }
     Ok(())
+}
+
+/// On PostgreSQL, claims due jobs straight from the table, as many as this instance has free
+/// slots, and runs them: a job enqueued by a busy (or dead) instance runs wherever there is room.
+/// On SQLite, offers due ids to the channel as before: one process owns the file.
+async fn claim_or_offer_due(
+    ctx: &Context,
+    conn: &mut db::DbConn,
+    slots: &Arc<Semaphore>,
+    hard_stop: &CancellationToken,
+) -> Result<(), DbError> {
+    if ctx.db.backend_name() != "postgres" {
+        let room = ctx.queue.free_slots();
+        if room > 0 {
+            for id in db::jobs::due(conn, db::now_utc(), room as i64).await? {
+                ctx.queue.offer(id);
+            }
+        }
+        return Ok(());
+    }
+    // Slots first: a claimed job must never wait for one (its heartbeat would vouch for a job
+    // nobody runs yet).
+    let mut permits = Vec::new();
+    while let Ok(permit) = slots.clone().try_acquire_owned() {
+        permits.push(permit);
+    }
+    if permits.is_empty() {
+        return Ok(());
+    }
+    let limit = permits.len() as i64;
+    // Unclaimed slots go back when `permits` drops.
+    let claimed = db::jobs::claim_due(conn, &ctx.worker, limit)
+        .await?
+        .unwrap_or_default();
+    if claimed.len() > permits.len() {
+        // The claim's LIMIT is the free slots; more means a bug, and a record claimed without a
+        // slot would sit RUNNING until rescued: hand the surplus straight back.
+        tracing::error!(
+            claimed = claimed.len(),
+            slots = permits.len(),
+            "claimed more jobs than free slots; handing the surplus back"
+        );
+        for record in &claimed[permits.len()..] {
+            let lease = Lease {
+                record_id: record.id,
+                worker: ctx.worker.clone(),
+                attempt: record.attempts,
+            };
+            db::jobs::release(conn, &lease, db::now_utc()).await?;
+        }
+    }
+    for (record, slot) in claimed.into_iter().zip(permits) {
+        let (ctx, hard_stop) = (ctx.clone(), hard_stop.clone());
+        tokio::spawn(async move {
+            run_claimed(&ctx, record, &hard_stop).await;
+            drop(slot);
+        });
+    }
+    Ok(())
+}
+
+/// Refreshes the heartbeat of this instance's running jobs every quarter of
+/// `jobs.rescue_after` until `drained` (every job has finished, the shutdown grace included).
+/// Not supervised: it holds nothing that can panic; a failed beat is logged and the next one
+/// tries again, three more before another instance would take the jobs back.
+async fn beat(ctx: Context, drained: CancellationToken) {
+    let every = ctx.settings.rescue_after / 4;
+    let mut failing = false;
+    loop {
+        let ids: Vec<i64> = ctx
+            .running
+            .lock()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            let beaten = async {
+                let mut conn = ctx.db.conn().await?;
+                Ok::<_, DbError>(db::jobs::heartbeat(&mut conn, &ctx.worker, &ids).await?)
+            }
+            .await;
+            match beaten {
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "heartbeat failed; retrying");
+                    failing = true;
+                }
+                Ok(_) if failing => {
+                    tracing::info!("heartbeat recovered");
+                    failing = false;
+                }
+                _ => {}
+            }
+        }
+        tokio::select! {
+            _ = drained.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }

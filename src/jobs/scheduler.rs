@@ -2,9 +2,14 @@
 //!
 //! It only enqueues. Ticks run one after another: a slow tick delays the next instead of
 //! overlapping it, and jobs still active from the previous tick are absorbed by deduplication.
+//!
+//! Every instance runs a scheduler; `scheduler_ticks` makes each cron mark one tick cluster-wide:
+//! an instance ticks a mark only when its INSERT of the mark wins, and a tick left unfinished by
+//! an instance that died is taken over and done again by another (deduplication makes the redo
+//! add only the jobs the dead instance had not recorded).
 
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -51,9 +56,15 @@ pub struct Scheduler {
     timezone: Tz,
     status: Arc<RwLock<SchedulerStatus>>,
     metrics: Metrics,
+    /// This instance's name in `scheduler_ticks`.
+    instance: String,
+    /// A tick unfinished for this long is taken to be abandoned (`jobs.rescue_after`).
+    rescue_after: Duration,
 }
 
 impl Scheduler {
+    // Wiring: app.rs hands each part in once.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Db,
         queue: JobQueue,
@@ -61,6 +72,8 @@ impl Scheduler {
         timezone: Tz,
         enabled: bool,
         metrics: Metrics,
+        instance: String,
+        rescue_after: Duration,
     ) -> Self {
         let status = SchedulerStatus {
             enabled,
@@ -73,6 +86,8 @@ impl Scheduler {
             timezone,
             status: Arc::new(RwLock::new(status)),
             metrics,
+            instance,
+            rescue_after,
         }
     }
 
@@ -133,11 +148,86 @@ impl Scheduler {
         Ok(summary)
     }
 
+    /// Ticks `mark` unless another instance does (or did): the instance whose INSERT of the mark
+    /// into `scheduler_ticks` wins ticks it, and records the outcome there.
+    pub async fn tick_mark(
+        &self,
+        mark: DateTime<Utc>,
+    ) -> Result<Option<TickSummary>, EnqueueError> {
+        let at = mark_key(mark);
+        let won = {
+            let mut conn = self.db.conn().await?;
+            db::ticks::claim(&mut conn, at, &self.instance).await?
+        };
+        if !won {
+            tracing::debug!(mark = %mark, "another instance ticks this mark");
+            return Ok(None);
+        }
+        self.tick_claimed(mark).await.map(Some)
+    }
+
+    /// Ticks a mark this instance holds in `scheduler_ticks`, then marks it finished. A tick that
+    /// fails stays unfinished and is taken over after `jobs.rescue_after` without a heartbeat.
+    async fn tick_claimed(&self, mark: DateTime<Utc>) -> Result<TickSummary, EnqueueError> {
+        // The tick's heartbeat goes on while it enqueues, so a slow tick (thousands of sellers)
+        // is not mistaken for an abandoned one and done twice.
+        let beat = async {
+            let every = self.rescue_after / 4;
+            loop {
+                tokio::time::sleep(every).await;
+                let beaten = async {
+                    let mut conn = self.db.conn().await?;
+                    Ok::<_, db::DbError>(
+                        db::ticks::beat(&mut conn, mark_key(mark), &self.instance).await?,
+                    )
+                };
+                if let Err(e) = beaten.await {
+                    tracing::warn!(error = %e, mark = %mark, "tick heartbeat failed; retrying");
+                }
+            }
+        };
+        let summary = tokio::select! {
+            summary = self.tick(mark) => summary?,
+            never = beat => never,
+        };
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut conn = self.db.conn().await?;
+        let finished = db::ticks::finish(
+            &mut conn,
+            mark_key(mark),
+            &self.instance,
+            count(summary.sellers),
+            count(summary.enqueued),
+            count(summary.deduplicated),
+        )
+        .await?;
+        if !finished {
+            tracing::warn!(mark = %mark, "another instance took this tick over meanwhile");
+        }
+        Ok(summary)
+    }
+
+    /// Takes over and redoes ticks other instances started and abandoned (died mid-tick).
+    async fn redo_abandoned(&self) -> Result<(), EnqueueError> {
+        let marks = {
+            let mut conn = self.db.conn().await?;
+            db::ticks::take_over_abandoned(&mut conn, &self.instance, self.rescue_after).await?
+        };
+        for at in marks {
+            let mark = at.and_utc();
+            tracing::warn!(mark = %mark, "redoing a tick its instance left unfinished");
+            self.tick_claimed(mark).await?;
+        }
+        Ok(())
+    }
+
     /// Ticks on the cron schedule until `stop` is cancelled. With `tick_now`, ticks once at start.
+    /// Between marks it looks for abandoned ticks every quarter of `jobs.rescue_after`.
     pub async fn run(self, stop: CancellationToken, tick_now: bool, faults: Arc<TaskFaults>) {
         if tick_now {
             self.tick_logged(Utc::now()).await;
         }
+        let recheck = self.rescue_after / 4;
         loop {
             let now = Utc::now().with_timezone(&self.timezone);
             let Some(next) = self.schedule.after(&now).next() else {
@@ -156,13 +246,26 @@ impl Scheduler {
             if let Ok(mut status) = self.status.write() {
                 status.next_tick = Some(next);
             }
-            let wait = (next - Utc::now()).to_std().unwrap_or_default();
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = faults.armed(SCHEDULER) => panic!("injected scheduler crash"),
-                _ = tokio::time::sleep(wait) => {}
+            // Wake for the mark, and meanwhile to look for ticks other instances abandoned.
+            loop {
+                let wait = (next - Utc::now()).to_std().unwrap_or_default();
+                let due = wait <= recheck;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = faults.armed(SCHEDULER) => panic!("injected scheduler crash"),
+                    _ = tokio::time::sleep(wait.min(recheck)) => {}
+                }
+                if due {
+                    self.tick_logged(next).await;
+                    break;
+                }
+                if let Err(e) = self.redo_abandoned().await {
+                    tracing::error!(error = %e, "redoing an abandoned tick failed");
+                }
             }
-            self.tick_logged(next).await;
+            if stop.is_cancelled() {
+                break;
+            }
         }
         if let Ok(mut status) = self.status.write() {
             status.next_tick = None;
@@ -171,8 +274,15 @@ impl Scheduler {
     }
 
     async fn tick_logged(&self, at: DateTime<Utc>) {
-        if let Err(e) = self.tick(at).await {
+        if let Err(e) = self.tick_mark(at).await {
             tracing::error!(error = %e, "scheduler tick failed");
         }
     }
+}
+
+/// A mark as `scheduler_ticks` keys it: UTC at the microsecond precision both backends keep, so
+/// the claim and the finish of one tick name the same row.
+fn mark_key(mark: DateTime<Utc>) -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    mark.naive_utc().trunc_subsecs(6)
 }

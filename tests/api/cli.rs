@@ -46,6 +46,20 @@ async fn bad_configuration_exits_2_naming_the_key() {
     )
     .await;
     config_error(&[("ADS_STATS_JOBS__TIMEOUT", "soon")], "jobs.timeout").await;
+    // Half of the default `jobs.rescue_after` (1m) is already too slow a poll.
+    config_error(
+        &[("ADS_STATS_JOBS__POLL_INTERVAL", "30s")],
+        "jobs.poll_interval",
+    )
+    .await;
+    config_error(
+        &[
+            ("ADS_STATS_JOBS__POLL_INTERVAL", "1s"),
+            ("ADS_STATS_JOBS__RESCUE_AFTER", "2s"),
+        ],
+        "jobs.poll_interval",
+    )
+    .await;
 }
 
 #[tokio::test]

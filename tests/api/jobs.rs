@@ -194,7 +194,7 @@ async fn queued_and_orphaned_jobs_are_recovered_on_start(backend: Backend) {
     // s1: accepted before a crash, never started. s2: running when its process died.
     db::jobs::enqueue(&mut conn, &record("s1")).await.unwrap();
     let (orphan, _) = db::jobs::enqueue(&mut conn, &record("s2")).await.unwrap();
-    db::jobs::claim(&mut conn, orphan.id, "a-process-that-died", long_ago)
+    db::jobs::claim(&mut conn, orphan.id, "a-process-that-died")
         .await
         .unwrap()
         .unwrap();
@@ -369,7 +369,7 @@ async fn old_finished_records_are_pruned(backend: Backend) {
         )
         .await
         .unwrap();
-        db::jobs::claim(&mut conn, rec.id, "old", at)
+        db::jobs::claim(&mut conn, rec.id, "old")
             .await
             .unwrap()
             .unwrap();

@@ -7,6 +7,7 @@ mod helpers;
 mod api;
 mod bad_input;
 mod cli;
+mod cluster;
 mod crash;
 mod dashboard;
 mod health;

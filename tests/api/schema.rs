@@ -17,7 +17,7 @@ on_both_backends!(
     timestamps_round_trip_as_utc,
 );
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "sellers",
     "ad_connections",
     "sellpages",
@@ -28,6 +28,7 @@ const TABLES: [&str; 10] = [
     "ad_stats_daily",
     "sellpage_stats_daily",
     "sync_jobs",
+    "scheduler_ticks",
 ];
 
 #[derive(QueryableByName)]

@@ -61,6 +61,7 @@ pub async fn sync_status(
         run_at: record.run_at.and_utc(),
         started_at: utc(record.started_at),
         finished_at: utc(record.finished_at),
+        instance: record.locked_by,
         rows_written: RowsWritten {
             entities: record.entities,
             raw: record.raw_rows,
@@ -99,6 +100,10 @@ pub struct JobStatus {
     pub started_at: Option<DateTime<Utc>>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The instance running the job (RUNNING) or that ran its last attempt (SUCCEEDED, FAILED);
+    /// null while QUEUED. Each start of the service is a new instance.
+    #[schema(example = "ads-stats-3f9c0e6a8b1d4e2f9a7c5b3d1e0f2a4c")]
+    pub instance: Option<String>,
     pub rows_written: RowsWritten,
 }
 
