@@ -136,7 +136,8 @@ async fn postgres_cut_mid_tick_then_healed_every_job_succeeds_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let recovered = healed_at.elapsed();
-    wait_until_idle(&db, Duration::from_secs(30)).await;
+    // Up to `jobs.rescue_after` (30 s) for a job stranded by a lost claim answer, plus the run.
+    wait_until_idle(&db, Duration::from_secs(60)).await;
     let drained = healed_at.elapsed();
     let (status, log) = service.terminate().await;
     assert_eq!(status.code(), Some(0), "{log}");
@@ -146,9 +147,12 @@ async fn postgres_cut_mid_tick_then_healed_every_job_succeeds_once() {
         panics_in(&log)
     );
 
+    // Cut-off attempts are recorded as failed and retried with backoff once the database is
+    // back. (A claim whose commit landed but whose answer was lost at the cut can only be taken
+    // back by the sweeper after `jobs.rescue_after`; that is allowed.)
     assert!(
-        log.contains("job attempt failed; will retry") && !log.contains("took back jobs"),
-        "cut-off attempts were recorded as failed and retried, none rescued: {log}"
+        log.contains("job attempt failed; will retry"),
+        "cut-off attempts were recorded as failed and retried: {log}"
     );
 
     let books = assert_books_balance(&db, &catalog).await;
