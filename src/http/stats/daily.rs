@@ -157,7 +157,7 @@ pub async fn daily_stats(
     let after = params::cursor(q.cursor.as_deref())?;
     params::id_filter("entityId", q.entity_id.as_deref())?;
     let db = state.db.clone();
-    let mut rows = state
+    let rows = state
         .on_main_runtime(async move {
             let page = DailyPage {
                 seller_id: &seller_id,
@@ -173,15 +173,7 @@ pub async fn daily_stats(
             Ok(reads::daily_page(&mut conn, &page).await?)
         })
         .await?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|r| params::encode_cursor(r.stat_date, &r.entity_id))
-            .unwrap_or_default()
-    });
-    let rows: Vec<StatsRow> = rows.into_iter().map(StatsRow::from).collect();
-    if csv::wants_csv(&req) {
-        return Ok(csv::response(&rows, next_cursor.as_deref()));
-    }
-    Ok(csv::json(&Page { rows, next_cursor }))
+    Ok(super::page_answer::<_, StatsRow>(&req, rows, limit, |r| {
+        (r.stat_date, r.entity_id.as_str())
+    }))
 }

@@ -144,7 +144,7 @@ pub async fn sellpage_stats(
     let after = params::cursor(q.cursor.as_deref())?;
     params::id_filter("sellpageId", q.sellpage_id.as_deref())?;
     let db = state.db.clone();
-    let mut rows = state
+    let rows = state
         .on_main_runtime(async move {
             let page = SellpagePage {
                 seller_id: &seller_id,
@@ -158,15 +158,10 @@ pub async fn sellpage_stats(
             Ok(reads::sellpage_page(&mut conn, &page).await?)
         })
         .await?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|r| params::encode_cursor(r.stat_date, &r.sellpage_id))
-            .unwrap_or_default()
-    });
-    let rows: Vec<SellpageRow> = rows.into_iter().map(SellpageRow::from).collect();
-    if csv::wants_csv(&req) {
-        return Ok(csv::response(&rows, next_cursor.as_deref()));
-    }
-    Ok(csv::json(&Page { rows, next_cursor }))
+    Ok(super::page_answer::<_, SellpageRow>(
+        &req,
+        rows,
+        limit,
+        |r| (r.stat_date, r.sellpage_id.as_str()),
+    ))
 }
