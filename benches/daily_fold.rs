@@ -6,6 +6,9 @@
 //!
 //! On PostgreSQL it works in a schema of its own and drops it afterwards.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,47 +19,14 @@ use ads_stats::db::{stats, Db, DbConn};
 use ads_stats::domain::Level;
 use ads_stats::pipeline::{Pipeline, SyncRequest};
 use ads_stats::providers::MockProvider;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 const CAMPAIGNS: usize = 200;
 const SYNCS_PER_DAY: usize = 288;
 const WINDOW: usize = 20;
 
 fn main() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let dir =
-            std::env::temp_dir().join(format!("ads-stats-bench-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        run(
-            "sqlite",
-            &format!("sqlite://{}", dir.join("bench.db").display()),
-        )
-        .await;
-        let _ = std::fs::remove_dir_all(&dir);
-
-        if let Ok(server) = std::env::var("BENCH_DATABASE_URL") {
-            let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = AsyncPgConnection::establish(&server)
-                .await
-                .expect("BENCH_DATABASE_URL reachable");
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                .await
-                .expect("schema");
-            let sep = if server.contains('?') { '&' } else { '?' };
-            run(
-                "postgres",
-                &format!("{server}{sep}options=-csearch_path%3D{schema}"),
-            )
-            .await;
-            admin
-                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                .await
-                .expect("drop");
-        } else {
-            println!("(set BENCH_DATABASE_URL to measure PostgreSQL too)");
-        }
+    support::on_each_backend("daily-fold", |backend, url| async move {
+        run(backend, &url).await
     });
 }
 

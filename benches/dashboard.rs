@@ -9,6 +9,9 @@
 //!
 //! On PostgreSQL it works in a schema of its own and drops it afterwards.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +20,7 @@ use ads_stats::config::{Secret, Settings};
 use ads_stats::db::{Db, DbConn};
 use ads_stats::providers::MockProvider;
 use chrono::{Duration as Days, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use sha2::{Digest, Sha256};
 
 const SELLERS: usize = 1000;
@@ -30,42 +33,8 @@ const TICKS: usize = 30;
 const PASSWORD: &str = "bench-password";
 
 fn main() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let dir = std::env::temp_dir().join(format!(
-            "ads-stats-bench-dashboard-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        run(
-            "sqlite",
-            &format!("sqlite://{}", dir.join("bench.db").display()),
-        )
-        .await;
-        let _ = std::fs::remove_dir_all(&dir);
-
-        if let Ok(server) = std::env::var("BENCH_DATABASE_URL") {
-            let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = AsyncPgConnection::establish(&server)
-                .await
-                .expect("BENCH_DATABASE_URL reachable");
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                .await
-                .expect("schema");
-            let sep = if server.contains('?') { '&' } else { '?' };
-            run(
-                "postgres",
-                &format!("{server}{sep}options=-csearch_path%3D{schema}"),
-            )
-            .await;
-            admin
-                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                .await
-                .expect("drop");
-        } else {
-            println!("(set BENCH_DATABASE_URL to measure PostgreSQL too)");
-        }
+    support::on_each_backend("dashboard", |backend, url| async move {
+        run(backend, &url).await
     });
 }
 
