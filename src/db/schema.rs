@@ -18,6 +18,10 @@ diesel::table! {
         external_account_id -> Text,
         status -> Text,
         created_at -> Timestamp,
+        access_token_enc -> Nullable<Text>,
+        timezone -> Text,
+        paused_until -> Nullable<Timestamp>,
+        lookback_queued_on -> Nullable<Date>,
     }
 }
 
@@ -41,6 +45,7 @@ diesel::table! {
         status -> Text,
         daily_budget_cents -> BigInt,
         created_at -> Timestamp,
+        external_id -> Nullable<Text>,
     }
 }
 
@@ -53,6 +58,7 @@ diesel::table! {
         status -> Text,
         daily_budget_cents -> Nullable<BigInt>,
         created_at -> Timestamp,
+        external_id -> Nullable<Text>,
     }
 }
 
@@ -64,6 +70,7 @@ diesel::table! {
         name -> Text,
         status -> Text,
         created_at -> Timestamp,
+        external_id -> Nullable<Text>,
     }
 }
 
