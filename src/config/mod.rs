@@ -45,6 +45,7 @@ impl ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub provider: ProviderKind,
+    pub mock: MockSettings,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub log: LogSettings,
@@ -64,6 +65,16 @@ pub struct Settings {
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Mock,
+}
+
+/// The deterministic mock provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockSettings {
+    /// Each provider request waits this long first, like a real provider's network call
+    /// (benchmarks of slow providers and scale-out); zero is off.
+    #[serde(with = "duration")]
+    pub latency: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
