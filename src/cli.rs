@@ -166,7 +166,8 @@ fn failed(e: impl std::fmt::Display) -> CommandError {
 
 async fn serve(settings: &Settings, options: StartOptions) -> Result<(), CommandError> {
     let stop = shutdown_on_signal();
-    let app = Application::start(settings, providers::from_settings(settings), options)
+    let provider = providers::from_settings(settings).map_err(failed)?;
+    let app = Application::start(settings, provider, options)
         .await
         .map_err(failed)?;
     // Application::start returns once migrations ran and the socket listens: ready for systemd.
@@ -221,7 +222,7 @@ async fn sync(
     }
     let pipeline = Pipeline::new(
         db,
-        providers::from_settings(settings),
+        providers::from_settings(settings).map_err(failed)?,
         settings.stats.aggregation,
     );
     for level in levels {
@@ -282,7 +283,7 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
     let stop = shutdown_on_signal();
     let app = Application::start(
         &settings,
-        providers::from_settings(&settings),
+        providers::from_settings(&settings).map_err(failed)?,
         StartOptions { tick_now: true },
     )
     .await
