@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod backup;
 mod config;
+mod connection;
 mod systemd;
 
 use crate::app::{shutdown_on_signal, Application, StartOptions};
@@ -83,6 +84,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Manage an ad account connection: its sealed access token and its time zone.
+    Connection {
+        #[command(subcommand)]
+        command: connection::ConnectionCommand,
+    },
     /// Seed a small demo data set, start the service with the scheduler, tick once at once, and
     /// print a token with ready-to-paste curl commands.
     Demo,
@@ -134,6 +140,7 @@ pub fn run(cli: Cli) -> i32 {
                 level,
             } => sync(&settings, &seller, date.as_deref(), level.as_deref()).await,
             Command::Demo => run_demo(settings).await,
+            Command::Connection { command } => connection::run(&settings, command).await,
             Command::CheckHealth { .. }
             | Command::Token { .. }
             | Command::Config { .. }
