@@ -532,6 +532,8 @@ fn tick_rows(sellers: usize, date: NaiveDate, batch: &str, at: NaiveDateTime) ->
             .map(|k| DeliveringCampaign {
                 id: format!("bm-{i}-{k}"),
                 daily_budget_cents: 4000 + 700 * k as i64,
+                connection_id: format!("bc-{i}"),
+                external_id: None,
             })
             .collect();
         let adsets: Vec<DeliveringAdset> = (1..=CAMPAIGNS)
@@ -540,6 +542,7 @@ fn tick_rows(sellers: usize, date: NaiveDate, batch: &str, at: NaiveDateTime) ->
                     id: format!("ba-{i}-{k}-{s}"),
                     campaign_id: format!("bm-{i}-{k}"),
                     daily_budget_cents: (s == 3).then_some(1500 + 100 * k as i64),
+                    external_id: None,
                 })
             })
             .collect();
@@ -549,6 +552,7 @@ fn tick_rows(sellers: usize, date: NaiveDate, batch: &str, at: NaiveDateTime) ->
                 (1..=ADS).map(move |a| DeliveringAd {
                     id: format!("{}-{a}", set.id.replacen("ba-", "bd-", 1)),
                     adset_id: set.id.clone(),
+                    external_id: None,
                 })
             })
             .collect();

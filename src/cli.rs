@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod backup;
 mod config;
+mod connection;
 mod systemd;
 
 use crate::app::{shutdown_on_signal, Application, StartOptions};
@@ -83,6 +84,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Manage an ad account connection: its sealed access token and its time zone.
+    Connection {
+        #[command(subcommand)]
+        command: connection::ConnectionCommand,
+    },
     /// Seed a small demo data set, start the service with the scheduler, tick once at once, and
     /// print a token with ready-to-paste curl commands.
     Demo,
@@ -134,6 +140,7 @@ pub fn run(cli: Cli) -> i32 {
                 level,
             } => sync(&settings, &seller, date.as_deref(), level.as_deref()).await,
             Command::Demo => run_demo(settings).await,
+            Command::Connection { command } => connection::run(&settings, command).await,
             Command::CheckHealth { .. }
             | Command::Token { .. }
             | Command::Config { .. }
@@ -166,7 +173,8 @@ fn failed(e: impl std::fmt::Display) -> CommandError {
 
 async fn serve(settings: &Settings, options: StartOptions) -> Result<(), CommandError> {
     let stop = shutdown_on_signal();
-    let app = Application::start(settings, providers::from_settings(settings), options)
+    let provider = providers::from_settings(settings).map_err(failed)?;
+    let app = Application::start(settings, provider, options)
         .await
         .map_err(failed)?;
     // Application::start returns once migrations ran and the socket listens: ready for systemd.
@@ -221,7 +229,7 @@ async fn sync(
     }
     let pipeline = Pipeline::new(
         db,
-        providers::from_settings(settings),
+        providers::from_settings(settings).map_err(failed)?,
         settings.stats.aggregation,
     );
     for level in levels {
@@ -282,7 +290,7 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
     let stop = shutdown_on_signal();
     let app = Application::start(
         &settings,
-        providers::from_settings(&settings),
+        providers::from_settings(&settings).map_err(failed)?,
         StartOptions { tick_now: true },
     )
     .await

@@ -58,11 +58,32 @@ pub fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
         .map_err(|_| format!("{text} is not a day of the calendar"))
 }
 
-/// An entity that delivers, with the daily budget the provider should assume for it.
+/// An entity that delivers, with the daily budget the provider should assume for it (the mock),
+/// the connection (ad account) it runs under and the provider's own id for it (Meta).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntityBudget {
     pub entity_id: String,
     pub daily_budget_cents: i64,
+    pub connection_id: String,
+    /// `campaigns/adsets/ads.external_id`; `None` when no provider id is recorded.
+    pub external_id: Option<String>,
+}
+
+/// A seller's link to a provider's ad account, as a sync needs it. The access token stays sealed
+/// here; only the provider that uses it opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdAccount {
+    pub connection_id: String,
+    /// `META`, …
+    pub provider: String,
+    /// The provider's account id, with or without `act_`.
+    pub external_account_id: String,
+    /// base64(nonce || ciphertext || tag), see `crate::crypto`.
+    pub access_token_enc: Option<String>,
+    /// IANA zone the provider reports the account's days in.
+    pub timezone: String,
+    /// No request for this account before this time (UTC), set from the provider's usage headers.
+    pub paused_until: Option<chrono::NaiveDateTime>,
 }
 
 /// The funnel counts and money of one reading, plus the ratios derived from them.

@@ -177,6 +177,7 @@ mod tests {
             "auth.jwt_secret",
             "metrics.bearer_token",
             "dashboard.admin_password_sha256",
+            "meta.token_key",
         ] {
             assert!(is_secret(key), "{key}");
         }

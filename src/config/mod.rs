@@ -56,6 +56,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub metrics: MetricsSettings,
     pub dashboard: DashboardSettings,
+    pub meta: MetaSettings,
     /// Environment name from `ADS_STATS_ENV` (`development` when unset); not a file key.
     #[serde(skip)]
     pub environment: String,
@@ -65,6 +66,88 @@ pub struct Settings {
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Mock,
+    /// Meta's Graph API insights, for connections whose `provider` is `META`.
+    Meta,
+}
+
+/// The Meta (Facebook) Graph API provider: where it is, how it pages, how long a request may take,
+/// the key that seals access tokens, and when the usage headers pause an account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaSettings {
+    /// Scheme and host of the Graph API (tests point it at a local server).
+    pub base_url: String,
+    /// The Graph API version in each path, e.g. `v23.0`.
+    pub api_version: String,
+    /// Rows per insights page (`limit`).
+    pub page_size: u32,
+    /// One HTTP request (connect and answer) taking longer fails the attempt, which is retried.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Base64 of 32 random bytes; AES-256-GCM key for `ad_connections.access_token_enc`.
+    pub token_key: Secret,
+    /// Percent (0–100] of any usage figure Meta reports at which an account's jobs pause.
+    pub usage_threshold: f64,
+}
+
+/// The bytes of the token key: 32 bytes from base64, `None` when no key is set.
+pub const TOKEN_KEY_BYTES: usize = 32;
+
+impl MetaSettings {
+    /// The decoded `meta.token_key`: `Ok(None)` when unset, an error when set but not base64 of
+    /// exactly 32 bytes (never naming the value).
+    pub fn token_key_bytes(&self) -> Result<Option<[u8; TOKEN_KEY_BYTES]>, ConfigError> {
+        use base64::Engine;
+        let text = self.token_key.expose().trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let bad = || {
+            ConfigError::new(
+                "meta.token_key",
+                "is not base64 of 32 bytes (make one with `openssl rand -base64 32`)",
+            )
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| bad())?;
+        let key: [u8; TOKEN_KEY_BYTES] = bytes.try_into().map_err(|_| bad())?;
+        Ok(Some(key))
+    }
+
+    fn validate(&self, provider: ProviderKind, production: bool) -> Result<(), ConfigError> {
+        let key = self.token_key_bytes()?;
+        if key.is_none() && production && provider == ProviderKind::Meta {
+            return Err(ConfigError::new(
+                "meta.token_key",
+                "is missing and ADS_STATS_ENV=production with provider = \"meta\"; set \
+                 ADS_STATS_META__TOKEN_KEY to `openssl rand -base64 32`",
+            ));
+        }
+        let url = self.base_url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 9 {
+            return Err(ConfigError::new(
+                "meta.base_url",
+                "must be an http:// or https:// URL, e.g. https://graph.facebook.com",
+            ));
+        }
+        let version = self.api_version.trim();
+        if !(version.starts_with('v') && version[1..].parse::<f64>().is_ok()) {
+            return Err(ConfigError::new(
+                "meta.api_version",
+                format!("`{version}` is not a Graph API version such as v23.0"),
+            ));
+        }
+        positive("meta.page_size", self.page_size as usize)?;
+        nonzero("meta.timeout", self.timeout)?;
+        if !(self.usage_threshold > 0.0 && self.usage_threshold <= 100.0) {
+            return Err(ConfigError::new(
+                "meta.usage_threshold",
+                "must be a percentage above 0 and at most 100",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The deterministic mock provider.
@@ -402,6 +485,15 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", format!("not a tracing filter ({e})")))?;
         check_metrics_token(self.metrics.bearer_token.expose())?;
+        self.meta.validate(self.provider, self.is_production())?;
+        // Meta reports day-to-date totals: summing two syncs of one day would double them.
+        if self.provider == ProviderKind::Meta && self.stats.aggregation == Aggregation::Sum {
+            return Err(ConfigError::new(
+                "stats.aggregation",
+                "is \"sum\" but provider = \"meta\" reports cumulative day-to-date numbers; \
+                 set stats.aggregation = \"latest\"",
+            ));
+        }
         self.check_jwt_secret()
     }
 

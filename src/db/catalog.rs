@@ -17,6 +17,11 @@ pub struct DeliveringCampaign {
     pub id: String,
     #[diesel(sql_type = BigInt)]
     pub daily_budget_cents: i64,
+    /// The ad account it runs under.
+    #[diesel(sql_type = Text)]
+    pub connection_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub external_id: Option<String>,
 }
 
 /// An ACTIVE ad set under a delivering campaign.
@@ -28,6 +33,8 @@ pub struct DeliveringAdset {
     pub campaign_id: String,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub daily_budget_cents: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub external_id: Option<String>,
 }
 
 /// An ACTIVE ad under a delivering ad set.
@@ -37,6 +44,8 @@ pub struct DeliveringAd {
     pub id: String,
     #[diesel(sql_type = Text)]
     pub adset_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub external_id: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -46,7 +55,7 @@ struct IdRow {
 }
 
 const DELIVERING_CAMPAIGNS: &str = "\
-    SELECT c.id, c.daily_budget_cents \
+    SELECT c.id, c.daily_budget_cents, c.connection_id, c.external_id \
     FROM campaigns c \
     JOIN sellers s ON s.id = c.seller_id \
     JOIN ad_connections ac ON ac.id = c.connection_id \
@@ -70,7 +79,7 @@ pub async fn delivering_adsets(
     seller_id: &str,
 ) -> QueryResult<Vec<DeliveringAdset>> {
     let sql = format!(
-        "SELECT a.id, a.campaign_id, a.daily_budget_cents FROM adsets a \
+        "SELECT a.id, a.campaign_id, a.daily_budget_cents, a.external_id FROM adsets a \
          JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
          WHERE a.status = 'ACTIVE' ORDER BY a.id"
     );
@@ -84,7 +93,7 @@ pub async fn delivering_adsets(
 
 pub async fn delivering_ads(conn: &mut DbConn, seller_id: &str) -> QueryResult<Vec<DeliveringAd>> {
     let sql = format!(
-        "SELECT d.id, d.adset_id FROM ads d \
+        "SELECT d.id, d.adset_id, d.external_id FROM ads d \
          JOIN adsets a ON a.id = d.adset_id \
          JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
          WHERE a.status = 'ACTIVE' AND d.status = 'ACTIVE' ORDER BY d.id"
@@ -238,6 +247,39 @@ pub async fn set_status(
                     .execute(conn)
                     .await
             }
+        }
+    })
+}
+
+/// Records the provider's own id (Meta's campaign/ad set/ad id) on one of our campaigns, ad sets
+/// or ads; the number of rows changed.
+pub async fn set_external_id(
+    conn: &mut DbConn,
+    table: HierarchyTable,
+    id: &str,
+    external_id: Option<&str>,
+) -> QueryResult<usize> {
+    db_run!(conn, {
+        match table {
+            HierarchyTable::Campaigns => {
+                diesel::update(campaigns::table.find(id))
+                    .set(campaigns::external_id.eq(external_id))
+                    .execute(conn)
+                    .await
+            }
+            HierarchyTable::Adsets => {
+                diesel::update(adsets::table.find(id))
+                    .set(adsets::external_id.eq(external_id))
+                    .execute(conn)
+                    .await
+            }
+            HierarchyTable::Ads => {
+                diesel::update(ads::table.find(id))
+                    .set(ads::external_id.eq(external_id))
+                    .execute(conn)
+                    .await
+            }
+            HierarchyTable::Sellers | HierarchyTable::AdConnections => Ok(0),
         }
     })
 }

@@ -397,6 +397,31 @@ pub async fn release(conn: &mut DbConn, lease: &Lease, now: NaiveDateTime) -> Qu
     Ok(updated == 1)
 }
 
+/// Puts a leased run back as QUEUED until `run_at` without counting the attempt: it asked the
+/// provider nothing (its ad account is paused), so it must not use up its attempts while it waits.
+pub async fn defer(
+    conn: &mut DbConn,
+    lease: &Lease,
+    note: &str,
+    run_at: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let updated = db_run!(conn, {
+        diesel::update(leased!(lease))
+            .set((
+                j::status.eq(QUEUED),
+                j::attempts.eq(j::attempts - 1),
+                j::last_error.eq(note),
+                j::locked_by.eq(None::<String>),
+                j::run_at.eq(run_at),
+                j::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(updated == 1)
+}
+
 /// Refreshes the heartbeat of the records `worker` is running, on the database's clock. Only
 /// records it still holds: one taken back and claimed by another instance meanwhile is that
 /// instance's to vouch for.

@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod connections;
 pub mod dashboard;
 mod error;
 pub mod jobs;

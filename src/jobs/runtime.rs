@@ -295,10 +295,27 @@ async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationT
                 .job_finished(&record.level, JobOutcome::LeaseLost, elapsed);
             Ok(true)
         }
+        Outcome::Deferred { public, until } => {
+            tracing::info!(
+                job.id = %record.job_id, run_at = %until,
+                "ad account paused by the provider's limits; job waits without using an attempt"
+            );
+            ctx.metrics
+                .job_finished(&record.level, JobOutcome::Released, elapsed);
+            record_outcome(ctx, hard_stop, || {
+                let (db, lease, public) = (ctx.db.clone(), lease.clone(), public.clone());
+                async move {
+                    let mut conn = db.conn().await?;
+                    Ok(db::jobs::defer(&mut conn, &lease, &public, until, now).await?)
+                }
+            })
+            .await
+        }
         Outcome::Failed {
             public,
             detail,
             permanent,
+            not_before,
         } => {
             let retry_at = (record.attempts < record.max_attempts && !permanent).then(|| {
                 let attempt = record.attempts as u32;
@@ -307,7 +324,10 @@ async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationT
                     record.id,
                     attempt,
                 );
-                now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
+                let at =
+                    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                // A throttled account: not before the pause Meta announced is over.
+                not_before.map_or(at, |nb| at.max(nb))
             });
             match retry_at {
                 Some(at) => tracing::warn!(
@@ -387,21 +407,36 @@ enum Outcome {
     Succeeded(crate::pipeline::SyncSummary),
     Released,
     LeaseLost,
+    /// Nothing was asked (the ad account is paused): back to QUEUED until `until`, the attempt
+    /// not counted.
+    Deferred {
+        public: String,
+        until: chrono::NaiveDateTime,
+    },
     /// `public` is what the job record shows the seller; `detail` goes to the log only.
     Failed {
         public: String,
         detail: String,
         /// A retry cannot succeed: the job fails at once.
         permanent: bool,
+        /// A retry must not run before this (the end of a provider's announced pause).
+        not_before: Option<chrono::NaiveDateTime>,
     },
 }
 
 impl Outcome {
     fn failed(error: &PipelineError) -> Self {
+        if let PipelineError::Paused { until } = error {
+            return Outcome::Deferred {
+                public: error.public_message().to_string(),
+                until: *until,
+            };
+        }
         Outcome::Failed {
             public: error.public_message().to_string(),
             detail: error.to_string(),
             permanent: error.is_permanent(),
+            not_before: error.retry_not_before(),
         }
     }
 }
@@ -439,6 +474,7 @@ async fn attempt(
                 public: text.clone(),
                 detail: text,
                 permanent: false,
+                not_before: None,
             };
         }
     };

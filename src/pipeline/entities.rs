@@ -1,4 +1,5 @@
-//! Which entities get stats, and the daily budget each is assumed to spend.
+//! Which entities get stats, the daily budget each is assumed to spend, the connection (ad
+//! account) each runs under and the provider's own id for it.
 
 use std::collections::HashMap;
 
@@ -31,6 +32,8 @@ pub fn campaign_budgets(campaigns: &[DeliveringCampaign]) -> Vec<EntityBudget> {
         .map(|c| EntityBudget {
             entity_id: c.id.clone(),
             daily_budget_cents: c.daily_budget_cents,
+            connection_id: c.connection_id.clone(),
+            external_id: c.external_id.clone(),
         })
         .collect()
 }
@@ -41,10 +44,8 @@ pub fn adset_budgets(
     campaigns: &[DeliveringCampaign],
     adsets: &[DeliveringAdset],
 ) -> Vec<EntityBudget> {
-    let campaign_budget: HashMap<&str, i64> = campaigns
-        .iter()
-        .map(|c| (c.id.as_str(), c.daily_budget_cents))
-        .collect();
+    let campaign_of: HashMap<&str, &DeliveringCampaign> =
+        campaigns.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut siblings: HashMap<&str, i64> = HashMap::new();
     for a in adsets {
         *siblings.entry(a.campaign_id.as_str()).or_default() += 1;
@@ -52,16 +53,16 @@ pub fn adset_budgets(
     adsets
         .iter()
         .filter_map(|a| {
+            let campaign = *campaign_of.get(a.campaign_id.as_str())?;
             let budget = match a.daily_budget_cents {
                 Some(own) => own,
-                None => {
-                    let parent = *campaign_budget.get(a.campaign_id.as_str())?;
-                    parent / siblings[a.campaign_id.as_str()]
-                }
+                None => campaign.daily_budget_cents / siblings[a.campaign_id.as_str()],
             };
             Some(EntityBudget {
                 entity_id: a.id.clone(),
                 daily_budget_cents: budget,
+                connection_id: campaign.connection_id.clone(),
+                external_id: a.external_id.clone(),
             })
         })
         .collect()
@@ -74,9 +75,9 @@ pub fn ad_budgets(
     adsets: &[DeliveringAdset],
     ads: &[DeliveringAd],
 ) -> Vec<EntityBudget> {
-    let adset_budget: HashMap<String, i64> = adset_budgets(campaigns, adsets)
+    let adset_budget: HashMap<String, EntityBudget> = adset_budgets(campaigns, adsets)
         .into_iter()
-        .map(|e| (e.entity_id, e.daily_budget_cents))
+        .map(|e| (e.entity_id.clone(), e))
         .collect();
     let mut siblings: HashMap<&str, i64> = HashMap::new();
     for ad in ads {
@@ -84,10 +85,12 @@ pub fn ad_budgets(
     }
     ads.iter()
         .filter_map(|ad| {
-            let parent = *adset_budget.get(&ad.adset_id)?;
+            let parent = adset_budget.get(&ad.adset_id)?;
             Some(EntityBudget {
                 entity_id: ad.id.clone(),
-                daily_budget_cents: parent / siblings[ad.adset_id.as_str()],
+                daily_budget_cents: parent.daily_budget_cents / siblings[ad.adset_id.as_str()],
+                connection_id: parent.connection_id.clone(),
+                external_id: ad.external_id.clone(),
             })
         })
         .collect()
@@ -101,6 +104,8 @@ mod tests {
         DeliveringCampaign {
             id: id.into(),
             daily_budget_cents: budget,
+            connection_id: "conn".into(),
+            external_id: None,
         }
     }
 
@@ -109,6 +114,7 @@ mod tests {
             id: id.into(),
             campaign_id: campaign.into(),
             daily_budget_cents: budget,
+            external_id: None,
         }
     }
 
@@ -116,6 +122,7 @@ mod tests {
         DeliveringAd {
             id: id.into(),
             adset_id: adset.into(),
+            external_id: None,
         }
     }
 

@@ -7,7 +7,7 @@
 pub mod entities;
 mod faults;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,8 @@ use crate::config::Aggregation;
 use crate::db::jobs::{Lease, RowsWritten};
 use crate::db::models::NewRawStat;
 use crate::db::{self, Db, DbConn, DbError};
-use crate::domain::Level;
-use crate::providers::{ProviderError, StatProvider};
+use crate::domain::{AdAccount, EntityBudget, Level};
+use crate::providers::{FetchRequest, ProviderError, ProviderStat, StatProvider};
 
 pub use faults::{FaultPoint, Faults};
 
@@ -86,6 +86,10 @@ pub enum PipelineError {
     LeaseLost,
     #[error("injected fault at {0:?}")]
     Injected(FaultPoint),
+    /// An ad account of the job is paused (the provider's usage limit) until then: nothing was
+    /// asked, so the job waits without counting an attempt.
+    #[error("an ad account is paused by the provider's usage limit until {until}")]
+    Paused { until: NaiveDateTime },
 }
 
 impl PipelineError {
@@ -95,8 +99,24 @@ impl PipelineError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            PipelineError::InvalidRequest(_) | PipelineError::ProviderOutput(_)
+            PipelineError::InvalidRequest(_)
+                | PipelineError::ProviderOutput(_)
+                | PipelineError::Provider(
+                    ProviderError::TokenExpired { .. }
+                        | ProviderError::NotConnected { .. }
+                        | ProviderError::Rejected(_)
+                        | ProviderError::Malformed(_)
+                )
         )
+    }
+
+    /// The earliest a retry may run: the end of the pause the provider announced.
+    pub fn retry_not_before(&self) -> Option<NaiveDateTime> {
+        match self {
+            PipelineError::Provider(ProviderError::Throttled { until, .. }) => *until,
+            PipelineError::Paused { until } => Some(*until),
+            _ => None,
+        }
     }
 
     /// What a seller may read about the failure (a job's `lastError`): fixed text naming the
@@ -105,10 +125,27 @@ impl PipelineError {
         match self {
             PipelineError::Db(e) if e.is_transient() => "the database was unavailable or busy",
             PipelineError::Db(_) => "a database error stopped the sync",
-            PipelineError::Provider(ProviderError::RateLimited(_)) => {
-                "the stats provider limited our requests"
+            PipelineError::Provider(
+                ProviderError::RateLimited(_) | ProviderError::Throttled { .. },
+            ) => "the stats provider limited our requests",
+            PipelineError::Provider(ProviderError::TokenExpired { .. }) => {
+                "the ad account's access token expired or was revoked; connect the account again"
             }
-            PipelineError::Provider(_) => "the stats provider request failed",
+            PipelineError::Provider(ProviderError::NotConnected { .. }) => {
+                "the ad account has no usable access token"
+            }
+            PipelineError::Provider(ProviderError::Rejected(_)) => {
+                "the stats provider rejected the request"
+            }
+            PipelineError::Provider(ProviderError::Malformed(_)) => {
+                "the stats provider answered with unexpected data"
+            }
+            PipelineError::Provider(ProviderError::Request(_)) => {
+                "the stats provider request failed"
+            }
+            PipelineError::Paused { .. } => {
+                "the ad account is paused by the stats provider's usage limit; the job waits"
+            }
             PipelineError::ProviderOutput(_) => "the stats provider answered with unexpected data",
             PipelineError::InvalidRequest(_) => "the sync request is not valid",
             PipelineError::LeaseLost => "the job was taken back by another worker",
@@ -162,8 +199,8 @@ impl Pipeline {
         self.commit(fetched, None).await
     }
 
-    /// Looks up the delivering entities, then asks the provider for each day. The database
-    /// connection is given back before the provider is called.
+    /// Looks up the delivering entities and the seller's ad accounts, then asks the provider for
+    /// the whole range. The database connection is given back before the provider is called.
     pub async fn fetch(&self, request: &SyncRequest) -> Result<Fetched, PipelineError> {
         let started = Instant::now();
         let days = (request.date_to - request.date_from).num_days() + 1;
@@ -172,52 +209,68 @@ impl Pipeline {
                 "a job covers 1 to {MAX_RANGE_DAYS} days, not {days}"
             )));
         }
-        let entities = {
+        let (entities, accounts) = {
             let mut conn = self.db.conn().await?;
-            entities::delivering_entities(&mut conn, &request.seller_id, request.level)
+            let entities =
+                entities::delivering_entities(&mut conn, &request.seller_id, request.level)
+                    .await
+                    .map_err(DbError::from)?;
+            let accounts = db::connections::active_accounts(&mut conn, &request.seller_id)
                 .await
-                .map_err(DbError::from)?
+                .map_err(DbError::from)?;
+            (entities, accounts)
         };
-        let job_id = request.job_id();
-        let mut readings = Vec::new();
-        for date in request.dates() {
-            if entities.is_empty() {
-                break;
-            }
-            let stats = self
-                .provider
-                .fetch(&request.seller_id, request.level, &entities, date)
-                .await?;
-            check_one_reading_each(&entities, &stats)?;
-            readings.push((date, stats));
+        let (entities, accounts) = self.served(request, entities, accounts);
+        let now = db::now_utc();
+        if let Some(until) = accounts
+            .iter()
+            .filter_map(|a| a.paused_until)
+            .filter(|until| *until > now)
+            .max()
+        {
+            return Err(PipelineError::Paused { until });
         }
+        let stats = if entities.is_empty() {
+            Vec::new()
+        } else {
+            let asked = FetchRequest {
+                seller_id: &request.seller_id,
+                level: request.level,
+                date_from: request.date_from,
+                date_to: request.date_to,
+                entities: &entities,
+                accounts: &accounts,
+            };
+            match self.provider.fetch(&asked).await {
+                Ok(stats) => stats,
+                Err(e) => return Err(self.provider_failed(e).await),
+            }
+        };
+        check_readings(request, &entities, &stats)?;
+        let job_id = request.job_id();
         let fetched_at = db::now_utc();
-        let rows = readings
+        let provider = self.provider.name().to_string();
+        let rows = stats
             .into_iter()
-            .flat_map(|(date, stats)| {
-                let job_id = job_id.clone();
-                let seller_id = request.seller_id.clone();
-                let provider = self.provider.name().to_string();
-                stats.into_iter().map(move |s| NewRawStat {
-                    seller_id: seller_id.clone(),
-                    level: request.level.as_str().to_string(),
-                    entity_id: s.entity_id,
-                    stat_date: date,
-                    spend_cents: s.metrics.spend_cents,
-                    impressions: s.metrics.impressions,
-                    clicks: s.metrics.clicks,
-                    content_views: s.metrics.content_views,
-                    add_to_cart: s.metrics.add_to_cart,
-                    checkouts: s.metrics.checkouts,
-                    purchases: s.metrics.purchases,
-                    revenue_cents: s.metrics.revenue_cents,
-                    cpm: s.metrics.cpm,
-                    ctr: s.metrics.ctr,
-                    roas: s.metrics.roas,
-                    provider: provider.clone(),
-                    job_id: Some(job_id.clone()),
-                    fetched_at,
-                })
+            .map(|s| NewRawStat {
+                seller_id: request.seller_id.clone(),
+                level: request.level.as_str().to_string(),
+                entity_id: s.entity_id,
+                stat_date: s.date,
+                spend_cents: s.metrics.spend_cents,
+                impressions: s.metrics.impressions,
+                clicks: s.metrics.clicks,
+                content_views: s.metrics.content_views,
+                add_to_cart: s.metrics.add_to_cart,
+                checkouts: s.metrics.checkouts,
+                purchases: s.metrics.purchases,
+                revenue_cents: s.metrics.revenue_cents,
+                cpm: s.metrics.cpm,
+                ctr: s.metrics.ctr,
+                roas: s.metrics.roas,
+                provider: provider.clone(),
+                job_id: Some(job_id.clone()),
+                fetched_at,
             })
             .collect();
         Ok(Fetched {
@@ -227,6 +280,77 @@ impl Pipeline {
             fetched_at,
             started,
         })
+    }
+
+    /// The entities the provider serves and the accounts they run under; the others are left
+    /// out with one warning per reason.
+    fn served(
+        &self,
+        request: &SyncRequest,
+        entities: Vec<EntityBudget>,
+        accounts: Vec<AdAccount>,
+    ) -> (Vec<EntityBudget>, Vec<AdAccount>) {
+        let by_id: HashMap<&str, &AdAccount> = accounts
+            .iter()
+            .map(|a| (a.connection_id.as_str(), a))
+            .collect();
+        let mut skipped: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        let mut served = Vec::with_capacity(entities.len());
+        let mut used = HashSet::new();
+        for e in entities {
+            let reason = match by_id.get(e.connection_id.as_str()) {
+                None => Some("its connection is not active"),
+                Some(account) => self.provider.skip_reason(&e, account),
+            };
+            match reason {
+                Some(reason) => skipped.entry(reason).or_default().push(e.entity_id),
+                None => {
+                    used.insert(e.connection_id.clone());
+                    served.push(e);
+                }
+            }
+        }
+        for (reason, ids) in skipped {
+            tracing::warn!(
+                seller.id = %request.seller_id, level = %request.level, provider = self.provider.name(),
+                skipped = ids.len(), entities = %ids.join(","), "entities left out of the sync: {reason}"
+            );
+        }
+        let accounts = accounts
+            .into_iter()
+            .filter(|a| used.contains(&a.connection_id))
+            .collect();
+        (served, accounts)
+    }
+
+    /// Records what a provider failure says about the connection (a pause, an expired token)
+    /// before the job's outcome is recorded: the next jobs must see it. These writes touch only
+    /// `ad_connections`, never the stats tables.
+    async fn provider_failed(&self, e: ProviderError) -> PipelineError {
+        let marked = async {
+            let mut conn = self.db.conn().await?;
+            match &e {
+                ProviderError::Throttled {
+                    connection_id,
+                    until: Some(until),
+                    ..
+                } => {
+                    db::connections::pause_until(&mut conn, connection_id, *until).await?;
+                    tracing::warn!(connection.id = %connection_id, paused_until = %until, "ad account paused by the provider's limits");
+                }
+                ProviderError::TokenExpired { connection_id, .. } => {
+                    db::connections::mark_expired(&mut conn, connection_id).await?;
+                    tracing::warn!(connection.id = %connection_id, "access token expired or revoked; connection marked EXPIRED");
+                }
+                _ => {}
+            }
+            Ok::<_, DbError>(())
+        }
+        .await;
+        if let Err(db_error) = marked {
+            tracing::error!(error = %db_error, "could not record the provider's verdict on a connection");
+        }
+        PipelineError::Provider(e)
     }
 
     /// Writes the three tiers in one transaction; with a lease, the job's SUCCEEDED mark commits
@@ -307,10 +431,12 @@ async fn write_tiers(
     Ok(summary)
 }
 
-/// The provider must answer once for every entity asked about, and for nothing else.
-fn check_one_reading_each(
-    entities: &[crate::domain::EntityBudget],
-    stats: &[crate::providers::ProviderStat],
+/// The provider must answer once for every entity asked about on every day of the range, and for
+/// nothing else.
+fn check_readings(
+    request: &SyncRequest,
+    entities: &[EntityBudget],
+    stats: &[ProviderStat],
 ) -> Result<(), PipelineError> {
     let asked: HashSet<&str> = entities.iter().map(|e| e.entity_id.as_str()).collect();
     let mut seen = HashSet::new();
@@ -321,16 +447,23 @@ fn check_one_reading_each(
                 s.entity_id
             )));
         }
-        if !seen.insert(s.entity_id.as_str()) {
+        if s.date < request.date_from || s.date > request.date_to {
             return Err(PipelineError::ProviderOutput(format!(
-                "two readings for entity {}",
-                s.entity_id
+                "reading for {}, outside the range asked for",
+                s.date
+            )));
+        }
+        if !seen.insert((s.date, s.entity_id.as_str())) {
+            return Err(PipelineError::ProviderOutput(format!(
+                "two readings for entity {} on {}",
+                s.entity_id, s.date
             )));
         }
     }
-    if seen.len() != asked.len() {
+    let days = request.dates().count();
+    if seen.len() != asked.len() * days {
         return Err(PipelineError::ProviderOutput(format!(
-            "{} readings for {} entities",
+            "{} readings for {} entities over {days} day(s)",
             seen.len(),
             asked.len()
         )));

@@ -4,8 +4,8 @@
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
-use super::{ProviderError, ProviderStat, StatProvider};
-use crate::domain::{EntityBudget, Level, Metrics};
+use super::{FetchRequest, ProviderError, ProviderStat, StatProvider};
+use crate::domain::Metrics;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockProvider;
@@ -76,18 +76,21 @@ impl StatProvider for MockProvider {
         "mock"
     }
 
-    async fn fetch(
-        &self,
-        seller_id: &str,
-        _level: Level,
-        entities: &[EntityBudget],
-        date: NaiveDate,
-    ) -> Result<Vec<ProviderStat>, ProviderError> {
-        Ok(entities
-            .iter()
-            .map(|e| ProviderStat {
-                entity_id: e.entity_id.clone(),
-                metrics: mock_metrics(seller_id, &e.entity_id, date, e.daily_budget_cents),
+    /// Day by day, each day's entities in the order asked (the order raw rows are written in).
+    async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError> {
+        Ok(request
+            .dates()
+            .flat_map(|date| {
+                request.entities.iter().map(move |e| ProviderStat {
+                    date,
+                    entity_id: e.entity_id.clone(),
+                    metrics: mock_metrics(
+                        request.seller_id,
+                        &e.entity_id,
+                        date,
+                        e.daily_budget_cents,
+                    ),
+                })
             })
             .collect())
     }

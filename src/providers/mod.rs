@@ -1,57 +1,112 @@
 //! Where stats come from. The pipeline only knows [`StatProvider`]; the configured provider is
-//! built by [`from_settings`], so a Meta Insights provider can be added without touching the pipeline.
+//! built by [`from_settings`]: the deterministic mock, or Meta's Graph API insights.
 
+pub mod meta;
 pub mod mock;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 
 use crate::config::{ProviderKind, Settings};
-use crate::domain::{EntityBudget, Level, Metrics};
+use crate::domain::{AdAccount, EntityBudget, Level, Metrics};
 
+pub use meta::MetaProvider;
 pub use mock::MockProvider;
 
 /// One provider reading for one entity and day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderStat {
+    pub date: NaiveDate,
     pub entity_id: String,
     pub metrics: Metrics,
 }
 
+/// What one job asks a provider: a seller's entities of one level (each with its connection)
+/// over an inclusive date range, and the seller's ad accounts.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest<'a> {
+    pub seller_id: &'a str,
+    pub level: Level,
+    pub date_from: NaiveDate,
+    pub date_to: NaiveDate,
+    pub entities: &'a [EntityBudget],
+    pub accounts: &'a [AdAccount],
+}
+
+impl FetchRequest<'_> {
+    /// Every day of the range, in order.
+    pub fn dates(&self) -> impl Iterator<Item = NaiveDate> {
+        let to = self.date_to;
+        self.date_from.iter_days().take_while(move |d| *d <= to)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
+    /// Network trouble, a timeout or a 5xx: a later attempt may succeed.
     #[error("provider request failed: {0}")]
     Request(String),
     #[error("provider rate limit: {0}")]
     RateLimited(String),
+    /// The provider throttles this account (error codes, or usage past `meta.usage_threshold`).
+    /// With `until`, the account's jobs pause until then.
+    #[error("provider throttled ad account of connection {connection_id}: {detail}")]
+    Throttled {
+        connection_id: String,
+        until: Option<NaiveDateTime>,
+        detail: String,
+    },
+    /// The access token expired or was revoked (Meta code 190): only a new token helps.
+    #[error("access token of connection {connection_id} expired or was revoked: {detail}")]
+    TokenExpired {
+        connection_id: String,
+        detail: String,
+    },
+    /// The connection cannot be asked at all: no token stored, no key to open it, or a stored
+    /// token that does not open. Retrying cannot fix it.
+    #[error("connection {connection_id} cannot be used: {detail}")]
+    NotConnected {
+        connection_id: String,
+        detail: String,
+    },
+    /// The provider refused the request for a reason other than limits or the token (a bad
+    /// parameter, no permission on the account): the same request would be refused again.
+    #[error("provider rejected the request: {0}")]
+    Rejected(String),
+    /// The provider answered with something that breaks its documented shape.
+    #[error("provider answered wrongly: {0}")]
+    Malformed(String),
 }
 
-/// A source of ad statistics. Implementations must return exactly one reading per entity asked for.
+/// A source of ad statistics.
 #[async_trait::async_trait]
 pub trait StatProvider: Send + Sync {
     /// Recorded in `ad_stats_raw.provider`.
     fn name(&self) -> &'static str;
 
-    async fn fetch(
-        &self,
-        seller_id: &str,
-        level: Level,
-        entities: &[EntityBudget],
-        date: NaiveDate,
-    ) -> Result<Vec<ProviderStat>, ProviderError>;
+    /// Why this provider does not serve `entity` (under `account`), or `None` when it does. The
+    /// pipeline leaves such entities out with a warning. The mock serves everything.
+    fn skip_reason(&self, _entity: &EntityBudget, _account: &AdAccount) -> Option<&'static str> {
+        None
+    }
+
+    /// Readings for every entity of the request on every day of its range: exactly one per
+    /// entity and day (a day without delivery is a reading of zeros), nothing else.
+    async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError>;
 }
 
 /// The provider chosen by `provider` in the settings.
-pub fn from_settings(settings: &Settings) -> Arc<dyn StatProvider> {
-    match settings.provider {
+pub fn from_settings(settings: &Settings) -> Result<Arc<dyn StatProvider>, ProviderError> {
+    Ok(match settings.provider {
         ProviderKind::Mock if settings.mock.latency.is_zero() => Arc::new(MockProvider),
         ProviderKind::Mock => Arc::new(Delayed {
             inner: MockProvider,
             latency: settings.mock.latency,
         }),
-    }
+        ProviderKind::Meta => Arc::new(MetaProvider::new(&settings.meta)?),
+    })
 }
 
 /// A provider whose every request first waits `latency` (`mock.latency`): a stand-in for a real
@@ -67,15 +122,13 @@ impl<P: StatProvider> StatProvider for Delayed<P> {
         self.inner.name()
     }
 
-    async fn fetch(
-        &self,
-        seller_id: &str,
-        level: Level,
-        entities: &[EntityBudget],
-        date: NaiveDate,
-    ) -> Result<Vec<ProviderStat>, ProviderError> {
+    fn skip_reason(&self, entity: &EntityBudget, account: &AdAccount) -> Option<&'static str> {
+        self.inner.skip_reason(entity, account)
+    }
+
+    async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError> {
         tokio::time::sleep(self.latency).await;
-        self.inner.fetch(seller_id, level, entities, date).await
+        self.inner.fetch(request).await
     }
 }
 
@@ -87,22 +140,26 @@ mod tests {
     async fn mock_latency_delays_each_request_and_keeps_the_numbers() {
         let settings = Settings::defaults_with(|s| s.mock.latency = Duration::from_millis(60))
             .expect("settings");
-        let slow = from_settings(&settings);
+        let slow = from_settings(&settings).expect("provider");
         let entities = [EntityBudget {
             entity_id: "cmp-1".into(),
             daily_budget_cents: 10_000,
+            connection_id: "conn-1".into(),
+            external_id: None,
         }];
         let date = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        let request = FetchRequest {
+            seller_id: "s1",
+            level: Level::Campaign,
+            date_from: date,
+            date_to: date,
+            entities: &entities,
+            accounts: &[],
+        };
         let started = std::time::Instant::now();
-        let delayed = slow
-            .fetch("s1", Level::Campaign, &entities, date)
-            .await
-            .unwrap();
+        let delayed = slow.fetch(&request).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(60));
-        let direct = MockProvider
-            .fetch("s1", Level::Campaign, &entities, date)
-            .await
-            .unwrap();
+        let direct = MockProvider.fetch(&request).await.unwrap();
         assert_eq!(delayed, direct);
         assert_eq!(slow.name(), MockProvider.name());
     }

@@ -13,10 +13,10 @@ use ads_stats::db::catalog::{insert_catalog, Catalog};
 use ads_stats::db::models::*;
 use ads_stats::db::{Db, DbConn};
 use ads_stats::db_run;
-use ads_stats::domain::{EntityBudget, Level};
+use ads_stats::domain::Level;
 use ads_stats::jobs::Trigger;
 use ads_stats::pipeline::SyncRequest;
-use ads_stats::providers::{MockProvider, ProviderError, ProviderStat, StatProvider};
+use ads_stats::providers::{FetchRequest, MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::NaiveDate;
 use diesel::sql_types::{BigInt, Date, Text};
 use diesel::QueryableByName;
@@ -715,13 +715,7 @@ impl StatProvider for TestProvider {
         "mock"
     }
 
-    async fn fetch(
-        &self,
-        seller_id: &str,
-        level: Level,
-        entities: &[EntityBudget],
-        date: NaiveDate,
-    ) -> Result<Vec<ProviderStat>, ProviderError> {
+    async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -736,7 +730,7 @@ impl StatProvider for TestProvider {
                 "provider is having a bad day".into(),
             ));
         }
-        MockProvider.fetch(seller_id, level, entities, date).await
+        MockProvider.fetch(request).await
     }
 }
 

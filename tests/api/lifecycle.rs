@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ads_stats::app::{Application, StartOptions, StartupError};
-use ads_stats::domain::{EntityBudget, Level};
-use ads_stats::providers::{MockProvider, ProviderError, ProviderStat, StatProvider};
+use ads_stats::domain::Level;
+use ads_stats::providers::{FetchRequest, MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::NaiveDate;
 use tokio::io::AsyncWriteExt;
 
@@ -119,14 +119,8 @@ impl StatProvider for WrongEntities {
         "mock"
     }
 
-    async fn fetch(
-        &self,
-        seller_id: &str,
-        level: Level,
-        entities: &[EntityBudget],
-        date: NaiveDate,
-    ) -> Result<Vec<ProviderStat>, ProviderError> {
-        let mut stats = MockProvider.fetch(seller_id, level, entities, date).await?;
+    async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError> {
+        let mut stats = MockProvider.fetch(request).await?;
         if let Some(first) = stats.first_mut() {
             first.entity_id = "nobody-asked".into();
         }

@@ -13,6 +13,7 @@ mod dashboard;
 mod health;
 mod jobs;
 mod lifecycle;
+mod meta;
 mod metrics;
 mod openapi;
 mod outage;

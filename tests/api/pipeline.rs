@@ -8,11 +8,11 @@ use ads_stats::db::catalog::{self, insert_catalog, HierarchyTable};
 use ads_stats::db::schema::campaigns;
 use ads_stats::db::{stats, Db, DbConn};
 use ads_stats::db_run;
-use ads_stats::domain::{ratios, EntityBudget, Level};
+use ads_stats::domain::{ratios, Level};
 use ads_stats::pipeline::entities::delivering_entities;
 use ads_stats::pipeline::{FaultPoint, Pipeline, SyncRequest};
 use ads_stats::providers::mock::mock_metrics;
-use ads_stats::providers::{MockProvider, ProviderError, ProviderStat, StatProvider};
+use ads_stats::providers::{FetchRequest, MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::NaiveDate;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -240,14 +240,8 @@ impl StatProvider for SkewedRatios {
         "skewed"
     }
 
-    async fn fetch(
-        &self,
-        seller_id: &str,
-        level: Level,
-        entities: &[EntityBudget],
-        date: NaiveDate,
-    ) -> Result<Vec<ProviderStat>, ProviderError> {
-        let mut stats = MockProvider.fetch(seller_id, level, entities, date).await?;
+    async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError> {
+        let mut stats = MockProvider.fetch(request).await?;
         for s in &mut stats {
             s.metrics.cpm = SKEWED;
             s.metrics.ctr = SKEWED;

@@ -1,0 +1,142 @@
+//! `ads-stats connection …`: store an ad account's access token sealed (read from stdin, so it is
+//! never in the shell history or the process list) and set the account's time zone.
+
+use std::io::Read;
+
+use clap::Subcommand;
+
+use super::{failed, CommandError};
+use crate::config::{Secret, Settings};
+use crate::crypto::TokenSealer;
+use crate::db::{self, Db};
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// Read an access token from stdin and store it sealed with meta.token_key (AES-256-GCM).
+    /// An EXPIRED connection becomes ACTIVE again.
+    SetToken {
+        #[arg(long, value_name = "ID")]
+        connection: String,
+    },
+    /// Change an ad account's settings.
+    Set {
+        #[arg(long, value_name = "ID")]
+        connection: String,
+        /// The IANA time zone the provider reports the account's days in, e.g. Europe/Berlin.
+        #[arg(long, value_name = "ZONE")]
+        timezone: Option<String>,
+    },
+}
+
+pub async fn run(settings: &Settings, command: ConnectionCommand) -> Result<(), CommandError> {
+    match command {
+        ConnectionCommand::SetToken { connection } => set_token(settings, &connection).await,
+        ConnectionCommand::Set {
+            connection,
+            timezone,
+        } => set(settings, &connection, timezone.as_deref()).await,
+    }
+}
+
+async fn set_token(settings: &Settings, connection: &str) -> Result<(), CommandError> {
+    let key = settings
+        .meta
+        .token_key_bytes()
+        .map_err(|e| CommandError::Usage(e.to_string()))?
+        .ok_or_else(|| {
+            CommandError::Usage(
+                "meta.token_key is not set; set ADS_STATS_META__TOKEN_KEY to `openssl rand -base64 32`"
+                    .into(),
+            )
+        })?;
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| failed(format!("cannot read the token from stdin: {e}")))?;
+    let token = Secret::new(input.trim());
+    drop(input);
+    if token.expose().is_empty() {
+        return Err(CommandError::Usage(
+            "no token on stdin (pipe it in: ads-stats connection set-token --connection ID < token.txt)"
+                .into(),
+        ));
+    }
+    if token.expose().chars().any(char::is_whitespace) {
+        return Err(CommandError::Usage(
+            "the token on stdin has whitespace inside it; give one token".into(),
+        ));
+    }
+    let sealed = TokenSealer::new(&key)
+        .seal(connection, &token)
+        .map_err(failed)?;
+    let db = open(settings).await?;
+    let mut conn = db.conn().await.map_err(failed)?;
+    let status = known(&mut conn, connection).await?;
+    db::connections::set_sealed_token(&mut conn, connection, &sealed)
+        .await
+        .map_err(failed)?;
+    let reactivated = status == db::connections::EXPIRED;
+    if reactivated {
+        db::catalog::set_status(
+            &mut conn,
+            db::catalog::HierarchyTable::AdConnections,
+            connection,
+            "ACTIVE",
+        )
+        .await
+        .map_err(failed)?;
+    }
+    println!(
+        "access token stored sealed for connection {connection}{}",
+        if reactivated {
+            " (EXPIRED → ACTIVE)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+async fn set(
+    settings: &Settings,
+    connection: &str,
+    timezone: Option<&str>,
+) -> Result<(), CommandError> {
+    let Some(zone) = timezone else {
+        return Err(CommandError::Usage(
+            "nothing to set; give --timezone ZONE".into(),
+        ));
+    };
+    let zone = zone.trim();
+    let tz: chrono_tz::Tz = zone.parse().map_err(|_| {
+        CommandError::Usage(format!(
+            "--timezone `{zone}` is not an IANA time zone (e.g. UTC, Europe/Berlin)"
+        ))
+    })?;
+    let db = open(settings).await?;
+    let mut conn = db.conn().await.map_err(failed)?;
+    known(&mut conn, connection).await?;
+    db::connections::set_timezone(&mut conn, connection, tz.name())
+        .await
+        .map_err(failed)?;
+    println!("connection {connection}: timezone = {}", tz.name());
+    Ok(())
+}
+
+async fn open(settings: &Settings) -> Result<Db, CommandError> {
+    let db = Db::connect(&settings.database).map_err(failed)?;
+    if settings.database.run_migrations {
+        db.run_migrations(&settings.database_url())
+            .await
+            .map_err(failed)?;
+    }
+    Ok(db)
+}
+
+/// The connection's status; a usage error when there is no such connection.
+async fn known(conn: &mut db::DbConn, connection: &str) -> Result<String, CommandError> {
+    db::connections::status(conn, connection)
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| CommandError::Usage(format!("no connection with id {connection}")))
+}

@@ -1,0 +1,219 @@
+//! The Graph API over HTTP: one insights request per level and ad account for a job's whole range,
+//! every page followed, each answer sorted into data, throttling, an expired token or a retryable
+//! failure. The access token travels in the `Authorization` header only, never in a URL we log.
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use super::limits::{self, Usage};
+use super::mapping::InsightRow;
+use crate::config::Secret;
+
+/// What one insights query went wrong with, before it is tied to a connection.
+#[derive(Debug)]
+pub enum CallError {
+    /// Timeout, network, 5xx or Meta's "temporary" codes: retry.
+    Transient(String),
+    Throttled {
+        pause: Option<Duration>,
+        detail: String,
+    },
+    TokenInvalid(String),
+    /// Any other error Meta answers (a bad parameter, no permission on the account): retrying
+    /// sends the same request.
+    Rejected(String),
+    Malformed(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    data: Vec<InsightRow>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Paging {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: GraphError,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    error_subcode: Option<i64>,
+}
+
+/// Every row of one insights query, following `paging.next` to the end. `on_usage` sees each
+/// answer's usage; when it asks for a pause the query stops (the caller decides the error).
+pub async fn insights(
+    http: &reqwest::Client,
+    base_url: &str,
+    first: Url,
+    token: &Secret,
+    usage_threshold: f64,
+) -> Result<Vec<InsightRow>, CallError> {
+    let mut rows = Vec::new();
+    let mut next = Some(first);
+    while let Some(url) = next.take() {
+        let answer = http
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| CallError::Transient(describe(e)))?;
+        let status = answer.status();
+        let usage = Usage::from_headers(answer.headers());
+        let body = answer
+            .bytes()
+            .await
+            .map_err(|e| CallError::Transient(describe(e)))?;
+        if !status.is_success() {
+            return Err(classify(status, &body, usage));
+        }
+        let page: Page = serde_json::from_slice(&body)
+            .map_err(|e| CallError::Malformed(format!("insights page: {e}")))?;
+        rows.extend(page.data);
+        // Near the limit: stop before Meta blocks the account; the job retries after the pause.
+        if usage.percent >= usage_threshold {
+            return Err(CallError::Throttled {
+                pause: usage.pause(usage_threshold),
+                detail: format!("usage at {:.0}% of the allowance", usage.percent),
+            });
+        }
+        next = match page.paging.and_then(|p| p.next) {
+            Some(link) => Some(next_page(base_url, &link)?),
+            None => None,
+        };
+    }
+    Ok(rows)
+}
+
+/// `paging.next` as given, provided it points back to the Graph API (the token is sent along), with
+/// any `access_token` parameter Meta put in it dropped: the header carries the token.
+fn next_page(base_url: &str, link: &str) -> Result<Url, CallError> {
+    let base = Url::parse(base_url).map_err(|e| CallError::Malformed(e.to_string()))?;
+    let mut url =
+        Url::parse(link).map_err(|_| CallError::Malformed("paging.next is not a URL".into()))?;
+    if url.origin() != base.origin() {
+        return Err(CallError::Malformed(format!(
+            "paging.next leaves {}",
+            base.origin().ascii_serialization()
+        )));
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "access_token")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(kept);
+    Ok(url)
+}
+
+fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallError {
+    let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) else {
+        let text = format!("HTTP {status} without a Graph API error body");
+        return if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            CallError::Transient(text)
+        } else {
+            CallError::Rejected(text)
+        };
+    };
+    let detail = format!(
+        "HTTP {status}, code {}{}: {}",
+        error.code,
+        error
+            .error_subcode
+            .map(|s| format!("/{s}"))
+            .unwrap_or_default(),
+        error.message
+    );
+    if error.code == limits::TOKEN_INVALID {
+        CallError::TokenInvalid(detail)
+    } else if limits::is_throttling(error.code) {
+        CallError::Throttled {
+            pause: usage.pause(f64::INFINITY),
+            detail,
+        }
+    } else if status.is_server_error() || limits::is_transient(error.code) {
+        CallError::Transient(detail)
+    } else {
+        CallError::Rejected(detail)
+    }
+}
+
+/// A client error as text without its URL (a `paging.next` link may carry query parameters that
+/// are not ours to log).
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", e.without_url())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_pages_stay_on_the_graph_api_and_lose_the_token_parameter() {
+        let base = "https://graph.facebook.com";
+        let url = next_page(
+            base,
+            "https://graph.facebook.com/v23.0/act_1/insights?access_token=SECRET&after=abc&limit=2",
+        )
+        .unwrap();
+        assert!(!url.as_str().contains("SECRET"), "{url}");
+        assert!(url.as_str().contains("after=abc"), "{url}");
+        assert!(next_page(base, "https://evil.example/v23.0/act_1/insights").is_err());
+        assert!(next_page(base, "http://graph.facebook.com/x").is_err());
+    }
+
+    #[test]
+    fn error_codes_sort_into_kinds() {
+        let body = |code: i64| format!(r#"{{"error":{{"message":"m","code":{code}}}}}"#);
+        let bad = StatusCode::BAD_REQUEST;
+        let u = Usage::default();
+        assert!(matches!(
+            classify(bad, body(190).as_bytes(), u),
+            CallError::TokenInvalid(_)
+        ));
+        assert!(matches!(
+            classify(bad, body(17).as_bytes(), u),
+            CallError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify(bad, body(80000).as_bytes(), u),
+            CallError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify(bad, body(2).as_bytes(), u),
+            CallError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(bad, body(100).as_bytes(), u),
+            CallError::Rejected(_)
+        ));
+        let e500 = StatusCode::INTERNAL_SERVER_ERROR;
+        assert!(matches!(
+            classify(e500, b"oops", u),
+            CallError::Transient(_)
+        ));
+    }
+}

@@ -1,0 +1,150 @@
+//! Meta's rate limits as it reports them: usage headers in percent of the allowance, with the time
+//! until access is regained, and the error codes that mean "throttled".
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+pub const BUSINESS_USE_CASE_USAGE: &str = "x-business-use-case-usage";
+pub const AD_ACCOUNT_USAGE: &str = "x-ad-account-usage";
+
+/// The highest usage figure a response reported, and how long Meta says until it drops.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Usage {
+    /// Percent of the allowance (`call_count`, `total_cputime`, `total_time`, `acc_id_util_pct`).
+    pub percent: f64,
+    /// `estimated_time_to_regain_access` (minutes) or `reset_time_duration` (seconds), the longer.
+    pub regain_after: Duration,
+}
+
+impl Usage {
+    /// Reads both headers; a header that is missing or not the documented JSON counts as no usage
+    /// (a shape change must not stop syncs, and the error codes still protect us).
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut usage = Usage::default();
+        let json = |name: &str| -> Option<Value> {
+            serde_json::from_slice(headers.get(name)?.as_bytes()).ok()
+        };
+        // {"<business id>": [{"type": "ads_insights", "call_count": 28, "total_cputime": 25,
+        //   "total_time": 25, "estimated_time_to_regain_access": 0}, …]}
+        if let Some(Value::Object(businesses)) = json(BUSINESS_USE_CASE_USAGE) {
+            for entry in businesses.values().filter_map(Value::as_array).flatten() {
+                for key in ["call_count", "total_cputime", "total_time"] {
+                    usage.raise(number(entry.get(key)));
+                }
+                let minutes = number(entry.get("estimated_time_to_regain_access"));
+                usage.wait(Duration::from_secs_f64(minutes.max(0.0) * 60.0));
+            }
+        }
+        // {"acc_id_util_pct": 9.67, "reset_time_duration": 0, "ads_api_access_tier": "…"}
+        if let Some(account) = json(AD_ACCOUNT_USAGE) {
+            usage.raise(number(account.get("acc_id_util_pct")));
+            let seconds = number(account.get("reset_time_duration"));
+            usage.wait(Duration::from_secs_f64(seconds.max(0.0)));
+        }
+        usage
+    }
+
+    fn raise(&mut self, percent: f64) {
+        if percent.is_finite() && percent > self.percent {
+            self.percent = percent;
+        }
+    }
+
+    fn wait(&mut self, d: Duration) {
+        self.regain_after = self.regain_after.max(d.min(MAX_PAUSE));
+    }
+
+    /// How long the account should pause: when usage passed `threshold`, at least [`MIN_PAUSE`]
+    /// (Meta may announce 0 while already near the limit); otherwise only what Meta announced.
+    pub fn pause(&self, threshold: f64) -> Option<Duration> {
+        if self.percent >= threshold {
+            Some(self.regain_after.max(MIN_PAUSE))
+        } else if !self.regain_after.is_zero() {
+            Some(self.regain_after)
+        } else {
+            None
+        }
+    }
+}
+
+/// The shortest pause once usage passed the threshold and Meta announced no time.
+pub const MIN_PAUSE: Duration = Duration::from_secs(60);
+/// A pause is never taken longer than a day, whatever a header says.
+const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
+
+fn number(v: Option<&Value>) -> f64 {
+    match v {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+/// Error codes Meta uses for throttling: application (4), user (17), a specific call (613) and
+/// the business use case limits (80000–80014, 80000 being ads insights).
+pub fn is_throttling(code: i64) -> bool {
+    matches!(code, 4 | 17 | 613 | 80000..=80014)
+}
+
+/// Meta's codes for temporary trouble on its side ("unknown error", "service unavailable").
+pub fn is_transient(code: i64) -> bool {
+    matches!(code, 1 | 2)
+}
+
+/// Expired, revoked or otherwise invalid access token.
+pub const TOKEN_INVALID: i64 = 190;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn reads_the_highest_figure_and_the_longest_wait() {
+        let h = headers(&[
+            (
+                BUSINESS_USE_CASE_USAGE,
+                r#"{"123":[{"type":"ads_insights","call_count":28,"total_cputime":91,"total_time":40,"estimated_time_to_regain_access":2}]}"#,
+            ),
+            (
+                AD_ACCOUNT_USAGE,
+                r#"{"acc_id_util_pct":9.67,"reset_time_duration":30}"#,
+            ),
+        ]);
+        let u = Usage::from_headers(&h);
+        assert_eq!(u.percent, 91.0);
+        assert_eq!(u.regain_after, Duration::from_secs(120));
+        assert_eq!(u.pause(75.0), Some(Duration::from_secs(120)));
+        assert_eq!(u.pause(95.0), Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn low_usage_no_pause_and_garbage_ignored() {
+        let h = headers(&[(AD_ACCOUNT_USAGE, r#"{"acc_id_util_pct":"80.5"}"#)]);
+        let u = Usage::from_headers(&h);
+        assert_eq!(u.pause(90.0), None);
+        assert_eq!(u.pause(75.0), Some(MIN_PAUSE));
+        let h = headers(&[(BUSINESS_USE_CASE_USAGE, "not json")]);
+        assert_eq!(Usage::from_headers(&h), Usage::default());
+    }
+
+    #[test]
+    fn throttling_codes() {
+        for c in [4, 17, 613, 80000, 80004, 80014] {
+            assert!(is_throttling(c), "{c}");
+        }
+        for c in [1, 2, 100, 190, 79999, 80015] {
+            assert!(!is_throttling(c), "{c}");
+        }
+    }
+}

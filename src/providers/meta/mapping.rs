@@ -1,0 +1,214 @@
+//! One insights row to our metrics: money from decimal strings to cents without floats, counts from
+//! integer strings, and the funnel from `actions` / `action_values`.
+
+use serde::Deserialize;
+
+use crate::domain::{Level, Metrics};
+
+/// One row of `GET act_{id}/insights` with `time_increment=1`, as far as we read it. Meta sends
+/// every number as a string and leaves a field out when it has nothing to count.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InsightRow {
+    #[serde(default)]
+    pub campaign_id: Option<String>,
+    #[serde(default)]
+    pub adset_id: Option<String>,
+    #[serde(default)]
+    pub ad_id: Option<String>,
+    pub date_start: String,
+    #[serde(default)]
+    pub spend: Option<String>,
+    #[serde(default)]
+    pub impressions: Option<String>,
+    #[serde(default)]
+    pub inline_link_clicks: Option<String>,
+    #[serde(default)]
+    pub actions: Vec<ActionStat>,
+    #[serde(default)]
+    pub action_values: Vec<ActionStat>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActionStat {
+    pub action_type: String,
+    pub value: String,
+}
+
+/// The insights `fields` for a level: the level's id, the day, and what the funnel needs.
+pub fn fields(level: Level) -> String {
+    format!(
+        "{},date_start,spend,impressions,inline_link_clicks,actions,action_values",
+        id_field(level)
+    )
+}
+
+/// The row field holding the provider's id of an entity of `level`.
+pub fn id_field(level: Level) -> &'static str {
+    match level {
+        Level::Campaign => "campaign_id",
+        Level::Adset => "adset_id",
+        Level::Ad => "ad_id",
+    }
+}
+
+impl InsightRow {
+    pub fn entity_external_id(&self, level: Level) -> Option<&str> {
+        match level {
+            Level::Campaign => self.campaign_id.as_deref(),
+            Level::Adset => self.adset_id.as_deref(),
+            Level::Ad => self.ad_id.as_deref(),
+        }
+    }
+
+    /// Our metrics for this row; the error names the field that does not parse.
+    pub fn metrics(&self) -> Result<Metrics, String> {
+        let spend_cents = opt(&self.spend, "spend", parse_cents)?;
+        let impressions = opt(&self.impressions, "impressions", parse_count)?;
+        let clicks = opt(&self.inline_link_clicks, "inline_link_clicks", parse_count)?;
+        let count = |event: &str| -> Result<i64, String> {
+            action_value(&self.actions, event)
+                .map(|v| parse_count(v).map_err(|e| format!("actions {event}: {e}")))
+                .unwrap_or(Ok(0))
+        };
+        let content_views = count("view_content")?;
+        let add_to_cart = count("add_to_cart")?;
+        let checkouts = count("initiate_checkout")?;
+        let purchases = count("purchase")?;
+        let revenue_cents = action_value(&self.action_values, "purchase")
+            .map(|v| parse_cents(v).map_err(|e| format!("action_values purchase: {e}")))
+            .unwrap_or(Ok(0))?;
+        Ok(Metrics::from_totals(
+            spend_cents,
+            impressions,
+            clicks,
+            content_views,
+            add_to_cart,
+            checkouts,
+            purchases,
+            revenue_cents,
+        ))
+    }
+}
+
+fn opt(
+    value: &Option<String>,
+    field: &str,
+    parse: fn(&str) -> Result<i64, String>,
+) -> Result<i64, String> {
+    match value {
+        Some(v) => parse(v).map_err(|e| format!("{field}: {e}")),
+        None => Ok(0),
+    }
+}
+
+/// The value of a funnel event: Meta's own total for the event (`purchase`) when the row has one,
+/// else the pixel's (`offsite_conversion.fb_pixel_purchase`). Never both added: the total already
+/// includes the pixel's events, so a sum would count them twice.
+pub fn action_value<'a>(actions: &'a [ActionStat], event: &str) -> Option<&'a str> {
+    let pixel = format!("offsite_conversion.fb_pixel_{event}");
+    actions
+        .iter()
+        .find(|a| a.action_type == event)
+        .or_else(|| actions.iter().find(|a| a.action_type == pixel))
+        .map(|a| a.value.as_str())
+}
+
+/// A non-negative whole number as Meta writes counts ("1234"; "12.0" is taken, "12.5" is not).
+pub fn parse_count(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b == b'0')
+    {
+        return Err(format!("`{text}` is not a whole number"));
+    }
+    whole
+        .parse::<i64>()
+        .map_err(|_| format!("`{text}` is too large"))
+}
+
+/// A decimal amount in the account currency ("12.34") in hundredths, exactly: digits are read as
+/// digits, never through a float. Beyond two decimals it rounds half away from zero.
+pub fn parse_cents(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let bad = || format!("`{text}` is not a decimal amount");
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let digit = |i: usize| frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
+    let round_up = i64::from(digit(2) >= 5);
+    let cents = whole
+        .parse::<i64>()
+        .ok()
+        .and_then(|w| w.checked_mul(100))
+        .and_then(|c| c.checked_add(digit(0) * 10 + digit(1) + round_up))
+        .ok_or_else(|| format!("`{text}` is too large"))?;
+    Ok(if negative { -cents } else { cents })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cents_are_exact() {
+        assert_eq!(parse_cents("12.34"), Ok(1234));
+        assert_eq!(parse_cents("0.1"), Ok(10));
+        assert_eq!(parse_cents("7"), Ok(700));
+        assert_eq!(parse_cents("0.29"), Ok(29), "0.29 as f64 * 100 is 28.999…");
+        assert_eq!(parse_cents("1.005"), Ok(101));
+        assert_eq!(parse_cents("1.0049"), Ok(100));
+        assert_eq!(parse_cents("-2.50"), Ok(-250));
+        assert_eq!(parse_cents("92233720368547758.07"), Ok(i64::MAX));
+        for bad in [
+            "",
+            ".5",
+            "1,5",
+            "1.2.3",
+            "abc",
+            "1e3",
+            "+1",
+            "92233720368547758.08",
+        ] {
+            assert!(parse_cents(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn counts_are_whole() {
+        assert_eq!(parse_count("1234"), Ok(1234));
+        assert_eq!(parse_count("12.0"), Ok(12));
+        for bad in ["12.5", "-1", "", "x"] {
+            assert!(parse_count(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn action(t: &str, v: &str) -> ActionStat {
+        ActionStat {
+            action_type: t.into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn the_event_total_wins_over_the_pixel_and_the_pixel_fills_in() {
+        let actions = vec![
+            action("offsite_conversion.fb_pixel_purchase", "3"),
+            action("purchase", "4"),
+            action("offsite_conversion.fb_pixel_add_to_cart", "9"),
+            action("link_click", "50"),
+        ];
+        assert_eq!(action_value(&actions, "purchase"), Some("4"));
+        assert_eq!(action_value(&actions, "add_to_cart"), Some("9"));
+        assert_eq!(action_value(&actions, "view_content"), None);
+    }
+}
