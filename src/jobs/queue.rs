@@ -212,6 +212,15 @@ impl JobQueue {
         self.sender.capacity()
     }
 
+    /// No id waits in the channel or in the dispatcher's hand: this process has nothing queued
+    /// of its own to run next.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_channel
+            .lock()
+            .map(|set| set.is_empty())
+            .unwrap_or(false)
+    }
+
     fn mark_in_channel(&self, record_id: i64) -> bool {
         self.in_channel
             .lock()

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::queue::JobQueue;
@@ -57,6 +57,8 @@ struct Context {
     running: Arc<Mutex<HashSet<i64>>>,
     faults: Arc<TaskFaults>,
     metrics: Metrics,
+    /// Signalled each time a job gives its slot back, so the sweeper refills it at once.
+    slot_freed: Arc<Notify>,
 }
 
 /// The task that hands queued job ids to workers, as `/health` names it.
@@ -105,6 +107,7 @@ impl JobRuntime {
             running: Arc::default(),
             faults,
             metrics,
+            slot_freed: Arc::default(),
         };
         let stop = CancellationToken::new();
         let hard_stop = CancellationToken::new();
@@ -228,6 +231,7 @@ async fn dispatch(
                 Err(e) => tracing::warn!(job.record = record_id, error = %e, "could not claim job"),
             }
             drop(slot);
+            ctx.slot_freed.notify_one();
         });
     }
     if stop.is_cancelled() {
@@ -529,7 +533,7 @@ async fn sweep(
 ) {
     let mut last_prune: Option<Instant> = None;
     let mut failing = false;
-    loop {
+    'sweeping: loop {
         // One line when sweeping starts failing and one when it recovers, not one per poll.
         match sweep_once(&ctx, &stop, &slots, &hard_stop, &mut last_prune).await {
             Err(e) if !failing => {
@@ -542,11 +546,34 @@ async fn sweep(
             }
             _ => {}
         }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = ctx.faults.armed(SWEEPER) => panic!("injected sweeper crash"),
-            _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
+        let next_sweep = tokio::time::Instant::now() + ctx.settings.poll_interval;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break 'sweeping,
+                _ = ctx.faults.armed(SWEEPER) => panic!("injected sweeper crash"),
+                _ = tokio::time::sleep_until(next_sweep) => break,
+                _ = ctx.slot_freed.notified() => refill_freed_slots(&ctx, &slots, &hard_stop).await,
+            }
         }
+    }
+}
+
+/// On PostgreSQL, a slot a finished job gave back is refilled from the table at once when this
+/// instance has nothing of its own waiting: without it an instance would take at most its free
+/// slots once per `jobs.poll_interval`, and a tick bigger than the channel (or queued by another
+/// instance) would crawl at `concurrency` jobs per poll. Failures wait for the next full sweep.
+async fn refill_freed_slots(ctx: &Context, slots: &Arc<Semaphore>, hard_stop: &CancellationToken) {
+    if ctx.db.backend_name() != "postgres" || !ctx.queue.is_idle() || slots.available_permits() == 0
+    {
+        return;
+    }
+    let refilled = async {
+        let mut conn = ctx.db.conn().await?;
+        claim_or_offer_due(ctx, &mut conn, slots, hard_stop).await
+    }
+    .await;
+    if let Err(e) = refilled {
+        tracing::debug!(error = %e, "could not refill a freed job slot; the next sweep will");
     }
 }
 
@@ -631,6 +658,7 @@ async fn claim_or_offer_due(
         tokio::spawn(async move {
             run_claimed(&ctx, record, &hard_stop).await;
             drop(slot);
+            ctx.slot_freed.notify_one();
         });
     }
     Ok(())
