@@ -103,7 +103,7 @@ impl Application {
             pipeline.clone(),
             queue.clone(),
             receiver,
-            RuntimeSettings::from(&settings.jobs),
+            RuntimeSettings::from(&settings.jobs).with_raw_retention(settings.stats.raw_retention),
             tasks.clone(),
             faults.clone(),
             metrics.clone(),

@@ -19,6 +19,7 @@ mod outage;
 mod pipeline;
 mod reads;
 mod resilience;
+mod retention;
 mod scheduler;
 mod schema;
 mod vm;
