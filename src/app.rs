@@ -118,7 +118,8 @@ impl Application {
             metrics.clone(),
             runtime.worker().to_string(),
             settings.jobs.rescue_after,
-        );
+        )
+        .with_lookback_days(settings.stats.lookback_days);
         let scheduler_stop = CancellationToken::new();
         let scheduler_task = settings.scheduler.enabled.then(|| {
             let (scheduler, stop, faults) =
