@@ -25,6 +25,7 @@ use crate::timezones::set_timezone;
 on_both_backends!(
     lookback_is_queued_once_per_connection_and_local_day,
     racing_ticks_queue_one_lookback,
+    a_tick_that_fails_to_record_its_jobs_leaves_the_lookback_due,
     with_latest_a_resynced_day_holds_the_fresh_snapshot,
     no_lookback_when_it_is_off,
 );
@@ -158,6 +159,55 @@ async fn racing_ticks_queue_one_lookback(backend: Backend) {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.lookback + b.lookback, 6, "{a:?} {b:?}");
     assert_eq!(lookback_jobs(&app.jobs().await).len(), 6);
+    app.shutdown().await;
+}
+
+async fn execute(conn: &mut DbConn, sql: &str) {
+    db_run!(conn, { diesel::sql_query(sql).execute(conn).await }).expect(sql);
+}
+
+async fn a_tick_that_fails_to_record_its_jobs_leaves_the_lookback_due(backend: Backend) {
+    let app = spawn_two_zones(backend).await;
+    let mut conn = app.conn().await;
+    // Every job INSERT fails, after the tick has claimed the lookback in the same transaction.
+    match backend {
+        Backend::Sqlite => {
+            execute(
+                &mut conn,
+                "CREATE TRIGGER no_jobs BEFORE INSERT ON sync_jobs \
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            )
+            .await
+        }
+        Backend::Postgres => {
+            execute(
+                &mut conn,
+                "CREATE FUNCTION no_jobs() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql",
+            )
+            .await;
+            execute(
+                &mut conn,
+                "CREATE TRIGGER no_jobs BEFORE INSERT ON sync_jobs \
+                 FOR EACH ROW EXECUTE FUNCTION no_jobs()",
+            )
+            .await
+        }
+    }
+    let now = at(11, 28, 10, 0);
+    assert!(app.app().scheduler().tick(now).await.is_err());
+    // Rolled back with the jobs: the day is not taken as done.
+    assert_eq!(marker(&mut conn, "akl-conn").await, None);
+    assert_eq!(marker(&mut conn, "lax-conn").await, None);
+    let drop_trigger = match backend {
+        Backend::Sqlite => "DROP TRIGGER no_jobs",
+        Backend::Postgres => "DROP TRIGGER no_jobs ON sync_jobs",
+    };
+    execute(&mut conn, drop_trigger).await;
+    let s = app.app().scheduler().tick(now).await.unwrap();
+    assert_eq!(s.lookback, 6, "{s:?}");
+    assert_eq!(marker(&mut conn, "akl-conn").await, Some(day(11, 28)));
+    drop(conn);
     app.shutdown().await;
 }
 
