@@ -387,15 +387,11 @@ pub fn parse_zone(name: &str) -> Option<Tz> {
 }
 
 /// The date at `now` in the zone named `zone`. An unknown name counts as UTC, with a warning
-/// naming `owner`: one bad row must not stop the tick for everyone (the CLI that writes zones
+/// naming `owner` (a connection, or a seller): one bad row must not stop the tick for everyone (the CLI that writes zones
 /// validates them; this guards against rows written by hand).
 pub fn local_today(now: DateTime<Utc>, zone: &str, owner: &str) -> NaiveDate {
     let tz = parse_zone(zone).unwrap_or_else(|| {
-        tracing::warn!(
-            connection = owner,
-            timezone = zone,
-            "unknown time zone; using UTC"
-        );
+        tracing::warn!(owner, timezone = zone, "unknown time zone; using UTC");
         chrono_tz::UTC
     });
     now.with_timezone(&tz).date_naive()

@@ -3,9 +3,9 @@
 //! Without a date, "today" is the local date of each of the seller's ACTIVE ad connections: a
 //! seller whose connections sit in zones on different dates gets one job set per distinct date.
 
-use actix_web::{web, HttpResponse};
 use std::collections::BTreeSet;
 
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Months, NaiveDate, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
