@@ -103,7 +103,7 @@ impl Application {
             pipeline.clone(),
             queue.clone(),
             receiver,
-            RuntimeSettings::from(&settings.jobs),
+            RuntimeSettings::from(&settings.jobs).with_raw_retention(settings.stats.raw_retention),
             tasks.clone(),
             faults.clone(),
             metrics.clone(),
@@ -118,7 +118,8 @@ impl Application {
             metrics.clone(),
             runtime.worker().to_string(),
             settings.jobs.rescue_after,
-        );
+        )
+        .with_lookback_days(settings.stats.lookback_days);
         let scheduler_stop = CancellationToken::new();
         let scheduler_task = settings.scheduler.enabled.then(|| {
             let (scheduler, stop, faults) =

@@ -222,7 +222,19 @@ pub enum Aggregation {
 #[serde(deny_unknown_fields)]
 pub struct StatsSettings {
     pub aggregation: Aggregation,
+    /// Days before each connection's local today re-synced once a day, so conversions the
+    /// provider attributes late land in the daily rows; 0 turns it off. Needs `latest`.
+    pub lookback_days: u32,
+    /// Raw rows fetched longer ago than this are deleted by the sweeper, in small batches; the
+    /// daily and sellpage rows they were folded into are kept.
+    #[serde(with = "duration")]
+    pub raw_retention: Duration,
 }
+
+/// The shortest `stats.raw_retention` accepted: a job folds the raw rows it fetched a moment
+/// ago, and rows of today and yesterday must outlive any run still in flight (retries, a
+/// lookback) with room to spare.
+pub const MIN_RAW_RETENTION: Duration = Duration::from_secs(2 * 86_400);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -465,6 +477,7 @@ impl Settings {
             ));
         }
         nonzero("database.connect_timeout", self.database.connect_timeout)?;
+        self.validate_stats()?;
         self.dashboard.validate()?;
         if self.server.host.trim().is_empty() {
             return Err(ConfigError::new("server.host", "is empty"));
@@ -495,6 +508,35 @@ impl Settings {
             ));
         }
         self.check_jwt_secret()
+    }
+
+    /// `stats.lookback_days` within one job's range and only with `latest`; `stats.raw_retention`
+    /// long enough that no fold in flight can lose its rows.
+    fn validate_stats(&self) -> Result<(), ConfigError> {
+        let most = crate::pipeline::MAX_RANGE_DAYS;
+        if i64::from(self.stats.lookback_days) > most {
+            return Err(ConfigError::new(
+                "stats.lookback_days",
+                format!("must be at most {most} (one job's range), or 0 for no lookback"),
+            ));
+        }
+        // Under `sum` a re-synced day adds the fresh snapshot to what it already holds: every
+        // lookback would inflate the last N days again. Refused rather than warned about, since
+        // the damage is silent and cannot be undone from the daily rows.
+        if self.stats.lookback_days > 0 && self.stats.aggregation == Aggregation::Sum {
+            return Err(ConfigError::new(
+                "stats.lookback_days",
+                "needs stats.aggregation = \"latest\": under \"sum\" each re-sync would add the \
+                 day's numbers again",
+            ));
+        }
+        if self.stats.raw_retention < MIN_RAW_RETENTION {
+            return Err(ConfigError::new(
+                "stats.raw_retention",
+                "must be at least 2d, so the raw rows of today's syncs are never deleted",
+            ));
+        }
+        Ok(())
     }
 
     /// Fails closed: a service others can reach (any address but loopback), or one in production
@@ -689,6 +731,37 @@ mod tests {
         assert_eq!(s.jobs.concurrency, 5);
         assert_eq!(s.stats.aggregation, Aggregation::Sum);
         assert_eq!(s.jobs.timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn stats_defaults_and_their_limits() {
+        let s = Settings::defaults_with(|_| {}).unwrap();
+        assert_eq!(s.stats.lookback_days, 0);
+        assert_eq!(s.stats.raw_retention, Duration::from_secs(35 * 86_400));
+        let key = |adjust: fn(&mut Settings)| Settings::defaults_with(adjust).map_err(|e| e.key);
+        // A lookback only makes sense where a re-synced day replaces the old snapshot.
+        assert_eq!(
+            key(|s| s.stats.lookback_days = 3).unwrap_err(),
+            "stats.lookback_days"
+        );
+        assert!(key(|s| {
+            s.stats.aggregation = Aggregation::Latest;
+            s.stats.lookback_days = 93;
+        })
+        .is_ok());
+        assert_eq!(
+            key(|s| {
+                s.stats.aggregation = Aggregation::Latest;
+                s.stats.lookback_days = 94;
+            })
+            .unwrap_err(),
+            "stats.lookback_days"
+        );
+        assert_eq!(
+            key(|s| s.stats.raw_retention = Duration::from_secs(86_400)).unwrap_err(),
+            "stats.raw_retention"
+        );
+        assert!(key(|s| s.stats.raw_retention = MIN_RAW_RETENTION).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod error;
 pub mod jobs;
 pub mod models;
 pub mod reads;
+pub mod retention;
 pub mod schema;
 pub mod stats;
 pub mod ticks;

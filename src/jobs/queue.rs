@@ -121,6 +121,35 @@ impl JobQueue {
         Ok(enqueued)
     }
 
+    /// Like [`JobQueue::enqueue_nowait`], with the requests decided by `plan` inside the
+    /// transaction that records them: whatever `plan` writes (the scheduler's lookback markers)
+    /// commits with the jobs or not at all. `plan` also returns a value for the caller.
+    pub async fn enqueue_nowait_planned<T, F>(
+        &self,
+        trigger: Trigger,
+        plan: F,
+    ) -> Result<(Vec<Enqueued>, T), EnqueueError>
+    where
+        F: AsyncFnOnce(&mut db::DbConn) -> Result<(Vec<SyncRequest>, T), EnqueueError>,
+    {
+        let mut conn = self.db.conn().await?;
+        let now = db::now_utc();
+        let max_attempts = self.max_attempts;
+        let (enqueued, value) = conn
+            .transaction(async |conn: &mut db::DbConn| {
+                let (requests, value) = plan(conn).await?;
+                let enqueued =
+                    Self::record_each(conn, &requests, trigger, max_attempts, now).await?;
+                Ok::<_, EnqueueError>((enqueued, value))
+            })
+            .await?;
+        drop(conn);
+        for job in enqueued.iter().filter(|j| j.created) {
+            self.offer(job.record.id);
+        }
+        Ok((enqueued, value))
+    }
+
     /// Runs a FAILED record again (the operator's Retry): back to QUEUED with its attempts reset,
     /// unless a record with the same job id is already active (dedup), then offered to the
     /// workers like a scheduled job; when the channel is full the sweeper delivers it.

@@ -29,6 +29,15 @@ pub struct RuntimeSettings {
     pub retention: Duration,
     pub poll_interval: Duration,
     pub rescue_after: Duration,
+    /// `stats.raw_retention`: raw rows fetched longer ago are deleted by the sweeper.
+    pub raw_retention: Duration,
+}
+
+impl RuntimeSettings {
+    pub fn with_raw_retention(mut self, raw_retention: Duration) -> Self {
+        self.raw_retention = raw_retention;
+        self
+    }
 }
 
 impl From<&crate::config::JobSettings> for RuntimeSettings {
@@ -41,6 +50,8 @@ impl From<&crate::config::JobSettings> for RuntimeSettings {
             retention: s.retention,
             poll_interval: s.poll_interval,
             rescue_after: s.rescue_after,
+            // The shipped default until the caller passes `stats.raw_retention`.
+            raw_retention: Duration::from_secs(35 * 86_400),
         }
     }
 }
@@ -522,8 +533,16 @@ impl Drop for RunningGuard {
     }
 }
 
-/// How often finished records are pruned.
+/// How often finished records and old raw rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// When the sweeper last pruned, and whether old raw rows were left for the next poll.
+#[derive(Default)]
+struct Prunes {
+    jobs: Option<Instant>,
+    raw: Option<Instant>,
+    raw_backlog: bool,
+}
 
 async fn sweep(
     ctx: Context,
@@ -531,11 +550,11 @@ async fn sweep(
     slots: Arc<Semaphore>,
     hard_stop: CancellationToken,
 ) {
-    let mut last_prune: Option<Instant> = None;
+    let mut prunes = Prunes::default();
     let mut failing = false;
     'sweeping: loop {
         // One line when sweeping starts failing and one when it recovers, not one per poll.
-        match sweep_once(&ctx, &stop, &slots, &hard_stop, &mut last_prune).await {
+        match sweep_once(&ctx, &stop, &slots, &hard_stop, &mut prunes).await {
             Err(e) if !failing => {
                 tracing::warn!(error = %e, "job sweep failed; retrying every poll interval");
                 failing = true;
@@ -582,7 +601,7 @@ async fn sweep_once(
     stop: &CancellationToken,
     slots: &Arc<Semaphore>,
     hard_stop: &CancellationToken,
-    last_prune: &mut Option<Instant>,
+    prunes: &mut Prunes,
 ) -> Result<(), DbError> {
     let mut conn = ctx.db.conn().await?;
     let rescued = db::jobs::rescue_orphans(&mut conn, ctx.settings.rescue_after).await?;
@@ -592,15 +611,47 @@ async fn sweep_once(
     if !stop.is_cancelled() {
         claim_or_offer_due(ctx, &mut conn, slots, hard_stop).await?;
     }
-    if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+    if prunes.jobs.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
         let now = db::now_utc();
         let before = now - chrono::Duration::from_std(ctx.settings.retention).unwrap_or_default();
         let pruned = db::jobs::prune(&mut conn, before).await?;
         if pruned > 0 {
             tracing::info!(pruned, "pruned finished job records");
         }
-        *last_prune = Some(Instant::now());
+        prunes.jobs = Some(Instant::now());
     }
+    // A backlog (the first run after an upgrade, a long outage) goes a few batches per poll,
+    // each its own short statement, so syncs keep writing in between.
+    if prunes.raw_backlog || prunes.raw.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+        prune_raw(ctx, &mut conn, prunes).await?;
+    }
+    Ok(())
+}
+
+/// Deletes raw rows fetched before `stats.raw_retention`, a bounded number of small batches.
+async fn prune_raw(
+    ctx: &Context,
+    conn: &mut db::DbConn,
+    prunes: &mut Prunes,
+) -> Result<(), DbError> {
+    use db::retention::{RAW_BATCHES_PER_SWEEP, RAW_DELETE_BATCH};
+    let retention =
+        chrono::Duration::from_std(ctx.settings.raw_retention).unwrap_or(chrono::Duration::MAX);
+    let Some(before) = db::now_utc().checked_sub_signed(retention) else {
+        return Ok(());
+    };
+    let pruned =
+        db::retention::prune_raw(conn, before, RAW_DELETE_BATCH, RAW_BATCHES_PER_SWEEP).await?;
+    if pruned.deleted > 0 {
+        tracing::info!(
+            deleted = pruned.deleted,
+            batches = pruned.batches,
+            more = pruned.more,
+            "deleted raw rows past stats.raw_retention"
+        );
+    }
+    prunes.raw = Some(Instant::now());
+    prunes.raw_backlog = pruned.more;
     Ok(())
 }
 

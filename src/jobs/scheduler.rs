@@ -1,4 +1,8 @@
-//! The cron scheduler: on each tick, one sync job per eligible seller and level for today.
+//! The cron scheduler: on each tick, one sync job per eligible seller and level for today, where
+//! "today" is the local date of each of the seller's ACTIVE ad connections (`ad_connections.
+//! timezone`); `scheduler.timezone` only evaluates the cron expression. With
+//! `stats.lookback_days` = N > 0, the first tick of each connection's local day also queues one
+//! job per level over the N days before it (late conversions), once per connection and day.
 //!
 //! It only enqueues. Ticks run one after another: a slow tick delays the next instead of
 //! overlapping it, and jobs still active from the previous tick are absorbed by deduplication.
@@ -8,10 +12,11 @@
 //! an instance that died is taken over and done again by another (deduplication makes the redo
 //! add only the jobs the dead instance had not recorded).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use cron::Schedule;
 use serde::Serialize;
@@ -19,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{EnqueueError, JobQueue, Trigger};
 use super::supervisor::TaskFaults;
+use crate::db::catalog::ScheduledConnection;
 use crate::db::{self, Db};
 use crate::domain::Level;
 use crate::pipeline::SyncRequest;
@@ -46,6 +52,8 @@ pub struct TickSummary {
     pub sellers: usize,
     pub enqueued: usize,
     pub deduplicated: usize,
+    /// Lookback jobs among them (created or deduplicated).
+    pub lookback: usize,
 }
 
 #[derive(Clone)]
@@ -60,6 +68,8 @@ pub struct Scheduler {
     instance: String,
     /// A tick unfinished for this long is taken to be abandoned (`jobs.rescue_after`).
     rescue_after: Duration,
+    /// `stats.lookback_days`; 0: no lookback.
+    lookback_days: u32,
 }
 
 impl Scheduler {
@@ -88,14 +98,22 @@ impl Scheduler {
             metrics,
             instance,
             rescue_after,
+            lookback_days: 0,
         }
+    }
+
+    /// Re-syncs the `days` days before each connection's local today once a day (0: never).
+    pub fn with_lookback_days(mut self, days: u32) -> Self {
+        self.lookback_days = days;
+        self
     }
 
     pub fn status(&self) -> SchedulerStatus {
         self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// "Today" for scheduled syncs and for manual ones without a date.
+    /// The date in `scheduler.timezone` (the dashboard's charts, the demo). Syncs are dated by
+    /// their connections' zones instead, see [`local_today`].
     pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
         now.with_timezone(&self.timezone).date_naive()
     }
@@ -115,34 +133,34 @@ impl Scheduler {
         now: DateTime<Utc>,
         started: Instant,
     ) -> Result<TickSummary, EnqueueError> {
-        let today = self.today(now);
-        let sellers = {
+        let connections = {
             let mut conn = self.db.conn().await?;
-            db::catalog::eligible_seller_ids(&mut conn).await?
+            db::catalog::scheduled_connections(&mut conn).await?
         };
-        let requests: Vec<SyncRequest> = sellers
-            .iter()
-            .flat_map(|seller| {
-                Level::ALL.map(|level| SyncRequest::one_day(seller.clone(), level, today))
-            })
-            .collect();
-        let enqueued = self
+        let plan = TickPlan::new(&connections, now, self.lookback_days);
+        let (enqueued, lookback) = self
             .queue
-            .enqueue_nowait(&requests, Trigger::Schedule)
+            .enqueue_nowait_planned(Trigger::Schedule, async |conn: &mut db::DbConn| {
+                plan.requests(conn).await
+            })
             .await?;
         let created = enqueued.iter().filter(|e| e.created).count();
         let summary = TickSummary {
-            sellers: sellers.len(),
+            sellers: plan.sellers,
             enqueued: created,
             deduplicated: enqueued.len() - created,
+            lookback,
         };
         if let Ok(mut status) = self.status.write() {
             status.last_tick = Some(now);
             status.last_tick_duration = Some(started.elapsed());
         }
+        let dates: BTreeSet<NaiveDate> = plan.today.iter().map(|(_, d)| *d).collect();
+        let dates: Vec<String> = dates.iter().map(NaiveDate::to_string).collect();
         tracing::info!(
-            date = %today, sellers = summary.sellers, jobs_enqueued = summary.enqueued,
-            jobs_deduplicated = summary.deduplicated, duration_ms = started.elapsed().as_millis() as u64,
+            dates = %dates.join(","), sellers = summary.sellers, jobs_enqueued = summary.enqueued,
+            jobs_deduplicated = summary.deduplicated, lookback_jobs = summary.lookback,
+            duration_ms = started.elapsed().as_millis() as u64,
             "scheduler tick"
         );
         Ok(summary)
@@ -278,6 +296,109 @@ impl Scheduler {
             tracing::error!(error = %e, "scheduler tick failed");
         }
     }
+}
+
+/// What one tick asks for, worked out from the connections read before its transaction.
+struct TickPlan {
+    sellers: usize,
+    /// (seller, local today): one job per level each.
+    today: BTreeSet<(String, NaiveDate)>,
+    /// Connections whose lookback is due, by their local today, with their seller.
+    lookback_due: BTreeMap<NaiveDate, Vec<(String, String)>>,
+    lookback_days: u32,
+}
+
+impl TickPlan {
+    fn new(connections: &[ScheduledConnection], now: DateTime<Utc>, lookback_days: u32) -> Self {
+        let mut today = BTreeSet::new();
+        let mut lookback_due: BTreeMap<NaiveDate, Vec<(String, String)>> = BTreeMap::new();
+        let mut sellers = BTreeSet::new();
+        for c in connections {
+            let date = connection_today(now, c);
+            sellers.insert(c.seller_id.as_str());
+            today.insert((c.seller_id.clone(), date));
+            // The marker is compared, not trusted: a day already done, or a later one (the zone
+            // was moved west), queues nothing.
+            if lookback_days > 0 && c.lookback_queued_on.is_none_or(|d| d < date) {
+                lookback_due
+                    .entry(date)
+                    .or_default()
+                    .push((c.connection_id.clone(), c.seller_id.clone()));
+            }
+        }
+        Self {
+            sellers: sellers.len(),
+            today,
+            lookback_due,
+            lookback_days,
+        }
+    }
+
+    /// Inside the enqueue transaction: claims the due lookbacks (only connections this
+    /// transaction marks get one) and returns today's requests plus the lookback ones, and how
+    /// many of them are lookback jobs.
+    async fn requests(
+        &self,
+        conn: &mut db::DbConn,
+    ) -> Result<(Vec<SyncRequest>, usize), EnqueueError> {
+        let mut requests: Vec<SyncRequest> = self
+            .today
+            .iter()
+            .flat_map(|(seller, date)| {
+                Level::ALL.map(|level| SyncRequest::one_day(seller.clone(), level, *date))
+            })
+            .collect();
+        let mut ranges = BTreeSet::new();
+        for (date, due) in &self.lookback_due {
+            let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
+            let claimed: BTreeSet<String> = db::catalog::claim_lookback(conn, *date, &ids)
+                .await?
+                .into_iter()
+                .collect();
+            let (Some(from), Some(to)) = (
+                date.checked_sub_days(Days::new(u64::from(self.lookback_days))),
+                date.pred_opt(),
+            ) else {
+                continue;
+            };
+            for (id, seller) in due {
+                if claimed.contains(id) {
+                    // Connections of one seller in the same zone share one job set.
+                    ranges.insert((seller.clone(), from, to));
+                }
+            }
+        }
+        let lookback = ranges.len() * Level::ALL.len();
+        for (seller, from, to) in ranges {
+            requests.extend(Level::ALL.map(|level| SyncRequest {
+                seller_id: seller.clone(),
+                level,
+                date_from: from,
+                date_to: to,
+            }));
+        }
+        Ok((requests, lookback))
+    }
+}
+
+/// The time zone named `name`, or `None` when it is not an IANA name.
+pub fn parse_zone(name: &str) -> Option<Tz> {
+    name.trim().parse().ok()
+}
+
+/// The date at `now` in the zone named `zone`. An unknown name counts as UTC, with a warning
+/// naming `owner` (a connection, or a seller): one bad row must not stop the tick for everyone (the CLI that writes zones
+/// validates them; this guards against rows written by hand).
+pub fn local_today(now: DateTime<Utc>, zone: &str, owner: &str) -> NaiveDate {
+    let tz = parse_zone(zone).unwrap_or_else(|| {
+        tracing::warn!(owner, timezone = zone, "unknown time zone; using UTC");
+        chrono_tz::UTC
+    });
+    now.with_timezone(&tz).date_naive()
+}
+
+fn connection_today(now: DateTime<Utc>, c: &ScheduledConnection) -> NaiveDate {
+    local_today(now, &c.timezone, &c.connection_id)
 }
 
 /// A mark as `scheduler_ticks` keys it: UTC at the microsecond precision both backends keep, so

@@ -40,6 +40,17 @@ async fn bad_configuration_exits_2_naming_the_key() {
     )
     .await;
     config_error(&[("ADS_STATS_JOBS__CONCURENCY", "3")], "jobs.concurency").await;
+    // A lookback under `sum` would add re-synced days again: refused, not warned about.
+    config_error(
+        &[("ADS_STATS_STATS__LOOKBACK_DAYS", "3")],
+        "stats.lookback_days",
+    )
+    .await;
+    config_error(
+        &[("ADS_STATS_STATS__RAW_RETENTION", "1d")],
+        "stats.raw_retention",
+    )
+    .await;
     config_error(
         &[("ADS_STATS_SCHEDULER__CRON", "every 5 minutes")],
         "scheduler.cron",

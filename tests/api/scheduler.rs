@@ -1,4 +1,4 @@
-//! The scheduler enqueues today's jobs for eligible sellers only, never piles up, and runs on its
+//! The scheduler enqueues today's jobs (today in each connection's zone) for eligible sellers only, never piles up, and runs on its
 //! cron schedule.
 
 use std::time::Duration;
@@ -8,6 +8,7 @@ use chrono::{TimeZone, Utc};
 
 use crate::helpers::{add_seller, app, merge, seller_catalog, Backend, TestProvider};
 use crate::on_both_backends;
+use crate::timezones::set_timezone;
 
 on_both_backends!(
     ticks_enqueue_for_eligible_sellers_only,
@@ -22,10 +23,10 @@ async fn ticks_enqueue_for_eligible_sellers_only(backend: Backend) {
     let app = app(backend)
         .with_catalog(c)
         .with_provider(provider)
-        .with_settings(|s| s.scheduler.timezone = "Pacific/Auckland".into())
         .spawn()
         .await;
     let mut conn = app.conn().await;
+    set_timezone(&mut conn, "good-conn", "Pacific/Auckland").await;
     catalog::set_status(&mut conn, HierarchyTable::Sellers, "suspended", "SUSPENDED")
         .await
         .unwrap();
@@ -54,7 +55,7 @@ async fn ticks_enqueue_for_eligible_sellers_only(backend: Backend) {
         assert_eq!(
             j.date_from.to_string(),
             "2026-11-29",
-            "today in scheduler.timezone"
+            "today in the connection's time zone"
         );
         assert!(j.job_id.starts_with("sync__good__2026-11-29__2026-11-29__"));
     }

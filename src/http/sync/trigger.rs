@@ -1,7 +1,12 @@
 //! `POST /api/ads-manager/sync`: enqueue a sync of the caller's stats for one day.
+//!
+//! Without a date, "today" is the local date of each of the seller's ACTIVE ad connections: a
+//! seller whose connections sit in zones on different dates gets one job set per distinct date.
+
+use std::collections::BTreeSet;
 
 use actix_web::{web, HttpResponse};
-use chrono::{Months, NaiveDate, Utc};
+use chrono::{DateTime, Months, NaiveDate, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -9,13 +14,14 @@ use crate::db;
 use crate::domain::{parse_day, Level};
 use crate::http::auth::AuthenticatedSeller;
 use crate::http::{ApiError, AppState};
+use crate::jobs::scheduler::local_today;
 use crate::jobs::Trigger;
 use crate::pipeline::SyncRequest;
 
 /// How far back a manual sync may reach; providers keep about three years.
 const MAX_MONTHS_BACK: u32 = 37;
 
-/// The optional body: which day to sync (default: today in `scheduler.timezone`).
+/// The optional body: which day to sync (default: today in the seller's ad connections' zones).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
@@ -24,7 +30,8 @@ pub struct TriggerBody {
     date: Option<String>,
 }
 
-/// The jobs queued (or already active) for the request: CAMPAIGN, ADSET and AD.
+/// The jobs queued (or already active) for the request: CAMPAIGN, ADSET and AD, for each date
+/// synced (one date, unless the seller's connections are on different local dates).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncAccepted {
@@ -36,7 +43,7 @@ pub struct SyncAccepted {
     post,
     path = "/api/ads-manager/sync",
     tag = "sync",
-    request_body(content = Option<TriggerBody>, description = "Optional; an empty body means today"),
+    request_body(content = Option<TriggerBody>, description = "Optional; an empty body means today in each of the seller's ad connections' time zones"),
     responses(
         (status = 202, description = "Queued, or the same jobs are still active", body = SyncAccepted),
         (status = 400, description = "`invalid_body`, `invalid_date` or `date_out_of_range`", body = crate::http::ErrorBody),
@@ -67,26 +74,57 @@ pub async fn trigger_sync(
     let body = tokio::time::timeout(state.body_timeout, read_body(payload, state.max_body_bytes))
         .await
         .map_err(|_| ApiError::RequestTimeout)??;
-    let today = state.scheduler.today(Utc::now());
-    let date = match body.date {
-        Some(text) => validate_date(&text, today)?,
-        None => today,
-    };
+    // The shape is checked before any database work; the range needs the seller's zones.
+    if let Some(text) = &body.date {
+        parse_day(text).map_err(|why| ApiError::bad_request("invalid_date", why))?;
+    }
+    let now = Utc::now();
     let (db, queue, seller) = (state.db.clone(), state.queue.clone(), seller_id.clone());
-    let enqueued = state
+    let (enqueued, dates) = state
         .on_main_runtime(async move {
+            let todays = {
+                let mut conn = db.conn().await?;
+                let zones = db::catalog::seller_timezones(&mut conn, &seller).await?;
+                local_todays(now, &zones, &seller)
+            };
+            let dates = match &body.date {
+                // Up to tomorrow in the seller's easternmost zone.
+                Some(text) => {
+                    let latest = todays.last().copied().unwrap_or(now.date_naive());
+                    vec![validate_date(text, latest)?]
+                }
+                None => todays,
+            };
             check_seller(&db, &seller).await?;
-            let requests =
-                Level::ALL.map(|level| SyncRequest::one_day(seller.clone(), level, date));
-            Ok(queue.enqueue(&requests, Trigger::Manual).await?)
+            let requests: Vec<SyncRequest> = dates
+                .iter()
+                .flat_map(|date| {
+                    Level::ALL.map(|level| SyncRequest::one_day(seller.clone(), level, *date))
+                })
+                .collect();
+            Ok((queue.enqueue(&requests, Trigger::Manual).await?, dates))
         })
         .await?;
     let job_ids: Vec<&str> = enqueued.iter().map(|e| e.record.job_id.as_str()).collect();
     let created = enqueued.iter().filter(|e| e.created).count();
-    tracing::info!(seller.id = %seller_id, date = %date, jobs_created = created, "manual sync accepted");
+    let dates: Vec<String> = dates.iter().map(NaiveDate::to_string).collect();
+    tracing::info!(seller.id = %seller_id, date = %dates.join(","), jobs_created = created, "manual sync accepted");
     Ok(HttpResponse::Accepted().json(SyncAccepted {
         job_ids: job_ids.into_iter().map(str::to_string).collect(),
     }))
+}
+
+/// The distinct local dates at `now` of the zones, ascending; UTC's date when there is none (a
+/// seller without an active connection, refused afterwards). Never empty.
+fn local_todays(now: DateTime<Utc>, zones: &[String], seller_id: &str) -> Vec<NaiveDate> {
+    let mut dates: BTreeSet<NaiveDate> = zones
+        .iter()
+        .map(|zone| local_today(now, zone, &format!("seller {seller_id}")))
+        .collect();
+    if dates.is_empty() {
+        dates.insert(now.date_naive());
+    }
+    dates.into_iter().collect()
 }
 
 /// The seller exists, is active, and has something to sync.
@@ -166,6 +204,29 @@ mod tests {
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 28).unwrap()
+    }
+
+    #[test]
+    fn todays_are_the_distinct_local_dates_of_the_zones() {
+        use chrono::TimeZone;
+        // 11:30 UTC on 28 November: 29 November in Auckland (UTC+13), 28th in Los Angeles
+        // (UTC-8) and London; a zone nobody knows counts as UTC.
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 11, 30, 0).unwrap();
+        let zones = [
+            "Pacific/Auckland".to_string(),
+            "America/Los_Angeles".to_string(),
+            "Europe/London".to_string(),
+            "Mars/Olympus_Mons".to_string(),
+        ];
+        let d = |day| NaiveDate::from_ymd_opt(2026, 11, day).unwrap();
+        assert_eq!(local_todays(now, &zones, "s"), vec![d(28), d(29)]);
+        assert_eq!(local_todays(now, &[], "s"), vec![d(28)]);
+        let late = Utc.with_ymd_and_hms(2026, 11, 29, 5, 0, 0).unwrap();
+        assert_eq!(
+            local_todays(late, &zones[1..2], "s"),
+            vec![d(28)],
+            "21:00 on the 28th in Los Angeles"
+        );
     }
 
     fn code(r: Result<NaiveDate, ApiError>) -> &'static str {

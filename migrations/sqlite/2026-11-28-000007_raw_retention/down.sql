@@ -1,0 +1,1 @@
+DROP INDEX ix_ad_stats_raw_fetched_at;
