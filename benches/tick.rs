@@ -330,6 +330,16 @@ impl Scratch {
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .await
                     .expect("create database");
+                // Where the time goes: every statement with its duration in the server's log.
+                if std::env::var_os("BENCH_LOG_STATEMENTS").is_some() {
+                    admin(server)
+                        .await
+                        .batch_execute(&format!(
+                            "ALTER DATABASE {name} SET log_min_duration_statement = 0"
+                        ))
+                        .await
+                        .expect("log statements");
+                }
                 (with_database(server, &name), name)
             }
             Backend::Sqlite => {

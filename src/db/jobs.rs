@@ -316,6 +316,24 @@ pub async fn claim_due(
 
 /// Marks the leased run SUCCEEDED with its row counts. `false` when the lease was lost (the record
 /// was rescued or released meanwhile): the caller must then roll back the run's writes.
+/// For a queued job's write transaction on PostgreSQL: its COMMIT returns without waiting for
+/// the WAL flush (`SET LOCAL synchronous_commit = off`, this transaction only).
+///
+/// Why that keeps exactly-once: the claim that made the record RUNNING committed durably before
+/// (an ordinary commit), and the stats and the SUCCEEDED mark are one transaction, so a server
+/// crash can lose only the whole of it. The record is then back to RUNNING under this instance,
+/// which no longer beats its heartbeat (the job left its running set), so the sweeper takes it
+/// back after `jobs.rescue_after` and runs it again: counted once, as after any crash between
+/// claim and commit. What a crash can undo is a SUCCEEDED a reader already saw. Enqueues, claims
+/// and failure marks keep durable commits: an accepted job is never lost. SQLite: no-op.
+pub async fn commit_without_waiting_for_flush(conn: &mut DbConn) -> QueryResult<()> {
+    use diesel_async::SimpleAsyncConnection;
+    match conn {
+        DbConn::Postgres(c) => c.batch_execute("SET LOCAL synchronous_commit = off").await,
+        DbConn::Sqlite(_) => Ok(()),
+    }
+}
+
 pub async fn mark_succeeded(
     conn: &mut DbConn,
     lease: &Lease,

@@ -379,6 +379,9 @@ async fn write_tiers(
 ) -> Result<SyncSummary, PipelineError> {
     let request = &fetched.request;
     let now = db::now_utc();
+    if lease.is_some() {
+        db::jobs::commit_without_waiting_for_flush(conn).await?;
+    }
     let raw_rows = db::stats::insert_raw(conn, &fetched.rows).await?;
     if faults.trip(FaultPoint::AfterRawInsert) {
         return Err(PipelineError::Injected(FaultPoint::AfterRawInsert));

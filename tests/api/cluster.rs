@@ -21,6 +21,7 @@ on_both_backends!(
     a_finished_job_shows_the_instance_that_ran_it,
     an_abandoned_tick_is_redone_by_another_instance,
     a_tick_with_a_heartbeat_is_not_taken_over,
+    a_job_whose_success_commit_was_lost_is_run_again_and_counted_once,
 );
 
 /// A QUEUED record of `seller`'s CAMPAIGN sync for today, due at `run_at`.
@@ -636,4 +637,64 @@ async fn most_running_per_instance(db: Db, stop: tokio_util::sync::CancellationT
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     most
+}
+
+/// A job's write transaction commits without waiting for the WAL flush on PostgreSQL
+/// (`synchronous_commit = off`), so a server crash may lose that commit, stats and SUCCEEDED mark
+/// together. What is left is the state right after the claim: RUNNING under an instance that
+/// thinks the job done and no longer beats its heartbeat. That record must be taken back and run
+/// again by the same live instance, and its stats counted exactly once.
+async fn a_job_whose_success_commit_was_lost_is_run_again_and_counted_once(backend: Backend) {
+    use diesel::sql_types::{BigInt, Text, Timestamp};
+    use diesel_async::RunQueryDsl;
+
+    let catalog = seller_catalog("s1");
+    let app = app(backend)
+        .with_catalog(catalog.clone())
+        .with_settings(|s| {
+            s.scheduler.enabled = false;
+            s.jobs.rescue_after = Duration::from_millis(800);
+            s.jobs.poll_interval = Duration::from_millis(100);
+        })
+        .spawn()
+        .await;
+    let instance = app.app().instance().to_string();
+    let claimed_at = db::now_utc() - chrono::Duration::seconds(5);
+    let mut lost = queued("s1", claimed_at);
+    lost.status = "RUNNING".into();
+    lost.attempts = 1;
+    let mut pooled = app.db.conn().await.unwrap();
+    let (job, _) = db::jobs::enqueue(&mut pooled, &lost).await.unwrap();
+    let conn = &mut pooled;
+    ads_stats::db_run!(conn, {
+        diesel::sql_query(
+            "UPDATE sync_jobs SET locked_by = $1, heartbeat_at = $2, started_at = $2 WHERE id = $3",
+        )
+        .bind::<Text, _>(&instance)
+        .bind::<Timestamp, _>(claimed_at)
+        .bind::<BigInt, _>(job.id)
+        .execute(conn)
+        .await
+    })
+    .unwrap();
+    drop(pooled);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let done = loop {
+        let now = record(&app.db, job.id).await;
+        if now.status == "SUCCEEDED" || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done.status, "SUCCEEDED", "{done:#?}");
+    assert!(
+        done.started_at > Some(claimed_at),
+        "taken back and started again: {done:#?}"
+    );
+    assert_eq!(done.locked_by.as_deref(), Some(instance.as_str()));
+    let books = crate::helpers::assert_books_balance(&app.db, &catalog).await;
+    assert_eq!(books.jobs, 1, "{books}");
+    assert!(books.raw_rows > 0, "{books}");
+    app.shutdown().await;
 }
