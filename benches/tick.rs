@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Options: --sellers N (1000), --slow-sellers N (200), --latency D (200ms), --load-seconds S (10),
-//! --enqueue-sellers N (100000), --skip-sqlite, --skip-slow, --skip-enqueue, --skip-load.
+//! --enqueue-sellers N (100000), --instances LIST (1,3: PostgreSQL instance counts), --ticks N (2),
+//! --skip-sqlite, --skip-slow, --skip-enqueue, --skip-load.
 //! Without BENCH_DATABASE_URL only SQLite is measured. Each scenario gets a database of its own
 //! (dropped afterwards), so `pg_stat_database` counts only its commits. Targets are printed next
 //! to the figures; nothing here asserts them.
@@ -53,6 +54,9 @@ struct Options {
     latency: Duration,
     load_seconds: u64,
     enqueue_sellers: usize,
+    /// Instance counts to run the PostgreSQL ticks with.
+    instances: Vec<usize>,
+    ticks: usize,
     sqlite: bool,
     slow: bool,
     enqueue: bool,
@@ -67,6 +71,8 @@ impl Options {
             latency: Duration::from_millis(200),
             load_seconds: 10,
             enqueue_sellers: 100_000,
+            instances: vec![1, 3],
+            ticks: 2,
             sqlite: true,
             slow: true,
             enqueue: true,
@@ -98,6 +104,13 @@ impl Options {
                 "--latency" => {
                     o.latency = parse_duration(&value("--latency")).unwrap_or_else(|e| fail(&e))
                 }
+                "--instances" => {
+                    o.instances = value("--instances")
+                        .split(',')
+                        .map(|n| number(n.trim().to_string(), "--instances"))
+                        .collect()
+                }
+                "--ticks" => o.ticks = number(value("--ticks"), "--ticks").min(2),
                 "--skip-sqlite" => o.sqlite = false,
                 "--skip-slow" => o.slow = false,
                 "--skip-enqueue" => o.enqueue = false,
@@ -162,13 +175,13 @@ async fn run(o: Options) {
             f.print(&format!("{} floor, tick {}", backend.name(), i + 1), None);
         }
         let instance_counts: &[usize] = match backend {
-            Backend::Postgres(_) => &[1, 3],
+            Backend::Postgres(_) => &o.instances,
             Backend::Sqlite => &[1],
         };
         for &instances in instance_counts {
             let scratch = Scratch::create(backend).await;
             scratch.seed(o.sellers).await;
-            let ticks = service_ticks(&scratch, instances, Duration::ZERO, 2).await;
+            let ticks = service_ticks(&scratch, instances, Duration::ZERO, o.ticks).await;
             scratch.drop_it().await;
             for (i, t) in ticks.iter().enumerate() {
                 t.print(
