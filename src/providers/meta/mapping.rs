@@ -128,16 +128,14 @@ pub fn parse_count(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("`{text}` is too large"))
 }
 
-/// A decimal amount in the account currency ("12.34") in hundredths, exactly: digits are read as
-/// digits, never through a float. Beyond two decimals it rounds half away from zero.
+/// A non-negative decimal amount in the account currency ("12.34") in hundredths, exactly: digits
+/// are read as digits, never through a float. Beyond two decimals it rounds half up. Spend and
+/// purchase value cannot be negative (a refund is not reported this way): a `-` is refused rather
+/// than written as money that would subtract from sellpage totals.
 pub fn parse_cents(text: &str) -> Result<i64, String> {
     let text = text.trim();
-    let bad = || format!("`{text}` is not a decimal amount");
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let bad = || format!("`{text}` is not a non-negative decimal amount");
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty()
         || !whole.bytes().all(|b| b.is_ascii_digit())
         || !frac.bytes().all(|b| b.is_ascii_digit())
@@ -146,13 +144,12 @@ pub fn parse_cents(text: &str) -> Result<i64, String> {
     }
     let digit = |i: usize| frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
     let round_up = i64::from(digit(2) >= 5);
-    let cents = whole
+    whole
         .parse::<i64>()
         .ok()
         .and_then(|w| w.checked_mul(100))
         .and_then(|c| c.checked_add(digit(0) * 10 + digit(1) + round_up))
-        .ok_or_else(|| format!("`{text}` is too large"))?;
-    Ok(if negative { -cents } else { cents })
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[cfg(test)]
@@ -167,7 +164,6 @@ mod tests {
         assert_eq!(parse_cents("0.29"), Ok(29), "0.29 as f64 * 100 is 28.999…");
         assert_eq!(parse_cents("1.005"), Ok(101));
         assert_eq!(parse_cents("1.0049"), Ok(100));
-        assert_eq!(parse_cents("-2.50"), Ok(-250));
         assert_eq!(parse_cents("92233720368547758.07"), Ok(i64::MAX));
         for bad in [
             "",
@@ -177,6 +173,8 @@ mod tests {
             "abc",
             "1e3",
             "+1",
+            "-2.50",
+            "-0",
             "92233720368547758.08",
         ] {
             assert!(parse_cents(bad).is_err(), "{bad}");
@@ -210,5 +208,25 @@ mod tests {
         assert_eq!(action_value(&actions, "purchase"), Some("4"));
         assert_eq!(action_value(&actions, "add_to_cart"), Some("9"));
         assert_eq!(action_value(&actions, "view_content"), None);
+    }
+
+    #[test]
+    fn negative_spend_or_purchase_value_is_refused() {
+        let row = |spend: &str, value: &str| InsightRow {
+            campaign_id: Some("1".into()),
+            adset_id: None,
+            ad_id: None,
+            date_start: "2026-11-20".into(),
+            spend: Some(spend.into()),
+            impressions: None,
+            inline_link_clicks: None,
+            actions: vec![action("purchase", "1")],
+            action_values: vec![action("purchase", value)],
+        };
+        assert_eq!(row("1.50", "9.99").metrics().unwrap().revenue_cents, 999);
+        let e = row("-1.50", "9.99").metrics().unwrap_err();
+        assert!(e.starts_with("spend"), "{e}");
+        let e = row("1.50", "-9.99").metrics().unwrap_err();
+        assert!(e.contains("action_values"), "{e}");
     }
 }
