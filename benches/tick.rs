@@ -11,7 +11,7 @@
 //! 5. POST /api/ads-manager/sync under `wrk` with every seller's token while the jobs run.
 //!
 //!     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench tick
-//!     ... cargo bench --bench tick -- --sellers 10000 --skip-sqlite
+//!    ... cargo bench --bench tick -- --sellers 10000 --skip-sqlite
 //!
 //! Options: --sellers N (1000), --slow-sellers N (200), --latency D (200ms), --load-seconds S (10),
 //! --enqueue-sellers N (100000), --skip-sqlite, --skip-slow, --skip-enqueue, --skip-load.
@@ -193,7 +193,7 @@ async fn run(o: Options) {
     }
 
     if o.slow {
-        if let Some(Backend::Postgres(_)) = backends.iter().next() {
+        if let Some(Backend::Postgres(_)) = backends.as_slice().first() {
             let backend = &backends[0];
             println!(
                 "\n== Slow provider: mock.latency = {:?}, {} sellers ({} jobs), PostgreSQL ==",
@@ -238,7 +238,7 @@ async fn run(o: Options) {
     }
 
     if o.load {
-        match backends.iter().next() {
+        match backends.as_slice().first() {
             Some(backend @ Backend::Postgres(_)) => {
                 println!(
                     "\n== POST /api/ads-manager/sync under wrk: {} sellers' tokens, 16 connections, {} s, PostgreSQL ==",
