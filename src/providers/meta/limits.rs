@@ -150,11 +150,17 @@ mod tests {
 
     #[test]
     fn huge_or_infinite_waits_are_a_day_not_a_panic() {
-        for (minutes, seconds) in [("\"inf\"", "1e300"), ("1e300", "\"inf\""), ("\"NaN\"", "-5")] {
+        for (minutes, seconds) in [
+            ("\"inf\"", "1e300"),
+            ("1e300", "\"inf\""),
+            ("\"NaN\"", "-5"),
+        ] {
             let h = headers(&[
                 (
                     BUSINESS_USE_CASE_USAGE,
-                    &format!(r#"{{"1":[{{"call_count":80,"estimated_time_to_regain_access":{minutes}}}]}}"#),
+                    &format!(
+                        r#"{{"1":[{{"call_count":80,"estimated_time_to_regain_access":{minutes}}}]}}"#
+                    ),
                 ),
                 (
                     AD_ACCOUNT_USAGE,
@@ -162,7 +168,11 @@ mod tests {
                 ),
             ]);
             let u = Usage::from_headers(&h);
-            let expected = if minutes.contains("NaN") { Duration::ZERO } else { MAX_PAUSE };
+            let expected = if minutes.contains("NaN") {
+                Duration::ZERO
+            } else {
+                MAX_PAUSE
+            };
             assert_eq!(u.regain_after, expected, "{minutes} {seconds}");
         }
     }
