@@ -342,6 +342,7 @@ on_both_backends!(
     a_repeated_next_page_fails_the_job,
     a_rejected_request_fails_at_once,
     an_expired_token_marks_only_the_token_that_failed,
+    one_meta_id_on_two_entities_fails_the_job,
     an_expired_token_fails_the_job_and_stops_the_connection,
     a_server_error_then_success_writes_once,
     a_slow_answer_past_the_timeout_is_retried,
@@ -1564,4 +1565,39 @@ async fn an_expired_token_marks_only_the_token_that_failed(backend: Backend) {
     );
     drop(conn);
     drop(db);
+}
+
+/// cmp-2 carries cmp-1's Meta id with a space around it (trimmed, it is the same id): the job
+/// fails naming the id instead of giving one of them zeros or both the same numbers.
+async fn one_meta_id_on_two_entities_fails_the_job(backend: Backend) {
+    let graph = FakeGraph::start(|_, _, _| {
+        Reply::json(
+            200,
+            serde_json::json!({"data": [row(("campaign_id", "120001"), "2026-11-20", "1.00", "10", "1")]}),
+        )
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    catalog::set_external_id(
+        &mut app.conn().await,
+        HierarchyTable::Campaigns,
+        "s1-cmp-2",
+        Some(" 120001 "),
+    )
+    .await
+    .unwrap();
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("FAILED", 1),
+        "{jobs:#?}"
+    );
+    assert_eq!(
+        jobs[0].last_error.as_deref(),
+        Some("the stats provider answered with unexpected data")
+    );
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
+    drop(app.shutdown().await);
 }
