@@ -13,7 +13,7 @@ use crate::db::{self, Db};
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
     /// Read an access token from stdin and store it sealed with meta.token_key (AES-256-GCM).
-    /// An EXPIRED connection becomes ACTIVE again.
+    /// An EXPIRED connection becomes ACTIVE again; any other status (REVOKED, …) is kept.
     SetToken {
         #[arg(long, value_name = "ID")]
         connection: String,
@@ -71,29 +71,16 @@ async fn set_token(settings: &Settings, connection: &str) -> Result<(), CommandE
         .map_err(failed)?;
     let db = open(settings).await?;
     let mut conn = db.conn().await.map_err(failed)?;
-    let status = known(&mut conn, connection).await?;
-    db::connections::set_sealed_token(&mut conn, connection, &sealed)
+    let (before, after) = db::connections::store_token(&mut conn, connection, &sealed)
         .await
-        .map_err(failed)?;
-    let reactivated = status == db::connections::EXPIRED;
-    if reactivated {
-        db::catalog::set_status(
-            &mut conn,
-            db::catalog::HierarchyTable::AdConnections,
-            connection,
-            "ACTIVE",
-        )
-        .await
-        .map_err(failed)?;
-    }
-    println!(
-        "access token stored sealed for connection {connection}{}",
-        if reactivated {
-            " (EXPIRED → ACTIVE)"
-        } else {
-            ""
-        }
-    );
+        .map_err(failed)?
+        .ok_or_else(|| CommandError::Usage(format!("no connection with id {connection}")))?;
+    let note = if before == after {
+        format!(" (status {after})")
+    } else {
+        format!(" ({before} → {after})")
+    };
+    println!("access token stored sealed for connection {connection}{note}");
     Ok(())
 }
 

@@ -124,11 +124,20 @@ impl MetaSettings {
                  ADS_STATS_META__TOKEN_KEY to `openssl rand -base64 32`",
             ));
         }
+        // The access token travels in a header: plain http only to this machine (a local fake).
         let url = self.base_url.trim();
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 9 {
+        let parsed = reqwest::Url::parse(url).ok().filter(|u| u.has_host());
+        let Some(parsed) = parsed.filter(|u| matches!(u.scheme(), "https" | "http")) else {
             return Err(ConfigError::new(
                 "meta.base_url",
-                "must be an http:// or https:// URL, e.g. https://graph.facebook.com",
+                "must be an https:// URL, e.g. https://graph.facebook.com",
+            ));
+        };
+        if parsed.scheme() == "http" && !is_loopback_host(parsed.host_str().unwrap_or_default()) {
+            return Err(ConfigError::new(
+                "meta.base_url",
+                "must be https:// (plain http:// only to a loopback host such as 127.0.0.1): \
+                 the access token would cross the network unencrypted",
             ));
         }
         let version = self.api_version.trim();

@@ -14,6 +14,8 @@ use crate::domain::AdAccount;
 /// The status a connection takes when the provider says its token expired or was revoked; the
 /// scheduler and the delivering queries only take `ACTIVE` connections, so it stops syncing.
 pub const EXPIRED: &str = "EXPIRED";
+/// The status of a connection that syncs.
+pub const ACTIVE: &str = "ACTIVE";
 
 type Row = (
     String,
@@ -98,13 +100,61 @@ pub async fn set_timezone(
     })
 }
 
-/// Marks the connection `EXPIRED` (the provider rejected its token).
-pub async fn mark_expired(conn: &mut DbConn, connection_id: &str) -> QueryResult<usize> {
+/// Marks the connection `EXPIRED` (the provider rejected its token), but only while it is
+/// `ACTIVE` and still holds `sealed`, the token the rejected request used: a token stored by
+/// `set-token` meanwhile, or a `REVOKED` connection, stays as it is. The number of rows changed.
+pub async fn mark_expired(
+    conn: &mut DbConn,
+    connection_id: &str,
+    sealed: &str,
+) -> QueryResult<usize> {
     db_run!(conn, {
-        diesel::update(c::table.find(connection_id))
-            .set(c::status.eq(EXPIRED))
-            .execute(conn)
-            .await
+        diesel::update(
+            c::table
+                .find(connection_id)
+                .filter(c::status.eq(ACTIVE))
+                .filter(c::access_token_enc.eq(sealed)),
+        )
+        .set(c::status.eq(EXPIRED))
+        .execute(conn)
+        .await
+    })
+}
+
+/// Stores a sealed token and, when the connection was `EXPIRED`, makes it `ACTIVE` again, in one
+/// transaction. Any other status (`REVOKED`, …) is left alone. The status before and after, or
+/// `None` when there is no such connection.
+pub async fn store_token(
+    conn: &mut DbConn,
+    connection_id: &str,
+    sealed: &str,
+) -> QueryResult<Option<(String, String)>> {
+    conn.transaction(async |conn: &mut DbConn| {
+        let Some(before) = status(conn, connection_id).await? else {
+            return Ok(None);
+        };
+        set_sealed_token(conn, connection_id, sealed).await?;
+        db_run!(conn, {
+            diesel::update(c::table.find(connection_id).filter(c::status.eq(EXPIRED)))
+                .set(c::status.eq(ACTIVE))
+                .execute(conn)
+                .await
+        })?;
+        let after = status(conn, connection_id).await?.unwrap_or_default();
+        Ok(Some((before, after)))
+    })
+    .await
+}
+
+/// "Now" as job claiming sees it: the database's clock on PostgreSQL (claims compare `run_at`
+/// with it), this machine's on SQLite. A pause compared on another clock than the claim would
+/// have a deferred job claimed and deferred again and again while the clocks differ.
+pub async fn clock(conn: &mut DbConn) -> QueryResult<NaiveDateTime> {
+    db_run!(conn, postgres {
+        diesel::select(diesel::dsl::now).get_result(conn).await
+    }, sqlite {
+        let _ = conn;
+        Ok(super::now_utc())
     })
 }
 

@@ -310,9 +310,13 @@ async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationT
                 .job_finished(&record.level, JobOutcome::LeaseLost, elapsed);
             Ok(true)
         }
-        Outcome::Deferred { public, until } => {
+        Outcome::Deferred {
+            public,
+            detail,
+            until,
+        } => {
             tracing::info!(
-                job.id = %record.job_id, run_at = %until,
+                job.id = %record.job_id, job.attempt = record.attempts, run_at = %until, reason = %detail,
                 "ad account paused by the provider's limits; job waits without using an attempt"
             );
             ctx.metrics
@@ -426,6 +430,7 @@ enum Outcome {
     /// not counted.
     Deferred {
         public: String,
+        detail: String,
         until: chrono::NaiveDateTime,
     },
     /// `public` is what the job record shows the seller; `detail` goes to the log only.
@@ -441,10 +446,15 @@ enum Outcome {
 
 impl Outcome {
     fn failed(error: &PipelineError) -> Self {
-        if let PipelineError::Paused { until } = error {
+        // A paused account (nothing asked), or one the provider throttled with a known pause
+        // (the request was refused, not answered wrongly): the job waits for the pause without
+        // using an attempt. The pause is at least `MIN_PAUSE` and every deferral logs a line, so
+        // a throttled account neither spins nor waits silently.
+        if let Some(until) = error.defer_until() {
             return Outcome::Deferred {
                 public: error.public_message().to_string(),
-                until: *until,
+                detail: error.to_string(),
+                until,
             };
         }
         Outcome::Failed {

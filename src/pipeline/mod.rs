@@ -106,8 +106,22 @@ impl PipelineError {
                         | ProviderError::NotConnected { .. }
                         | ProviderError::Rejected(_)
                         | ProviderError::Malformed(_)
+                        | ProviderError::Settings(_)
                 )
         )
+    }
+
+    /// When the job should wait for the end of an ad account's pause instead of failing an
+    /// attempt: the account was paused (nothing asked), or the provider throttled it with a
+    /// known pause (it refused to answer; the answer is not at fault).
+    pub fn defer_until(&self) -> Option<NaiveDateTime> {
+        match self {
+            PipelineError::Paused { until }
+            | PipelineError::Provider(ProviderError::Throttled {
+                until: Some(until), ..
+            }) => Some(*until),
+            _ => None,
+        }
     }
 
     /// The earliest a retry may run: the end of the pause the provider announced.
@@ -142,6 +156,9 @@ impl PipelineError {
             }
             PipelineError::Provider(ProviderError::Request(_)) => {
                 "the stats provider request failed"
+            }
+            PipelineError::Provider(ProviderError::Settings(_)) => {
+                "the stats provider is not configured correctly"
             }
             PipelineError::Paused { .. } => {
                 "the ad account is paused by the stats provider's usage limit; the job waits"
@@ -209,7 +226,7 @@ impl Pipeline {
                 "a job covers 1 to {MAX_RANGE_DAYS} days, not {days}"
             )));
         }
-        let (entities, accounts) = {
+        let (entities, accounts, now) = {
             let mut conn = self.db.conn().await?;
             let entities =
                 entities::delivering_entities(&mut conn, &request.seller_id, request.level)
@@ -218,10 +235,13 @@ impl Pipeline {
             let accounts = db::connections::active_accounts(&mut conn, &request.seller_id)
                 .await
                 .map_err(DbError::from)?;
-            (entities, accounts)
+            let now = db::connections::clock(&mut conn)
+                .await
+                .map_err(DbError::from)?;
+            (entities, accounts, now)
         };
         let (entities, accounts) = self.served(request, entities, accounts);
-        let now = db::now_utc();
+        // On the clock job claims use, so a job deferred to `until` is not claimed early.
         if let Some(until) = accounts
             .iter()
             .filter_map(|a| a.paused_until)
@@ -241,8 +261,11 @@ impl Pipeline {
                 entities: &entities,
                 accounts: &accounts,
             };
-            match self.provider.fetch(&asked).await {
-                Ok(stats) => stats,
+            match self.provider.fetch_readings(&asked).await {
+                Ok(readings) => {
+                    self.record_pauses(&readings.pauses).await;
+                    readings.stats
+                }
                 Err(e) => return Err(self.provider_failed(e).await),
             }
         };
@@ -338,9 +361,22 @@ impl Pipeline {
                     db::connections::pause_until(&mut conn, connection_id, *until).await?;
                     tracing::warn!(connection.id = %connection_id, paused_until = %until, "ad account paused by the provider's limits");
                 }
-                ProviderError::TokenExpired { connection_id, .. } => {
-                    db::connections::mark_expired(&mut conn, connection_id).await?;
-                    tracing::warn!(connection.id = %connection_id, "access token expired or revoked; connection marked EXPIRED");
+                ProviderError::TokenExpired {
+                    connection_id,
+                    sealed_token,
+                    ..
+                } => {
+                    let marked = db::connections::mark_expired(
+                        &mut conn,
+                        connection_id,
+                        sealed_token.expose(),
+                    )
+                    .await?;
+                    if marked == 1 {
+                        tracing::warn!(connection.id = %connection_id, "access token expired or revoked; connection marked EXPIRED");
+                    } else {
+                        tracing::warn!(connection.id = %connection_id, "access token expired or revoked, but the connection has a new token or is no longer ACTIVE; status left as it is");
+                    }
                 }
                 _ => {}
             }
@@ -351,6 +387,27 @@ impl Pipeline {
             tracing::error!(error = %db_error, "could not record the provider's verdict on a connection");
         }
         PipelineError::Provider(e)
+    }
+
+    /// Records the pauses a complete answer asked for (usage near the limit on its last page):
+    /// the data is kept, the account's next jobs wait. A failure to record is logged only; the
+    /// next answer's usage headers will say the same.
+    async fn record_pauses(&self, pauses: &[crate::providers::AccountPause]) {
+        if pauses.is_empty() {
+            return;
+        }
+        let recorded = async {
+            let mut conn = self.db.conn().await?;
+            for p in pauses {
+                db::connections::pause_until(&mut conn, &p.connection_id, p.until).await?;
+                tracing::warn!(connection.id = %p.connection_id, paused_until = %p.until, "ad account near the provider's usage limit; its next jobs wait");
+            }
+            Ok::<_, DbError>(())
+        }
+        .await;
+        if let Err(db_error) = recorded {
+            tracing::error!(error = %db_error, "could not record an ad account's pause");
+        }
     }
 
     /// Writes the three tiers in one transaction; with a lease, the job's SUCCEEDED mark commits

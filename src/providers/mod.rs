@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-use crate::config::{ProviderKind, Settings};
+use crate::config::{ProviderKind, Secret, Settings};
 use crate::domain::{AdAccount, EntityBudget, Level, Metrics};
 
 pub use meta::MetaProvider;
@@ -59,9 +59,12 @@ pub enum ProviderError {
         detail: String,
     },
     /// The access token expired or was revoked (Meta code 190): only a new token helps.
+    /// `sealed_token` is the stored (sealed) token the request used: the connection is marked
+    /// EXPIRED only while it still holds that one (a `set-token` meanwhile wins).
     #[error("access token of connection {connection_id} expired or was revoked: {detail}")]
     TokenExpired {
         connection_id: String,
+        sealed_token: Secret,
         detail: String,
     },
     /// The connection cannot be asked at all: no token stored, no key to open it, or a stored
@@ -78,6 +81,24 @@ pub enum ProviderError {
     /// The provider answered with something that breaks its documented shape.
     #[error("provider answered wrongly: {0}")]
     Malformed(String),
+    /// The provider's settings cannot be used (found when it is built, at start-up).
+    #[error("provider settings: {0}")]
+    Settings(String),
+}
+
+/// A provider's readings, and the ad accounts its answers asked to pause although the data came
+/// in complete (usage near the limit on the last page): later jobs of those accounts wait.
+#[derive(Debug, Default)]
+pub struct Readings {
+    pub stats: Vec<ProviderStat>,
+    pub pauses: Vec<AccountPause>,
+}
+
+/// An ad account (its connection) to pause until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountPause {
+    pub connection_id: String,
+    pub until: NaiveDateTime,
 }
 
 /// A source of ad statistics.
@@ -95,6 +116,15 @@ pub trait StatProvider: Send + Sync {
     /// Readings for every entity of the request on every day of its range: exactly one per
     /// entity and day (a day without delivery is a reading of zeros), nothing else.
     async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError>;
+
+    /// [`StatProvider::fetch`] with the pauses the answers asked for; what the pipeline calls.
+    /// Providers without usage limits keep the default (no pauses).
+    async fn fetch_readings(&self, request: &FetchRequest<'_>) -> Result<Readings, ProviderError> {
+        Ok(Readings {
+            stats: self.fetch(request).await?,
+            pauses: Vec::new(),
+        })
+    }
 }
 
 /// The provider chosen by `provider` in the settings.
@@ -129,6 +159,11 @@ impl<P: StatProvider> StatProvider for Delayed<P> {
     async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError> {
         tokio::time::sleep(self.latency).await;
         self.inner.fetch(request).await
+    }
+
+    async fn fetch_readings(&self, request: &FetchRequest<'_>) -> Result<Readings, ProviderError> {
+        tokio::time::sleep(self.latency).await;
+        self.inner.fetch_readings(request).await
     }
 }
 

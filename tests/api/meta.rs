@@ -335,7 +335,14 @@ async fn raw(app: &TestApp, level: &str, entity: &str, date: &str) -> Vec<RawSta
 on_both_backends!(
     two_pages_map_to_the_cent,
     throttling_pauses_the_account_without_a_hot_loop,
-    usage_past_the_threshold_pauses_before_the_limit,
+    usage_past_the_threshold_on_the_last_page_keeps_the_rows,
+    usage_past_the_threshold_mid_query_defers_the_job,
+    throttling_without_usage_headers_pauses_for_the_minimum,
+    deleted_and_archived_objects_are_asked_for,
+    a_repeated_next_page_fails_the_job,
+    a_rejected_request_fails_at_once,
+    an_expired_token_marks_only_the_token_that_failed,
+    one_meta_id_on_two_entities_fails_the_job,
     an_expired_token_fails_the_job_and_stops_the_connection,
     a_server_error_then_success_writes_once,
     a_slow_answer_past_the_timeout_is_retried,
@@ -558,7 +565,7 @@ async fn throttling_pauses_the_account_without_a_hot_loop(backend: Backend) {
                     "(#80000) There have been too many calls from this ad-account.",
                 ),
             )
-            .header("X-Business-Use-Case-Usage", usage_header(100, 1))
+            .header("X-Business-Use-Case-Usage", usage_header(100, 2))
         } else {
             empty_page()
         }
@@ -569,25 +576,26 @@ async fn throttling_pauses_the_account_without_a_hot_loop(backend: Backend) {
     enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
     let jobs = app
         .wait_for_jobs(Duration::from_secs(10), |j| {
-            j.len() == 1 && j[0].status == "QUEUED" && j[0].attempts == 1
+            j.len() == 1 && j[0].status == "QUEUED" && j[0].last_error.is_some()
         })
         .await;
     assert_eq!(
         jobs[0].last_error.as_deref(),
         Some("the stats provider limited our requests")
     );
+    assert_eq!(
+        jobs[0].attempts, 0,
+        "a throttled run waits; it uses no attempt"
+    );
     let (status, _, paused_until) = connection_row(&app.db).await;
     assert_eq!(status, "ACTIVE");
     let paused_until = paused_until.expect("the account is paused");
     let ahead = (paused_until - started).num_seconds();
     assert!(
-        (55..=65).contains(&ahead),
-        "paused for the announced minute: {ahead}s"
+        (115..=125).contains(&ahead),
+        "paused for the announced 2 minutes, not MIN_PAUSE: {ahead}s"
     );
-    assert!(
-        jobs[0].run_at >= paused_until,
-        "the retry waits for the pause"
-    );
+    assert_eq!(jobs[0].run_at, paused_until, "the job waits for the pause");
 
     // Another job of the paused account waits without asking Meta or using an attempt.
     enqueue(&app, Level::Adset, "2026-11-20", "2026-11-20").await;
@@ -617,7 +625,7 @@ async fn throttling_pauses_the_account_without_a_hot_loop(backend: Backend) {
             job(&jobs, "CAMPAIGN").status.as_str(),
             job(&jobs, "CAMPAIGN").attempts
         ),
-        ("SUCCEEDED", 2)
+        ("SUCCEEDED", 1)
     );
     assert_eq!(
         (
@@ -630,22 +638,108 @@ async fn throttling_pauses_the_account_without_a_hot_loop(backend: Backend) {
     drop(app.shutdown().await);
 }
 
-async fn usage_past_the_threshold_pauses_before_the_limit(backend: Backend) {
-    // A good answer, but the account is at 90% of its allowance (threshold 75%), reset in 2 min.
-    let graph = FakeGraph::start(|n, _, _| {
-        let page = Reply::json(
+/// The only page is in and complete, but the account is at 90.5% of its allowance (threshold
+/// 75%), reset in 2 minutes: the rows are kept and the account's next job waits for the pause.
+async fn usage_past_the_threshold_on_the_last_page_keeps_the_rows(backend: Backend) {
+    let graph = FakeGraph::start(|_, _, _| {
+        Reply::json(
             200,
             serde_json::json!({"data": [row(("campaign_id", "120001"), "2026-11-20", "1.00", "10", "1")]}),
-        );
-        if n == 0 {
-            page.header(
-                "X-Ad-Account-Usage",
-                serde_json::json!({"acc_id_util_pct": 90.5, "reset_time_duration": 120,
-                    "ads_api_access_tier": "standard_access"}),
-            )
+        )
+        .header(
+            "X-Ad-Account-Usage",
+            serde_json::json!({"acc_id_util_pct": 90.5, "reset_time_duration": 120,
+                "ads_api_access_tier": "standard_access"}),
+        )
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    let started = db::now_utc();
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("SUCCEEDED", 1),
+        "{jobs:#?}"
+    );
+    assert_eq!(
+        raw(&app, "CAMPAIGN", "s1-cmp-1", "2026-11-20").await[0].spend_cents,
+        100
+    );
+    let (_, _, paused_until) = connection_row(&app.db).await;
+    let paused_until = paused_until.expect("the account is paused for later jobs");
+    let ahead = (paused_until - started).num_seconds();
+    assert!((115..=125).contains(&ahead), "{ahead}s");
+
+    enqueue(&app, Level::Adset, "2026-11-20", "2026-11-20").await;
+    let jobs = app
+        .wait_for_jobs(Duration::from_secs(10), |j| {
+            j.iter()
+                .any(|j| j.level == "ADSET" && j.last_error.is_some())
+        })
+        .await;
+    let adset = job(&jobs, "ADSET");
+    assert_eq!((adset.status.as_str(), adset.attempts), ("QUEUED", 0));
+    assert_eq!(adset.run_at, paused_until);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(graph.requests(), 1, "nothing asked while paused");
+    drop(app.shutdown().await);
+}
+
+/// Page 1 of 2 comes with usage past the threshold: the query stops before the limit, the job
+/// waits for the pause without using an attempt, and then reads both pages.
+async fn usage_past_the_threshold_mid_query_defers_the_job(backend: Backend) {
+    let graph = FakeGraph::start(|n, seen, base| {
+        let usage = if n == 0 { 90.5 } else { 3.0 };
+        let body = if seen.query.contains_key("after") {
+            serde_json::json!({"data": [row(("campaign_id", "120002"), "2026-11-20", "2.00", "20", "2")]})
         } else {
-            page.header("X-Ad-Account-Usage", serde_json::json!({"acc_id_util_pct": 3}))
-        }
+            serde_json::json!({"data": [row(("campaign_id", "120001"), "2026-11-20", "1.00", "10", "1")],
+                "paging": {"next": format!("{base}{}?after=P2", seen.path)}})
+        };
+        Reply::json(200, body).header(
+            "X-Ad-Account-Usage",
+            serde_json::json!({"acc_id_util_pct": usage, "reset_time_duration": 120}),
+        )
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    let jobs = app
+        .wait_for_jobs(Duration::from_secs(10), |j| {
+            j[0].status == "QUEUED" && j[0].last_error.is_some()
+        })
+        .await;
+    assert_eq!(jobs[0].attempts, 0);
+    let (_, _, paused_until) = connection_row(&app.db).await;
+    assert_eq!(Some(jobs[0].run_at), paused_until);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(graph.requests(), 1, "page 2 waits for the pause");
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
+    end_the_pause(&app.db).await;
+    app.wait_until_idle(Duration::from_secs(20)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("SUCCEEDED", 1)
+    );
+    assert_eq!(graph.requests(), 3);
+    assert_eq!(
+        raw(&app, "CAMPAIGN", "s1-cmp-2", "2026-11-20").await[0].spend_cents,
+        200
+    );
+    drop(app.shutdown().await);
+}
+
+/// Code 4 (the app's limit) without usage headers: no time announced, the account still pauses
+/// for MIN_PAUSE and the job waits.
+async fn throttling_without_usage_headers_pauses_for_the_minimum(backend: Backend) {
+    let graph = FakeGraph::start(|_, _, _| {
+        Reply::json(
+            400,
+            graph_error(4, 1504022, "(#4) Application request limit reached"),
+        )
     })
     .await;
     let app = meta_app(backend, &graph).await;
@@ -653,27 +747,16 @@ async fn usage_past_the_threshold_pauses_before_the_limit(backend: Backend) {
     enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
     let jobs = app
         .wait_for_jobs(Duration::from_secs(10), |j| {
-            j[0].attempts == 1 && j[0].status == "QUEUED"
+            j[0].status == "QUEUED" && j[0].last_error.is_some()
         })
         .await;
-    let (_, _, paused_until) = connection_row(&app.db).await;
+    assert_eq!(jobs[0].attempts, 0);
+    let (status, _, paused_until) = connection_row(&app.db).await;
+    assert_eq!(status, "ACTIVE");
     let ahead = (paused_until.expect("paused") - started).num_seconds();
-    assert!((115..=125).contains(&ahead), "{ahead}s");
-    assert!(jobs[0].run_at >= paused_until.unwrap());
+    assert!((55..=65).contains(&ahead), "MIN_PAUSE: {ahead}s");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(graph.requests(), 1);
-    assert_eq!(
-        app.tier_counts(SELLER).await,
-        (0, 0, 0),
-        "the stopped attempt wrote nothing"
-    );
-    end_the_pause(&app.db).await;
-    app.wait_until_idle(Duration::from_secs(20)).await;
-    assert_eq!(app.jobs().await[0].status, "SUCCEEDED");
-    assert_eq!(
-        raw(&app, "CAMPAIGN", "s1-cmp-1", "2026-11-20").await[0].spend_cents,
-        100
-    );
+    assert_eq!(graph.requests(), 1, "no hot loop");
     drop(app.shutdown().await);
 }
 
@@ -1007,9 +1090,14 @@ async fn connection_commands_seal_the_token_and_set_the_time_zone(backend: Backe
         "nothing stored by the failures"
     );
 
-    connections::mark_expired(&mut db.conn().await.unwrap(), CONNECTION)
-        .await
-        .unwrap();
+    catalog::set_status(
+        &mut db.conn().await.unwrap(),
+        HierarchyTable::AdConnections,
+        CONNECTION,
+        "EXPIRED",
+    )
+    .await
+    .unwrap();
     let out = run_with_stdin(&set_token(CONNECTION), &envs, &format!("{TOKEN}\n")).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!text(&out).contains(TOKEN));
@@ -1027,6 +1115,32 @@ async fn connection_commands_seal_the_token_and_set_the_time_zone(backend: Backe
             .expose(),
         TOKEN
     );
+    // A REVOKED connection takes the token but stays REVOKED: set-token only reconnects EXPIRED.
+    catalog::set_status(
+        &mut db.conn().await.unwrap(),
+        HierarchyTable::AdConnections,
+        CONNECTION,
+        "REVOKED",
+    )
+    .await
+    .unwrap();
+    let out = run_with_stdin(&set_token(CONNECTION), &envs, "EAAnotherToken").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (status, resealed, _) = connection_row(&db).await;
+    assert_eq!(status, "REVOKED", "{}", text(&out));
+    assert_ne!(
+        resealed.as_deref(),
+        Some(sealed.as_str()),
+        "the token is stored"
+    );
+    catalog::set_status(
+        &mut db.conn().await.unwrap(),
+        HierarchyTable::AdConnections,
+        CONNECTION,
+        "ACTIVE",
+    )
+    .await
+    .unwrap();
 
     let set_zone = |zone: &'static str| {
         [
@@ -1230,6 +1344,14 @@ async fn meta_settings_are_checked_at_start_up() {
         &["meta.usage_threshold"],
     )
     .await;
+    // The token travels in a header: plain http only to a loopback host.
+    for url in [
+        "http://graph.facebook.com",
+        "http://10.0.0.5:8080",
+        "ftp://x.example",
+    ] {
+        serve_fails(&[("ADS_STATS_META__BASE_URL", url)], &["meta.base_url"]).await;
+    }
 }
 
 #[tokio::test]
@@ -1251,4 +1373,231 @@ async fn the_token_key_prints_redacted() {
         "{stdout}"
     );
     assert!(stdout.contains("api_version = \"v23.0\""), "{stdout}");
+}
+
+// ---------- deleted objects, paging, rejected requests, EXPIRED races ----------
+
+/// Meta leaves deleted objects out of insights unless the filter names their status: the fake
+/// sends cmp-3's row only when `filtering` asks for DELETED, as Meta would. Without it cmp-3's
+/// real spend would be overwritten by a reading of zeros.
+async fn deleted_and_archived_objects_are_asked_for(backend: Backend) {
+    let graph = FakeGraph::start(|_, seen, _| {
+        let filter: serde_json::Value = seen
+            .query
+            .get("filtering")
+            .and_then(|f| serde_json::from_str(f).ok())
+            .unwrap_or_default();
+        let asks_deleted = filter.as_array().is_some_and(|f| {
+            f.iter().any(|c| {
+                c["field"] == "campaign.effective_status"
+                    && c["operator"] == "IN"
+                    && c["value"]
+                        .as_array()
+                        .is_some_and(|v| v.iter().any(|s| s == "DELETED"))
+            })
+        });
+        let mut rows = vec![row(
+            ("campaign_id", "120001"),
+            "2026-11-20",
+            "1.00",
+            "10",
+            "1",
+        )];
+        if asks_deleted {
+            rows.push(row(
+                ("campaign_id", "120003"),
+                "2026-11-20",
+                "7.25",
+                "70",
+                "7",
+            ));
+        }
+        Reply::json(200, serde_json::json!({ "data": rows }))
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    assert_eq!(app.jobs().await[0].status, "SUCCEEDED");
+    assert_eq!(
+        raw(&app, "CAMPAIGN", "s1-cmp-3", "2026-11-20").await[0].spend_cents,
+        725,
+        "the deleted campaign keeps its spend"
+    );
+    let filter: serde_json::Value =
+        serde_json::from_str(&graph.seen()[0].query["filtering"]).unwrap();
+    let statuses = filter[0]["value"].as_array().unwrap();
+    for s in ["ACTIVE", "PAUSED", "ARCHIVED", "DELETED", "WITH_ISSUES"] {
+        assert!(statuses.iter().any(|x| x == s), "{s} in {filter}");
+    }
+    drop(app.shutdown().await);
+}
+
+/// `paging.next` pointing at a page already read: the job fails at once (the answer breaks the
+/// contract) instead of paging in a circle.
+async fn a_repeated_next_page_fails_the_job(backend: Backend) {
+    let graph = FakeGraph::start(|_, seen, base| {
+        Reply::json(
+            200,
+            serde_json::json!({"data": [row(("campaign_id", "120001"), "2026-11-20", "1.00", "10", "1")],
+                "paging": {"next": format!("{base}{}?after=SAME&limit=2", seen.path)}}),
+        )
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("FAILED", 1),
+        "{jobs:#?}"
+    );
+    assert_eq!(
+        jobs[0].last_error.as_deref(),
+        Some("the stats provider answered with unexpected data")
+    );
+    assert_eq!(
+        graph.requests(),
+        2,
+        "page 1, then the first repeat of page 2 is refused"
+    );
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
+    drop(app.shutdown().await);
+}
+
+/// A Graph error that is not about limits or the token (code 100, a bad parameter): the same
+/// request would be refused again, so the job fails at once, with one request.
+async fn a_rejected_request_fails_at_once(backend: Backend) {
+    let graph = FakeGraph::start(|_, _, _| {
+        Reply::json(400, graph_error(100, 1487534, "(#100) Invalid parameter"))
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("FAILED", 1));
+    assert_eq!(
+        jobs[0].last_error.as_deref(),
+        Some("the stats provider rejected the request")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(graph.requests(), 1);
+    assert_eq!(connection_row(&app.db).await.0, "ACTIVE");
+    drop(app.shutdown().await);
+}
+
+/// A 190 answer marks the connection EXPIRED only while it is ACTIVE and still holds the token the
+/// request used: a token stored by `set-token` meanwhile, or a REVOKED connection, stays.
+async fn an_expired_token_marks_only_the_token_that_failed(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = migrated_db(&test_db).await;
+    let mut conn = db.conn().await.unwrap();
+    insert_catalog(&mut conn, &seller_catalog(SELLER))
+        .await
+        .unwrap();
+    let sealer = TokenSealer::new(&KEY);
+    let old = sealer.seal(CONNECTION, &Secret::new("EAAold")).unwrap();
+    let new = sealer.seal(CONNECTION, &Secret::new("EAAnew")).unwrap();
+    connections::set_sealed_token(&mut conn, CONNECTION, &old)
+        .await
+        .unwrap();
+    // set-token stores a new token while a job still holds the old one; then its 190 arrives.
+    connections::store_token(&mut conn, CONNECTION, &new)
+        .await
+        .unwrap();
+    assert_eq!(
+        connections::mark_expired(&mut conn, CONNECTION, &old)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(connection_row(&db).await.0, "ACTIVE");
+    // A REVOKED connection is not made EXPIRED (and so never reactivated by set-token).
+    catalog::set_status(
+        &mut conn,
+        HierarchyTable::AdConnections,
+        CONNECTION,
+        "REVOKED",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        connections::mark_expired(&mut conn, CONNECTION, &new)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        connections::store_token(&mut conn, CONNECTION, &old)
+            .await
+            .unwrap(),
+        Some(("REVOKED".to_string(), "REVOKED".to_string()))
+    );
+    // The token that failed, on an ACTIVE connection: EXPIRED; set-token reconnects it.
+    catalog::set_status(
+        &mut conn,
+        HierarchyTable::AdConnections,
+        CONNECTION,
+        "ACTIVE",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        connections::mark_expired(&mut conn, CONNECTION, &old)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(connection_row(&db).await.0, "EXPIRED");
+    assert_eq!(
+        connections::store_token(&mut conn, CONNECTION, &new)
+            .await
+            .unwrap(),
+        Some(("EXPIRED".to_string(), "ACTIVE".to_string()))
+    );
+    assert_eq!(
+        connections::store_token(&mut conn, "nope", &new)
+            .await
+            .unwrap(),
+        None
+    );
+    drop(conn);
+    drop(db);
+}
+
+/// cmp-2 carries cmp-1's Meta id with a space around it (trimmed, it is the same id): the job
+/// fails naming the id instead of giving one of them zeros or both the same numbers.
+async fn one_meta_id_on_two_entities_fails_the_job(backend: Backend) {
+    let graph = FakeGraph::start(|_, _, _| {
+        Reply::json(
+            200,
+            serde_json::json!({"data": [row(("campaign_id", "120001"), "2026-11-20", "1.00", "10", "1")]}),
+        )
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    catalog::set_external_id(
+        &mut app.conn().await,
+        HierarchyTable::Campaigns,
+        "s1-cmp-2",
+        Some(" 120001 "),
+    )
+    .await
+    .unwrap();
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("FAILED", 1),
+        "{jobs:#?}"
+    );
+    assert_eq!(
+        jobs[0].last_error.as_deref(),
+        Some("the stats provider answered with unexpected data")
+    );
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
+    drop(app.shutdown().await);
 }

@@ -2,6 +2,7 @@
 //! every page followed, each answer sorted into data, throttling, an expired token or a retryable
 //! failure. The access token travels in the `Authorization` header only, never in a URL we log.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
@@ -56,20 +57,54 @@ struct GraphError {
     error_subcode: Option<i64>,
 }
 
-/// Every row of one insights query, following `paging.next` to the end. `on_usage` sees each
-/// answer's usage; when it asks for a pause the query stops (the caller decides the error).
+/// The most pages one insights query may take (at `meta.page_size` rows each): a `paging.next`
+/// chain longer than this is taken as a provider fault, not followed for ever.
+pub const MAX_PAGES: usize = 1_000;
+
+/// One insights query's answer: every row, and the pause the last page's usage asks for (the
+/// rows are complete and kept; the pause is for the account's next queries).
+#[derive(Debug)]
+pub struct Insights {
+    pub rows: Vec<InsightRow>,
+    pub pause: Option<Duration>,
+}
+
+/// Every row of one insights query, following `paging.next` to the end. When a page's usage
+/// reaches `usage_threshold` with more pages to come, the query stops (throttled, with the
+/// pause); on the last page the rows are complete and returned with the pause.
 pub async fn insights(
     http: &reqwest::Client,
     base_url: &str,
     first: Url,
     token: &Secret,
     usage_threshold: f64,
-) -> Result<Vec<InsightRow>, CallError> {
+) -> Result<Insights, CallError> {
     let mut rows = Vec::new();
-    let mut next = Some(first);
-    while let Some(url) = next.take() {
+    let mut seen_urls = HashSet::new();
+    let mut seen_cursors = HashSet::new();
+    let mut url = first;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        if pages > MAX_PAGES {
+            return Err(CallError::Malformed(format!(
+                "insights went past {MAX_PAGES} pages"
+            )));
+        }
+        // A link or cursor seen before would page in a circle.
+        let cursor = url
+            .query_pairs()
+            .find(|(k, _)| k == "after")
+            .map(|(_, v)| v.into_owned());
+        if !seen_urls.insert(url.as_str().to_string())
+            || cursor.is_some_and(|c| !seen_cursors.insert(c))
+        {
+            return Err(CallError::Malformed(format!(
+                "paging.next repeats a page already read (page {pages})"
+            )));
+        }
         let answer = http
-            .get(url)
+            .get(url.clone())
             .bearer_auth(token.expose())
             .send()
             .await
@@ -86,19 +121,25 @@ pub async fn insights(
         let page: Page = serde_json::from_slice(&body)
             .map_err(|e| CallError::Malformed(format!("insights page: {e}")))?;
         rows.extend(page.data);
-        // Near the limit: stop before Meta blocks the account; the job retries after the pause.
-        if usage.percent >= usage_threshold {
-            return Err(CallError::Throttled {
-                pause: usage.pause(usage_threshold),
-                detail: format!("usage at {:.0}% of the allowance", usage.percent),
-            });
+        let link = page.paging.and_then(|p| p.next);
+        let near_limit = usage.percent >= usage_threshold;
+        match link {
+            // Near the limit with pages to come: stop before Meta blocks the account.
+            Some(_) if near_limit => {
+                return Err(CallError::Throttled {
+                    pause: usage.pause(usage_threshold),
+                    detail: format!("usage at {:.0}% of the allowance", usage.percent),
+                })
+            }
+            Some(link) => url = next_page(base_url, &link)?,
+            None => {
+                return Ok(Insights {
+                    rows,
+                    pause: usage.pause(usage_threshold),
+                })
+            }
         }
-        next = match page.paging.and_then(|p| p.next) {
-            Some(link) => Some(next_page(base_url, &link)?),
-            None => None,
-        };
     }
-    Ok(rows)
 }
 
 /// `paging.next` as given, provided it points back to the Graph API (the token is sent along), with
@@ -143,8 +184,10 @@ fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallError {
     if error.code == limits::TOKEN_INVALID {
         CallError::TokenInvalid(detail)
     } else if limits::is_throttling(error.code) {
+        // Without a time announced (codes 4, 17, 613 usually come without usage headers) the
+        // account still pauses, for MIN_PAUSE: an immediate retry would only be throttled again.
         CallError::Throttled {
-            pause: usage.pause(f64::INFINITY),
+            pause: Some(usage.pause(f64::INFINITY).unwrap_or(limits::MIN_PAUSE)),
             detail,
         }
     } else if status.is_server_error() || limits::is_transient(error.code) {
@@ -202,6 +245,16 @@ mod tests {
             classify(bad, body(80000).as_bytes(), u),
             CallError::Throttled { .. }
         ));
+        // Throttled without usage headers still pauses, for the minimum.
+        for code in [4, 17, 613] {
+            assert!(
+                matches!(
+                    classify(bad, body(code).as_bytes(), u),
+                    CallError::Throttled { pause: Some(p), .. } if p == limits::MIN_PAUSE
+                ),
+                "{code}"
+            );
+        }
         assert!(matches!(
             classify(bad, body(2).as_bytes(), u),
             CallError::Transient(_)

@@ -34,14 +34,14 @@ impl Usage {
                     usage.raise(number(entry.get(key)));
                 }
                 let minutes = number(entry.get("estimated_time_to_regain_access"));
-                usage.wait(Duration::from_secs_f64(minutes.max(0.0) * 60.0));
+                usage.wait(seconds(minutes * 60.0));
             }
         }
         // {"acc_id_util_pct": 9.67, "reset_time_duration": 0, "ads_api_access_tier": "…"}
         if let Some(account) = json(AD_ACCOUNT_USAGE) {
             usage.raise(number(account.get("acc_id_util_pct")));
             let seconds = number(account.get("reset_time_duration"));
-            usage.wait(Duration::from_secs_f64(seconds.max(0.0)));
+            usage.wait(self::seconds(seconds));
         }
         usage
     }
@@ -73,6 +73,16 @@ impl Usage {
 pub const MIN_PAUSE: Duration = Duration::from_secs(60);
 /// A pause is never taken longer than a day, whatever a header says.
 const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
+
+/// A header's wait in seconds as a duration: negative or NaN is none, anything past a day (even
+/// `inf` or 1e300, which `Duration::from_secs_f64` would panic on) is a day.
+fn seconds(s: f64) -> Duration {
+    if s.is_nan() || s <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::try_from_secs_f64(s).map_or(MAX_PAUSE, |d| d.min(MAX_PAUSE))
+    }
+}
 
 fn number(v: Option<&Value>) -> f64 {
     match v {
@@ -136,6 +146,35 @@ mod tests {
         assert_eq!(u.pause(75.0), Some(MIN_PAUSE));
         let h = headers(&[(BUSINESS_USE_CASE_USAGE, "not json")]);
         assert_eq!(Usage::from_headers(&h), Usage::default());
+    }
+
+    #[test]
+    fn huge_or_infinite_waits_are_a_day_not_a_panic() {
+        for (minutes, seconds) in [
+            ("\"inf\"", "1e300"),
+            ("1e300", "\"inf\""),
+            ("\"NaN\"", "-5"),
+        ] {
+            let h = headers(&[
+                (
+                    BUSINESS_USE_CASE_USAGE,
+                    &format!(
+                        r#"{{"1":[{{"call_count":80,"estimated_time_to_regain_access":{minutes}}}]}}"#
+                    ),
+                ),
+                (
+                    AD_ACCOUNT_USAGE,
+                    &format!(r#"{{"acc_id_util_pct":1,"reset_time_duration":{seconds}}}"#),
+                ),
+            ]);
+            let u = Usage::from_headers(&h);
+            let expected = if minutes.contains("NaN") {
+                Duration::ZERO
+            } else {
+                MAX_PAUSE
+            };
+            assert_eq!(u.regain_after, expected, "{minutes} {seconds}");
+        }
     }
 
     #[test]

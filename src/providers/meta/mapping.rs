@@ -5,6 +5,32 @@ use serde::Deserialize;
 
 use crate::domain::{Level, Metrics};
 
+/// Why a value of an insights row does not map to our metrics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    #[error("`{0}` is not a whole number")]
+    NotWhole(String),
+    #[error("`{0}` is not a non-negative decimal amount")]
+    NotAmount(String),
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+    /// The field (`spend`, `actions purchase`, …) that held the bad value.
+    #[error("{field}: {error}")]
+    InField {
+        field: String,
+        error: Box<MappingError>,
+    },
+}
+
+impl MappingError {
+    fn in_field(self, field: impl Into<String>) -> Self {
+        MappingError::InField {
+            field: field.into(),
+            error: Box::new(self),
+        }
+    }
+}
+
 /// One row of `GET act_{id}/insights` with `time_increment=1`, as far as we read it. Meta sends
 /// every number as a string and leaves a field out when it has nothing to count.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,13 +87,13 @@ impl InsightRow {
     }
 
     /// Our metrics for this row; the error names the field that does not parse.
-    pub fn metrics(&self) -> Result<Metrics, String> {
+    pub fn metrics(&self) -> Result<Metrics, MappingError> {
         let spend_cents = opt(&self.spend, "spend", parse_cents)?;
         let impressions = opt(&self.impressions, "impressions", parse_count)?;
         let clicks = opt(&self.inline_link_clicks, "inline_link_clicks", parse_count)?;
-        let count = |event: &str| -> Result<i64, String> {
+        let count = |event: &str| -> Result<i64, MappingError> {
             action_value(&self.actions, event)
-                .map(|v| parse_count(v).map_err(|e| format!("actions {event}: {e}")))
+                .map(|v| parse_count(v).map_err(|e| e.in_field(format!("actions {event}"))))
                 .unwrap_or(Ok(0))
         };
         let content_views = count("view_content")?;
@@ -75,7 +101,7 @@ impl InsightRow {
         let checkouts = count("initiate_checkout")?;
         let purchases = count("purchase")?;
         let revenue_cents = action_value(&self.action_values, "purchase")
-            .map(|v| parse_cents(v).map_err(|e| format!("action_values purchase: {e}")))
+            .map(|v| parse_cents(v).map_err(|e| e.in_field("action_values purchase")))
             .unwrap_or(Ok(0))?;
         Ok(Metrics::from_totals(
             spend_cents,
@@ -93,10 +119,10 @@ impl InsightRow {
 fn opt(
     value: &Option<String>,
     field: &str,
-    parse: fn(&str) -> Result<i64, String>,
-) -> Result<i64, String> {
+    parse: fn(&str) -> Result<i64, MappingError>,
+) -> Result<i64, MappingError> {
     match value {
-        Some(v) => parse(v).map_err(|e| format!("{field}: {e}")),
+        Some(v) => parse(v).map_err(|e| e.in_field(field)),
         None => Ok(0),
     }
 }
@@ -114,30 +140,28 @@ pub fn action_value<'a>(actions: &'a [ActionStat], event: &str) -> Option<&'a st
 }
 
 /// A non-negative whole number as Meta writes counts ("1234"; "12.0" is taken, "12.5" is not).
-pub fn parse_count(text: &str) -> Result<i64, String> {
+pub fn parse_count(text: &str) -> Result<i64, MappingError> {
     let text = text.trim();
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty()
         || !whole.bytes().all(|b| b.is_ascii_digit())
         || !frac.bytes().all(|b| b == b'0')
     {
-        return Err(format!("`{text}` is not a whole number"));
+        return Err(MappingError::NotWhole(text.into()));
     }
     whole
         .parse::<i64>()
-        .map_err(|_| format!("`{text}` is too large"))
+        .map_err(|_| MappingError::TooLarge(text.into()))
 }
 
-/// A decimal amount in the account currency ("12.34") in hundredths, exactly: digits are read as
-/// digits, never through a float. Beyond two decimals it rounds half away from zero.
-pub fn parse_cents(text: &str) -> Result<i64, String> {
+/// A non-negative decimal amount in the account currency ("12.34") in hundredths, exactly: digits
+/// are read as digits, never through a float. Beyond two decimals it rounds half up. Spend and
+/// purchase value cannot be negative (a refund is not reported this way): a `-` is refused rather
+/// than written as money that would subtract from sellpage totals.
+pub fn parse_cents(text: &str) -> Result<i64, MappingError> {
     let text = text.trim();
-    let bad = || format!("`{text}` is not a decimal amount");
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let bad = || MappingError::NotAmount(text.into());
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty()
         || !whole.bytes().all(|b| b.is_ascii_digit())
         || !frac.bytes().all(|b| b.is_ascii_digit())
@@ -146,13 +170,12 @@ pub fn parse_cents(text: &str) -> Result<i64, String> {
     }
     let digit = |i: usize| frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
     let round_up = i64::from(digit(2) >= 5);
-    let cents = whole
+    whole
         .parse::<i64>()
         .ok()
         .and_then(|w| w.checked_mul(100))
         .and_then(|c| c.checked_add(digit(0) * 10 + digit(1) + round_up))
-        .ok_or_else(|| format!("`{text}` is too large"))?;
-    Ok(if negative { -cents } else { cents })
+        .ok_or_else(|| MappingError::TooLarge(text.into()))
 }
 
 #[cfg(test)]
@@ -167,7 +190,6 @@ mod tests {
         assert_eq!(parse_cents("0.29"), Ok(29), "0.29 as f64 * 100 is 28.999…");
         assert_eq!(parse_cents("1.005"), Ok(101));
         assert_eq!(parse_cents("1.0049"), Ok(100));
-        assert_eq!(parse_cents("-2.50"), Ok(-250));
         assert_eq!(parse_cents("92233720368547758.07"), Ok(i64::MAX));
         for bad in [
             "",
@@ -177,6 +199,8 @@ mod tests {
             "abc",
             "1e3",
             "+1",
+            "-2.50",
+            "-0",
             "92233720368547758.08",
         ] {
             assert!(parse_cents(bad).is_err(), "{bad}");
@@ -210,5 +234,25 @@ mod tests {
         assert_eq!(action_value(&actions, "purchase"), Some("4"));
         assert_eq!(action_value(&actions, "add_to_cart"), Some("9"));
         assert_eq!(action_value(&actions, "view_content"), None);
+    }
+
+    #[test]
+    fn negative_spend_or_purchase_value_is_refused() {
+        let row = |spend: &str, value: &str| InsightRow {
+            campaign_id: Some("1".into()),
+            adset_id: None,
+            ad_id: None,
+            date_start: "2026-11-20".into(),
+            spend: Some(spend.into()),
+            impressions: None,
+            inline_link_clicks: None,
+            actions: vec![action("purchase", "1")],
+            action_values: vec![action("purchase", value)],
+        };
+        assert_eq!(row("1.50", "9.99").metrics().unwrap().revenue_cents, 999);
+        let e = row("-1.50", "9.99").metrics().unwrap_err().to_string();
+        assert!(e.starts_with("spend: `-1.50`"), "{e}");
+        let e = row("1.50", "-9.99").metrics().unwrap_err().to_string();
+        assert!(e.starts_with("action_values purchase"), "{e}");
     }
 }
