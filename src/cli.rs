@@ -52,7 +52,8 @@ pub enum Command {
     Sync {
         #[arg(long)]
         seller: String,
-        /// Day to sync, YYYY-MM-DD (default: today in scheduler.timezone).
+        /// Day to sync, YYYY-MM-DD (default: today in the time zone of each of the seller's
+        /// active connections).
         #[arg(long)]
         date: Option<String>,
         /// CAMPAIGN, ADSET or AD (default: all three).
@@ -206,10 +207,8 @@ async fn sync(
         None => Level::ALL.to_vec(),
     };
     let date = match date {
-        Some(d) => parse_day(d).map_err(CommandError::Usage)?,
-        None => chrono::Utc::now()
-            .with_timezone(&settings.scheduler_timezone())
-            .date_naive(),
+        Some(d) => Some(parse_day(d).map_err(CommandError::Usage)?),
+        None => None,
     };
     let db = Db::connect(&settings.database).map_err(failed)?;
     if settings.database.run_migrations {
@@ -217,7 +216,8 @@ async fn sync(
             .await
             .map_err(failed)?;
     }
-    {
+    // Without --date: today in each of the seller's connections' zones, as a manual sync does.
+    let dates = {
         let mut conn = db.conn().await.map_err(failed)?;
         if db::catalog::seller_status(&mut conn, seller)
             .await
@@ -226,13 +226,35 @@ async fn sync(
         {
             return Err(CommandError::Usage(format!("no seller with id {seller}")));
         }
-    }
+        match date {
+            Some(d) => vec![d],
+            None => {
+                let now = chrono::Utc::now();
+                let zones = db::catalog::seller_timezones(&mut conn, seller)
+                    .await
+                    .map_err(failed)?;
+                let mut dates: Vec<chrono::NaiveDate> = zones
+                    .iter()
+                    .map(|zone| crate::jobs::scheduler::local_today(now, zone, seller))
+                    .collect();
+                if dates.is_empty() {
+                    dates.push(now.date_naive());
+                }
+                dates.sort();
+                dates.dedup();
+                dates
+            }
+        }
+    };
     let pipeline = Pipeline::new(
         db,
         providers::from_settings(settings).map_err(failed)?,
         settings.stats.aggregation,
     );
-    for level in levels {
+    for (date, level) in dates
+        .iter()
+        .flat_map(|d| levels.iter().map(move |l| (*d, *l)))
+    {
         let request = SyncRequest::one_day(seller, level, date);
         let s = pipeline.run(&request).await.map_err(failed)?;
         println!(

@@ -173,8 +173,41 @@ async fn token_is_refused_in_production_and_verifies_elsewhere() {
 on_both_backends!(
     migrate_creates_the_schema,
     sync_command_writes_all_three_levels,
+    sync_command_without_a_date_syncs_today_in_the_connections_zone,
     check_health_follows_the_service
 );
+
+/// Without --date the command syncs today as the seller's ad account sees it (UTC+14 here, whose
+/// date is ahead of UTC's from 10:00 UTC), like a manual sync, not in `scheduler.timezone`.
+async fn sync_command_without_a_date_syncs_today_in_the_connections_zone(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = migrated_db(&test_db).await;
+    let mut conn = db.conn().await.unwrap();
+    insert_catalog(&mut conn, &seller_catalog("s1"))
+        .await
+        .unwrap();
+    crate::timezones::set_timezone(&mut conn, "s1-conn", "Etc/GMT-14").await;
+    let local_today = || (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive();
+    let before = local_today();
+    let out = ads_stats()
+        .args(["sync", "--seller", "s1"])
+        .env("DATABASE_URL", &test_db.url)
+        .env("ADS_STATS_SCHEDULER__TIMEZONE", "Pacific/Pago_Pago")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = local_today();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().count(), 3, "{printed}");
+    for line in printed.lines() {
+        let date = line.split_whitespace().nth(1).unwrap_or_default();
+        assert!(
+            date == before.to_string() || date == after.to_string(),
+            "{line}: expected {before} in UTC+14"
+        );
+    }
+}
 
 async fn migrate_creates_the_schema(backend: Backend) {
     let test_db = TestDb::new(backend).await;

@@ -82,11 +82,10 @@ pub async fn trigger_sync(
     let (db, queue, seller) = (state.db.clone(), state.queue.clone(), seller_id.clone());
     let (enqueued, dates) = state
         .on_main_runtime(async move {
-            let todays = {
-                let mut conn = db.conn().await?;
-                let zones = db::catalog::seller_timezones(&mut conn, &seller).await?;
-                local_todays(now, &zones, &seller)
-            };
+            // One connection for the reads; the enqueue takes its own for its transaction.
+            let mut conn = db.conn().await?;
+            let zones = db::catalog::seller_timezones(&mut conn, &seller).await?;
+            let todays = local_todays(now, &zones, &seller);
             let dates = match &body.date {
                 // Up to tomorrow in the seller's easternmost zone.
                 Some(text) => {
@@ -95,7 +94,8 @@ pub async fn trigger_sync(
                 }
                 None => todays,
             };
-            check_seller(&db, &seller).await?;
+            check_seller(&mut conn, &seller).await?;
+            drop(conn);
             let requests: Vec<SyncRequest> = dates
                 .iter()
                 .flat_map(|date| {
@@ -128,9 +128,8 @@ fn local_todays(now: DateTime<Utc>, zones: &[String], seller_id: &str) -> Vec<Na
 }
 
 /// The seller exists, is active, and has something to sync.
-async fn check_seller(db: &db::Db, seller_id: &str) -> Result<(), ApiError> {
-    let mut conn = db.conn().await?;
-    match db::catalog::seller_status(&mut conn, seller_id).await? {
+async fn check_seller(conn: &mut db::DbConn, seller_id: &str) -> Result<(), ApiError> {
+    match db::catalog::seller_status(conn, seller_id).await? {
         None => {
             return Err(ApiError::Forbidden(
                 "the token's seller does not exist".into(),
@@ -143,7 +142,7 @@ async fn check_seller(db: &db::Db, seller_id: &str) -> Result<(), ApiError> {
         }
         Some(_) => {}
     }
-    if !db::catalog::is_eligible(&mut conn, seller_id).await? {
+    if !db::catalog::is_eligible(conn, seller_id).await? {
         return Err(ApiError::NothingToSync(
             "the seller has no active ad connection with a delivering campaign".into(),
         ));
