@@ -372,6 +372,9 @@ async fn bad_dates_and_bodies_are_400_or_413(backend: Backend) {
         (json!({"date": too_old}).to_string(), "date_out_of_range"),
         ("{\"date\": ".to_string(), "invalid_body"),
         ("[]".to_string(), "invalid_body"),
+        // serde would read a struct from an array of its fields: only an object is the body.
+        ("[null]".to_string(), "invalid_body"),
+        (json!([today().to_string()]).to_string(), "invalid_body"),
         (json!({"day": "2026-11-01"}).to_string(), "invalid_body"),
     ];
     for (body, code) in cases {

@@ -164,6 +164,14 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<TriggerBod
     if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
         return Ok(TriggerBody::default());
     }
+    // Only an object: serde's derive would also read the struct from an array of its fields
+    // (`[null]`, `["2026-11-28"]`), which the API does not document.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be JSON like {\"date\":\"YYYY-MM-DD\"}",
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_body",
