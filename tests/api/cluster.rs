@@ -660,15 +660,20 @@ async fn a_job_whose_success_commit_was_lost_is_run_again_and_counted_once(backe
         .await;
     let instance = app.app().instance().to_string();
     let claimed_at = db::now_utc() - chrono::Duration::seconds(5);
-    let mut lost = queued("s1", claimed_at);
-    lost.status = "RUNNING".into();
-    lost.attempts = 1;
+    // Recorded far in the future so no claim races the test, then turned in one statement into
+    // what a lost commit leaves: RUNNING, first attempt, this instance's, last beat long ago.
     let mut pooled = app.db.conn().await.unwrap();
-    let (job, _) = db::jobs::enqueue(&mut pooled, &lost).await.unwrap();
+    let (job, _) = db::jobs::enqueue(
+        &mut pooled,
+        &queued("s1", db::now_utc() + chrono::Duration::hours(1)),
+    )
+    .await
+    .unwrap();
     let conn = &mut pooled;
-    ads_stats::db_run!(conn, {
+    let changed = ads_stats::db_run!(conn, {
         diesel::sql_query(
-            "UPDATE sync_jobs SET locked_by = $1, heartbeat_at = $2, started_at = $2 WHERE id = $3",
+            "UPDATE sync_jobs SET status = 'RUNNING', attempts = 1, locked_by = $1, \
+             heartbeat_at = $2, started_at = $2 WHERE id = $3 AND status = 'QUEUED'",
         )
         .bind::<Text, _>(&instance)
         .bind::<Timestamp, _>(claimed_at)
@@ -677,6 +682,7 @@ async fn a_job_whose_success_commit_was_lost_is_run_again_and_counted_once(backe
         .await
     })
     .unwrap();
+    assert_eq!(changed, 1);
     drop(pooled);
 
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -692,6 +698,7 @@ async fn a_job_whose_success_commit_was_lost_is_run_again_and_counted_once(backe
         done.started_at > Some(claimed_at),
         "taken back and started again: {done:#?}"
     );
+    assert_eq!(done.attempts, 2, "the lost run, then one more: {done:#?}");
     assert_eq!(done.locked_by.as_deref(), Some(instance.as_str()));
     let books = crate::helpers::assert_books_balance(&app.db, &catalog).await;
     assert_eq!(books.jobs, 1, "{books}");
