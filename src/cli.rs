@@ -229,20 +229,10 @@ async fn sync(
         match date {
             Some(d) => vec![d],
             None => {
-                let now = chrono::Utc::now();
                 let zones = db::catalog::seller_timezones(&mut conn, seller)
                     .await
                     .map_err(failed)?;
-                let mut dates: Vec<chrono::NaiveDate> = zones
-                    .iter()
-                    .map(|zone| crate::jobs::scheduler::local_today(now, zone, seller))
-                    .collect();
-                if dates.is_empty() {
-                    dates.push(now.date_naive());
-                }
-                dates.sort();
-                dates.dedup();
-                dates
+                crate::jobs::scheduler::local_todays(chrono::Utc::now(), &zones, seller)
             }
         }
     };

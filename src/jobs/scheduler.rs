@@ -386,6 +386,19 @@ pub fn parse_zone(name: &str) -> Option<Tz> {
     name.trim().parse().ok()
 }
 
+/// The distinct local dates at `now` of the zones, ascending; UTC's date when there is none (a
+/// seller without an active connection, refused afterwards). Never empty.
+pub fn local_todays(now: DateTime<Utc>, zones: &[String], seller_id: &str) -> Vec<NaiveDate> {
+    let mut dates: BTreeSet<NaiveDate> = zones
+        .iter()
+        .map(|zone| local_today(now, zone, &format!("seller {seller_id}")))
+        .collect();
+    if dates.is_empty() {
+        dates.insert(now.date_naive());
+    }
+    dates.into_iter().collect()
+}
+
 /// The date at `now` in the zone named `zone`. An unknown name counts as UTC, with a warning
 /// naming `owner` (a connection, or a seller): one bad row must not stop the tick for everyone (the CLI that writes zones
 /// validates them; this guards against rows written by hand).

@@ -3,10 +3,8 @@
 //! Without a date, "today" is the local date of each of the seller's ACTIVE ad connections: a
 //! seller whose connections sit in zones on different dates gets one job set per distinct date.
 
-use std::collections::BTreeSet;
-
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Months, NaiveDate, Utc};
+use chrono::{Months, NaiveDate, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +12,7 @@ use crate::db;
 use crate::domain::{parse_day, Level};
 use crate::http::auth::AuthenticatedSeller;
 use crate::http::{ApiError, AppState};
-use crate::jobs::scheduler::local_today;
+use crate::jobs::scheduler::local_todays;
 use crate::jobs::Trigger;
 use crate::pipeline::SyncRequest;
 
@@ -112,19 +110,6 @@ pub async fn trigger_sync(
     Ok(HttpResponse::Accepted().json(SyncAccepted {
         job_ids: job_ids.into_iter().map(str::to_string).collect(),
     }))
-}
-
-/// The distinct local dates at `now` of the zones, ascending; UTC's date when there is none (a
-/// seller without an active connection, refused afterwards). Never empty.
-fn local_todays(now: DateTime<Utc>, zones: &[String], seller_id: &str) -> Vec<NaiveDate> {
-    let mut dates: BTreeSet<NaiveDate> = zones
-        .iter()
-        .map(|zone| local_today(now, zone, &format!("seller {seller_id}")))
-        .collect();
-    if dates.is_empty() {
-        dates.insert(now.date_naive());
-    }
-    dates.into_iter().collect()
 }
 
 /// The seller exists, is active, and has something to sync.
