@@ -653,13 +653,15 @@ async fn a_job_whose_success_commit_was_lost_is_run_again_and_counted_once(backe
         .with_catalog(catalog.clone())
         .with_settings(|s| {
             s.scheduler.enabled = false;
-            s.jobs.rescue_after = Duration::from_millis(800);
+            // Long enough that the second run, slowed by a loaded CI machine, is never taken
+            // back too (that would be a third attempt); the lost run's beat is far older.
+            s.jobs.rescue_after = Duration::from_secs(5);
             s.jobs.poll_interval = Duration::from_millis(100);
         })
         .spawn()
         .await;
     let instance = app.app().instance().to_string();
-    let claimed_at = db::now_utc() - chrono::Duration::seconds(5);
+    let claimed_at = db::now_utc() - chrono::Duration::seconds(60);
     // Recorded far in the future so no claim races the test, then turned in one statement into
     // what a lost commit leaves: RUNNING, first attempt, this instance's, last beat long ago.
     let mut pooled = app.db.conn().await.unwrap();
@@ -685,7 +687,7 @@ async fn a_job_whose_success_commit_was_lost_is_run_again_and_counted_once(backe
     assert_eq!(changed, 1);
     drop(pooled);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let done = loop {
         let now = record(&app.db, job.id).await;
         if now.status == "SUCCEEDED" || std::time::Instant::now() > deadline {
