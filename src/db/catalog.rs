@@ -68,8 +68,7 @@ pub async fn delivering_campaigns(
 ) -> QueryResult<Vec<DeliveringCampaign>> {
     let sql = format!("{DELIVERING_CAMPAIGNS} ORDER BY c.id");
     db_run!(conn, {
-        diesel::sql_query(&sql)
-            .bind::<Text, _>(seller_id)
+        crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
             .load(conn)
             .await
     })
@@ -85,8 +84,7 @@ pub async fn delivering_adsets(
          WHERE a.status = 'ACTIVE' ORDER BY a.id"
     );
     db_run!(conn, {
-        diesel::sql_query(&sql)
-            .bind::<Text, _>(seller_id)
+        crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
             .load(conn)
             .await
     })
@@ -100,8 +98,7 @@ pub async fn delivering_ads(conn: &mut DbConn, seller_id: &str) -> QueryResult<V
          WHERE a.status = 'ACTIVE' AND d.status = 'ACTIVE' ORDER BY d.id"
     );
     db_run!(conn, {
-        diesel::sql_query(&sql)
-            .bind::<Text, _>(seller_id)
+        crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
             .load(conn)
             .await
     })
@@ -195,10 +192,10 @@ pub async fn claim_lookback(
 pub async fn is_eligible(conn: &mut DbConn, seller_id: &str) -> QueryResult<bool> {
     let sql = format!("SELECT s.id FROM sellers s WHERE s.id = $1 AND {ELIGIBLE}");
     db_run!(conn, {
-        let rows: Vec<IdRow> = diesel::sql_query(&sql)
-            .bind::<Text, _>(seller_id)
-            .load(conn)
-            .await?;
+        let rows: Vec<IdRow> =
+            crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
+                .load(conn)
+                .await?;
         Ok(!rows.is_empty())
     })
 }

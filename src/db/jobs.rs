@@ -59,17 +59,19 @@ pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobR
     // A conflicting job can finish between the INSERT and the SELECT; then insert again.
     for _ in 0..5 {
         let inserted: Vec<JobRecord> = db_run!(conn, {
-            diesel::sql_query(INSERT_UNLESS_ACTIVE)
-                .bind::<Text, _>(&job.job_id)
-                .bind::<Text, _>(&job.seller_id)
-                .bind::<Text, _>(&job.level)
-                .bind::<Date, _>(job.date_from)
-                .bind::<Date, _>(job.date_to)
-                .bind::<Text, _>(&job.triggered_by)
-                .bind::<Integer, _>(job.max_attempts)
-                .bind::<Timestamp, _>(job.run_at)
-                .load(conn)
-                .await
+            super::prepared(
+                diesel::sql_query(INSERT_UNLESS_ACTIVE)
+                    .bind::<Text, _>(&job.job_id)
+                    .bind::<Text, _>(&job.seller_id)
+                    .bind::<Text, _>(&job.level)
+                    .bind::<Date, _>(job.date_from)
+                    .bind::<Date, _>(job.date_to)
+                    .bind::<Text, _>(&job.triggered_by)
+                    .bind::<Integer, _>(job.max_attempts)
+                    .bind::<Timestamp, _>(job.run_at),
+            )
+            .load(conn)
+            .await
         })?;
         if let Some(record) = inserted.into_iter().next() {
             return Ok((record, true));
@@ -87,7 +89,7 @@ pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobR
     ))
 }
 
-/// Rows per multi-row INSERT: 8 parameters a row keeps a chunk far below both engines' limits.
+/// Rows per multi-row INSERT on SQLite: 8 parameters a row keeps a chunk far below its limit.
 const ENQUEUE_ROWS_PER_STATEMENT: usize = 500;
 
 /// The SQL recording `rows` jobs at once, each unless the same job id is QUEUED or RUNNING.
@@ -118,18 +120,51 @@ fn insert_many_sql(rows: usize) -> String {
     )
 }
 
-/// Records many jobs with a few statements: multi-row INSERTs that skip job ids already QUEUED
-/// or RUNNING, then one read of those active records. Returns, in the order of `jobs`, each
-/// job's record and whether it is new (`false`: deduplicated). Run it in a transaction.
-pub async fn enqueue_many(
-    conn: &mut DbConn,
-    jobs: &[NewJobRecord],
-) -> QueryResult<Vec<(JobRecord, bool)>> {
-    use std::collections::HashMap;
-    let mut found: HashMap<String, (JobRecord, bool)> = HashMap::with_capacity(jobs.len());
-    for chunk in jobs.chunks(ENQUEUE_ROWS_PER_STATEMENT) {
-        let sql = insert_many_sql(chunk.len());
-        let inserted: Vec<JobRecord> = db_run!(conn, {
+/// Rows per statement on PostgreSQL, where they travel as arrays (no parameter limit).
+const ENQUEUE_ROWS_PER_ARRAY_INSERT: usize = 5_000;
+
+// One fixed text for any number of rows, so PostgreSQL prepares it once per connection (a
+// 500-row VALUES list has 4,000 parameters to parse and plan each time).
+const INSERT_MANY_PG: &str = "\
+    INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
+                           attempts, max_attempts, run_at, created_at, updated_at) \
+    SELECT job_id, seller_id, level, date_from, date_to, triggered_by, 'QUEUED', 0, \
+           max_attempts, run_at, run_at, run_at \
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], \
+                $7::int4[], $8::timestamp[]) \
+         AS u(job_id, seller_id, level, date_from, date_to, triggered_by, max_attempts, run_at) \
+    ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING *";
+
+/// Records `jobs` (each unless its job id is QUEUED or RUNNING); returns the new records.
+async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Vec<JobRecord>> {
+    let mut inserted = Vec::new();
+    db_run!(conn, postgres {
+        use diesel::sql_types::Array;
+        for chunk in jobs.chunks(ENQUEUE_ROWS_PER_ARRAY_INSERT) {
+            let text = |f: fn(&NewJobRecord) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
+            let day = |f: fn(&NewJobRecord) -> chrono::NaiveDate| {
+                chunk.iter().map(f).collect::<Vec<_>>()
+            };
+            let rows: Vec<JobRecord> = super::prepared(
+                diesel::sql_query(INSERT_MANY_PG)
+                    .bind::<Array<Text>, _>(text(|j| &j.job_id))
+                    .bind::<Array<Text>, _>(text(|j| &j.seller_id))
+                    .bind::<Array<Text>, _>(text(|j| &j.level))
+                    .bind::<Array<Date>, _>(day(|j| j.date_from))
+                    .bind::<Array<Date>, _>(day(|j| j.date_to))
+                    .bind::<Array<Text>, _>(text(|j| &j.triggered_by))
+                    .bind::<Array<Integer>, _>(
+                        chunk.iter().map(|j| j.max_attempts).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Timestamp>, _>(chunk.iter().map(|j| j.run_at).collect::<Vec<_>>()),
+            )
+            .load(conn)
+            .await?;
+            inserted.extend(rows);
+        }
+    }, sqlite {
+        for chunk in jobs.chunks(ENQUEUE_ROWS_PER_STATEMENT) {
+            let sql = insert_many_sql(chunk.len());
             let mut query = diesel::sql_query(&sql).into_boxed();
             for job in chunk {
                 query = query
@@ -142,11 +177,24 @@ pub async fn enqueue_many(
                     .bind::<Integer, _>(job.max_attempts)
                     .bind::<Timestamp, _>(job.run_at);
             }
-            query.load(conn).await
-        })?;
-        for record in inserted {
-            found.insert(record.job_id.clone(), (record, true));
+            let rows: Vec<JobRecord> = query.load(conn).await?;
+            inserted.extend(rows);
         }
+    });
+    Ok(inserted)
+}
+
+/// Records many jobs with a few statements: multi-row INSERTs that skip job ids already QUEUED
+/// or RUNNING, then one read of those active records. Returns, in the order of `jobs`, each
+/// job's record and whether it is new (`false`: deduplicated). Run it in a transaction.
+pub async fn enqueue_many(
+    conn: &mut DbConn,
+    jobs: &[NewJobRecord],
+) -> QueryResult<Vec<(JobRecord, bool)>> {
+    use std::collections::HashMap;
+    let mut found: HashMap<String, (JobRecord, bool)> = HashMap::with_capacity(jobs.len());
+    for record in insert_many(conn, jobs).await? {
+        found.insert(record.job_id.clone(), (record, true));
     }
     let skipped: Vec<&str> = jobs
         .iter()
@@ -301,11 +349,13 @@ pub async fn claim_due(
     match conn {
         DbConn::Postgres(conn) => {
             let conn: &mut super::PgConn = conn;
-            let mut claimed: Vec<JobRecord> = diesel::sql_query(CLAIM_DUE)
-                .bind::<BigInt, _>(limit)
-                .bind::<Text, _>(worker)
-                .load(conn)
-                .await?;
+            let mut claimed: Vec<JobRecord> = super::prepared(
+                diesel::sql_query(CLAIM_DUE)
+                    .bind::<BigInt, _>(limit)
+                    .bind::<Text, _>(worker),
+            )
+            .load(conn)
+            .await?;
             // RETURNING gives no order; run the oldest first as `due` does.
             claimed.sort_by_key(|r| (r.run_at, r.id));
             Ok(Some(claimed))

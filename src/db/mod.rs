@@ -11,6 +11,7 @@ pub mod dashboard;
 mod error;
 pub mod jobs;
 pub mod models;
+mod prepared;
 pub mod reads;
 pub mod retention;
 pub mod schema;
@@ -23,7 +24,9 @@ use std::time::Duration;
 use diesel::{Connection, SqliteConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -32,6 +35,7 @@ use futures_util::FutureExt;
 use crate::config::{DatabaseSettings, DatabaseUrl};
 
 pub use error::DbError;
+pub use prepared::prepared;
 
 pub type PgConn = AsyncPgConnection;
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
@@ -114,6 +118,10 @@ impl Db {
             DatabaseUrl::Postgres(url) => {
                 let statement_timeout_ms = settings.statement_timeout.as_millis();
                 let mut config = ManagerConfig::<PgConn>::default();
+                // No test query at each checkout (a round trip and a commit, a dozen a job): a
+                // connection the server closed shows as closed and is dropped, and one that
+                // fails mid-query fails that query, which callers treat as transient.
+                config.recycling_method = RecyclingMethod::Fast;
                 let home = RuntimeHome::current();
                 config.custom_setup = Box::new(move |url| {
                     let url = url.to_string();
@@ -140,6 +148,8 @@ impl Db {
             DatabaseUrl::Sqlite(path) => {
                 ensure_parent_dir(&path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
+                // A file connection cannot drop; checking it would only cost a thread hop.
+                config.recycling_method = RecyclingMethod::Fast;
                 let home = RuntimeHome::current();
                 config.custom_setup = Box::new(move |url| {
                     let url = url.to_string();

@@ -12,22 +12,64 @@ use diesel_async::RunQueryDsl;
 
 use super::models::{DailyStat, NewRawStat, RawStat, SellpageStat};
 use super::schema::{ad_stats_daily, ad_stats_raw, sellpage_stats_daily};
-use super::DbConn;
+use super::{prepared, DbConn};
 use crate::config::Aggregation;
 use crate::db_run;
 
 /// Rows per INSERT: 18 parameters a row stays far below PostgreSQL's 65,535 and SQLite's 32,766.
 const RAW_ROWS_PER_STATEMENT: usize = 1000;
 
-/// Appends readings to `ad_stats_raw` in multi-row INSERTs (one per 1,000 rows).
+/// Rows per statement on PostgreSQL, where they travel as 18 arrays (no parameter limit): the
+/// bound only keeps one statement's memory modest for a long date range.
+const RAW_ROWS_PER_ARRAY_INSERT: usize = 10_000;
+
+// One fixed statement whatever the number of rows, so it is prepared once per connection; a
+// multi-row VALUES list is new text for every row count and is parsed and planned each time.
+const INSERT_RAW_PG: &str = "\
+    INSERT INTO ad_stats_raw (seller_id, level, entity_id, stat_date, spend_cents, impressions, \
+        clicks, content_views, add_to_cart, checkouts, purchases, revenue_cents, cpm, ctr, roas, \
+        provider, job_id, fetched_at) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::int8[], $6::int8[], \
+        $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
+        $13::float8[], $14::float8[], $15::float8[], $16::text[], $17::text[], $18::timestamp[])";
+
+/// Appends readings to `ad_stats_raw`: on PostgreSQL as arrays unnested by one prepared
+/// statement, on SQLite in multi-row INSERTs (one per 1,000 rows).
 pub async fn insert_raw(conn: &mut DbConn, rows: &[NewRawStat]) -> QueryResult<usize> {
     db_run!(conn, postgres {
+        use diesel::sql_types::{Array, BigInt, Double, Nullable};
         let mut inserted = 0;
-        for chunk in rows.chunks(RAW_ROWS_PER_STATEMENT) {
-            inserted += diesel::insert_into(ad_stats_raw::table)
-                .values(chunk)
-                .execute(conn)
-                .await?;
+        for chunk in rows.chunks(RAW_ROWS_PER_ARRAY_INSERT) {
+            let text = |f: fn(&NewRawStat) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
+            let int = |f: fn(&NewRawStat) -> i64| chunk.iter().map(f).collect::<Vec<_>>();
+            let real = |f: fn(&NewRawStat) -> f64| chunk.iter().map(f).collect::<Vec<_>>();
+            inserted += prepared(
+                diesel::sql_query(INSERT_RAW_PG)
+                    .bind::<Array<Text>, _>(text(|r| &r.seller_id))
+                    .bind::<Array<Text>, _>(text(|r| &r.level))
+                    .bind::<Array<Text>, _>(text(|r| &r.entity_id))
+                    .bind::<Array<Date>, _>(chunk.iter().map(|r| r.stat_date).collect::<Vec<_>>())
+                    .bind::<Array<BigInt>, _>(int(|r| r.spend_cents))
+                    .bind::<Array<BigInt>, _>(int(|r| r.impressions))
+                    .bind::<Array<BigInt>, _>(int(|r| r.clicks))
+                    .bind::<Array<BigInt>, _>(int(|r| r.content_views))
+                    .bind::<Array<BigInt>, _>(int(|r| r.add_to_cart))
+                    .bind::<Array<BigInt>, _>(int(|r| r.checkouts))
+                    .bind::<Array<BigInt>, _>(int(|r| r.purchases))
+                    .bind::<Array<BigInt>, _>(int(|r| r.revenue_cents))
+                    .bind::<Array<Double>, _>(real(|r| r.cpm))
+                    .bind::<Array<Double>, _>(real(|r| r.ctr))
+                    .bind::<Array<Double>, _>(real(|r| r.roas))
+                    .bind::<Array<Text>, _>(text(|r| &r.provider))
+                    .bind::<Array<Nullable<Text>>, _>(
+                        chunk.iter().map(|r| r.job_id.as_deref()).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Timestamp>, _>(
+                        chunk.iter().map(|r| r.fetched_at).collect::<Vec<_>>(),
+                    ),
+            )
+            .execute(conn)
+            .await?;
         }
         Ok(inserted)
     }, sqlite {
@@ -123,12 +165,14 @@ pub async fn fold_into_daily(
 ) -> QueryResult<usize> {
     let sql = fold_daily_sql(aggregation);
     db_run!(conn, {
-        diesel::sql_query(&sql)
-            .bind::<Timestamp, _>(now)
-            .bind::<Text, _>(job_id)
-            .bind::<Timestamp, _>(fetched_at)
-            .execute(conn)
-            .await
+        prepared(
+            diesel::sql_query(&sql)
+                .bind::<Timestamp, _>(now)
+                .bind::<Text, _>(job_id)
+                .bind::<Timestamp, _>(fetched_at),
+        )
+        .execute(conn)
+        .await
     })
 }
 
@@ -182,19 +226,23 @@ pub async fn roll_up_sellpages(
 ) -> QueryResult<usize> {
     let sql = rollup_sql();
     db_run!(conn, {
-        diesel::sql_query(CLEAR_ROLLUP_SQL)
-            .bind::<Text, _>(seller_id)
-            .bind::<Date, _>(date_from)
-            .bind::<Date, _>(date_to)
-            .execute(conn)
-            .await?;
-        diesel::sql_query(&sql)
-            .bind::<Timestamp, _>(now)
-            .bind::<Text, _>(seller_id)
-            .bind::<Date, _>(date_from)
-            .bind::<Date, _>(date_to)
-            .execute(conn)
-            .await
+        prepared(
+            diesel::sql_query(CLEAR_ROLLUP_SQL)
+                .bind::<Text, _>(seller_id)
+                .bind::<Date, _>(date_from)
+                .bind::<Date, _>(date_to),
+        )
+        .execute(conn)
+        .await?;
+        prepared(
+            diesel::sql_query(&sql)
+                .bind::<Timestamp, _>(now)
+                .bind::<Text, _>(seller_id)
+                .bind::<Date, _>(date_from)
+                .bind::<Date, _>(date_to),
+        )
+        .execute(conn)
+        .await
     })
 }
 

@@ -235,19 +235,27 @@ impl Pipeline {
             let accounts = db::connections::active_accounts(&mut conn, &request.seller_id)
                 .await
                 .map_err(DbError::from)?;
-            let now = db::connections::clock(&mut conn)
-                .await
-                .map_err(DbError::from)?;
+            // Only a paused account needs the database's clock (the one job claims use).
+            let now = if accounts.iter().any(|a| a.paused_until.is_some()) {
+                Some(
+                    db::connections::clock(&mut conn)
+                        .await
+                        .map_err(DbError::from)?,
+                )
+            } else {
+                None
+            };
             (entities, accounts, now)
         };
         let (entities, accounts) = self.served(request, entities, accounts);
         // On the clock job claims use, so a job deferred to `until` is not claimed early.
-        if let Some(until) = accounts
-            .iter()
-            .filter_map(|a| a.paused_until)
-            .filter(|until| *until > now)
-            .max()
-        {
+        if let Some(until) = now.and_then(|now| {
+            accounts
+                .iter()
+                .filter_map(|a| a.paused_until)
+                .filter(|until| *until > now)
+                .max()
+        }) {
             return Err(PipelineError::Paused { until });
         }
         let stats = if entities.is_empty() {
