@@ -33,43 +33,48 @@ const INSERT_RAW_PG: &str = "\
         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
         $13::float8[], $14::float8[], $15::float8[], $16::text[], $17::text[], $18::timestamp[])";
 
+/// The readings as 18 arrays bound to `sql` ($1 to $18, in [`INSERT_RAW_PG`]'s column order).
+fn bind_raw_arrays<'a>(
+    sql: &'a str,
+    rows: &'a [NewRawStat],
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    use diesel::sql_types::{Array, BigInt, Double, Nullable};
+    let text = |f: fn(&NewRawStat) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    let int = |f: fn(&NewRawStat) -> i64| rows.iter().map(f).collect::<Vec<_>>();
+    let real = |f: fn(&NewRawStat) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+    diesel::sql_query(sql)
+        .into_boxed()
+        .bind::<Array<Text>, _>(text(|r| &r.seller_id))
+        .bind::<Array<Text>, _>(text(|r| &r.level))
+        .bind::<Array<Text>, _>(text(|r| &r.entity_id))
+        .bind::<Array<Date>, _>(rows.iter().map(|r| r.stat_date).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(int(|r| r.spend_cents))
+        .bind::<Array<BigInt>, _>(int(|r| r.impressions))
+        .bind::<Array<BigInt>, _>(int(|r| r.clicks))
+        .bind::<Array<BigInt>, _>(int(|r| r.content_views))
+        .bind::<Array<BigInt>, _>(int(|r| r.add_to_cart))
+        .bind::<Array<BigInt>, _>(int(|r| r.checkouts))
+        .bind::<Array<BigInt>, _>(int(|r| r.purchases))
+        .bind::<Array<BigInt>, _>(int(|r| r.revenue_cents))
+        .bind::<Array<Double>, _>(real(|r| r.cpm))
+        .bind::<Array<Double>, _>(real(|r| r.ctr))
+        .bind::<Array<Double>, _>(real(|r| r.roas))
+        .bind::<Array<Text>, _>(text(|r| &r.provider))
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter().map(|r| r.job_id.as_deref()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.fetched_at).collect::<Vec<_>>())
+}
+
 /// Appends readings to `ad_stats_raw`: on PostgreSQL as arrays unnested by one prepared
 /// statement, on SQLite in multi-row INSERTs (one per 1,000 rows).
 pub async fn insert_raw(conn: &mut DbConn, rows: &[NewRawStat]) -> QueryResult<usize> {
     db_run!(conn, postgres {
-        use diesel::sql_types::{Array, BigInt, Double, Nullable};
         let mut inserted = 0;
         for chunk in rows.chunks(RAW_ROWS_PER_ARRAY_INSERT) {
-            let text = |f: fn(&NewRawStat) -> &str| chunk.iter().map(f).collect::<Vec<_>>();
-            let int = |f: fn(&NewRawStat) -> i64| chunk.iter().map(f).collect::<Vec<_>>();
-            let real = |f: fn(&NewRawStat) -> f64| chunk.iter().map(f).collect::<Vec<_>>();
-            inserted += prepared(
-                diesel::sql_query(INSERT_RAW_PG)
-                    .bind::<Array<Text>, _>(text(|r| &r.seller_id))
-                    .bind::<Array<Text>, _>(text(|r| &r.level))
-                    .bind::<Array<Text>, _>(text(|r| &r.entity_id))
-                    .bind::<Array<Date>, _>(chunk.iter().map(|r| r.stat_date).collect::<Vec<_>>())
-                    .bind::<Array<BigInt>, _>(int(|r| r.spend_cents))
-                    .bind::<Array<BigInt>, _>(int(|r| r.impressions))
-                    .bind::<Array<BigInt>, _>(int(|r| r.clicks))
-                    .bind::<Array<BigInt>, _>(int(|r| r.content_views))
-                    .bind::<Array<BigInt>, _>(int(|r| r.add_to_cart))
-                    .bind::<Array<BigInt>, _>(int(|r| r.checkouts))
-                    .bind::<Array<BigInt>, _>(int(|r| r.purchases))
-                    .bind::<Array<BigInt>, _>(int(|r| r.revenue_cents))
-                    .bind::<Array<Double>, _>(real(|r| r.cpm))
-                    .bind::<Array<Double>, _>(real(|r| r.ctr))
-                    .bind::<Array<Double>, _>(real(|r| r.roas))
-                    .bind::<Array<Text>, _>(text(|r| &r.provider))
-                    .bind::<Array<Nullable<Text>>, _>(
-                        chunk.iter().map(|r| r.job_id.as_deref()).collect::<Vec<_>>(),
-                    )
-                    .bind::<Array<Timestamp>, _>(
-                        chunk.iter().map(|r| r.fetched_at).collect::<Vec<_>>(),
-                    ),
-            )
-            .execute(conn)
-            .await?;
+            inserted += prepared(bind_raw_arrays(INSERT_RAW_PG, chunk))
+                .execute(conn)
+                .await?;
         }
         Ok(inserted)
     }, sqlite {
@@ -115,6 +120,16 @@ fn ratio_sql(spend: &str, impressions: &str, clicks: &str, revenue: &str) -> [St
 }
 
 fn fold_daily_sql(aggregation: Aggregation) -> String {
+    fold_upsert_sql(
+        aggregation,
+        "$1",
+        "FROM ad_stats_raw WHERE job_id = $2 AND fetched_at = $3",
+    )
+}
+
+/// The fold of the raw rows `source` yields (a `FROM` clause) into `ad_stats_daily`, stamped
+/// with the parameter `now`.
+fn fold_upsert_sql(aggregation: Aggregation, now: &str, source: &str) -> String {
     let counters = METRICS.split(", ");
     let set = match aggregation {
         Aggregation::Sum => {
@@ -144,8 +159,8 @@ fn fold_daily_sql(aggregation: Aggregation) -> String {
     let ratios = ratio_sql("spend_cents", "impressions", "clicks", "revenue_cents").join(", ");
     format!(
         "INSERT INTO ad_stats_daily (seller_id, level, entity_id, stat_date, {METRICS}, cpm, ctr, roas, raw_count, updated_at) \
-         SELECT seller_id, level, entity_id, stat_date, {METRICS}, {ratios}, 1, $1 \
-         FROM ad_stats_raw WHERE job_id = $2 AND fetched_at = $3 \
+         SELECT seller_id, level, entity_id, stat_date, {METRICS}, {ratios}, 1, {now} \
+         {source} \
          ON CONFLICT (level, entity_id, stat_date) DO UPDATE SET {}, \
          raw_count = ad_stats_daily.raw_count + excluded.raw_count, updated_at = excluded.updated_at",
         set.join(", ")
@@ -174,6 +189,44 @@ pub async fn fold_into_daily(
         .execute(conn)
         .await
     })
+}
+
+/// PostgreSQL: the raw INSERT of [`insert_raw`] and the fold of [`fold_into_daily`] as one
+/// statement, the fold reading the rows the INSERT returns instead of finding them again.
+fn append_and_fold_pg_sql(aggregation: Aggregation) -> String {
+    format!(
+        "WITH raw AS ({INSERT_RAW_PG} RETURNING seller_id, level, entity_id, stat_date, {METRICS}) {}",
+        fold_upsert_sql(aggregation, "$19", "FROM raw")
+    )
+}
+
+/// Appends one batch of readings (one job's, fetched at one time) to `ad_stats_raw` and folds
+/// them into `ad_stats_daily`, as [`insert_raw`] then [`fold_into_daily`] do; on PostgreSQL in
+/// one statement per 10,000 rows. Returns the raw rows and daily rows written.
+pub async fn append_and_fold(
+    conn: &mut DbConn,
+    aggregation: Aggregation,
+    rows: &[NewRawStat],
+    now: NaiveDateTime,
+) -> QueryResult<(usize, usize)> {
+    let Some(first) = rows.first() else {
+        return Ok((0, 0));
+    };
+    if let DbConn::Postgres(pg) = conn {
+        let pg: &mut super::PgConn = pg;
+        let sql = append_and_fold_pg_sql(aggregation);
+        let mut daily = 0;
+        for chunk in rows.chunks(RAW_ROWS_PER_ARRAY_INSERT) {
+            daily += prepared(bind_raw_arrays(&sql, chunk).bind::<Timestamp, _>(now))
+                .execute(pg)
+                .await?;
+        }
+        return Ok((rows.len(), daily));
+    }
+    let raw = insert_raw(conn, rows).await?;
+    let job_id = first.job_id.as_deref().unwrap_or_default();
+    let daily = fold_into_daily(conn, aggregation, job_id, first.fetched_at, now).await?;
+    Ok((raw, daily))
 }
 
 // Clears the seller's rollup over the dates before it is rebuilt: a sellpage that lost campaigns

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Places inside a sync's transaction where a failure can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultPoint {
-    /// After the raw rows are inserted, before the daily fold.
+    /// After the raw rows are inserted (on PostgreSQL, in the statement that also folds them),
+    /// before the sellpage rollup.
     AfterRawInsert,
     /// After every stats write, before the job's completion mark.
     BeforeCompletion,

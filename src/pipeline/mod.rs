@@ -447,22 +447,11 @@ async fn write_tiers(
     if lease.is_some() {
         db::jobs::commit_without_waiting_for_flush(conn).await?;
     }
-    let raw_rows = db::stats::insert_raw(conn, &fetched.rows).await?;
+    let (raw_rows, daily_rows) =
+        db::stats::append_and_fold(conn, aggregation, &fetched.rows, now).await?;
     if faults.trip(FaultPoint::AfterRawInsert) {
         return Err(PipelineError::Injected(FaultPoint::AfterRawInsert));
     }
-    let daily_rows = if raw_rows > 0 {
-        db::stats::fold_into_daily(
-            conn,
-            aggregation,
-            &request.job_id(),
-            fetched.fetched_at,
-            now,
-        )
-        .await?
-    } else {
-        0
-    };
     let sellpage_rows = if request.level == Level::Campaign {
         db::stats::roll_up_sellpages(
             conn,
