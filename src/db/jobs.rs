@@ -115,7 +115,7 @@ fn insert_many_sql(rows: usize) -> String {
     format!(
         "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
                                 attempts, max_attempts, run_at, created_at, updated_at) \
-         VALUES {} ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING *",
+         VALUES {} ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING id, job_id",
         values.join(", ")
     )
 }
@@ -133,10 +133,29 @@ const INSERT_MANY_PG: &str = "\
     FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], \
                 $7::int4[], $8::timestamp[]) \
          AS u(job_id, seller_id, level, date_from, date_to, triggered_by, max_attempts, run_at) \
-    ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING *";
+    ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING id, job_id";
+
+/// A record's identity: what an enqueue hands the workers and answers the caller with. A tick
+/// records tens of thousands of jobs; carrying whole records would only cost memory.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Queryable)]
+pub struct RecordedJob {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub job_id: String,
+}
+
+impl From<JobRecord> for RecordedJob {
+    fn from(record: JobRecord) -> Self {
+        Self {
+            id: record.id,
+            job_id: record.job_id,
+        }
+    }
+}
 
 /// Records `jobs` (each unless its job id is QUEUED or RUNNING); returns the new records.
-async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Vec<JobRecord>> {
+async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Vec<RecordedJob>> {
     let mut inserted = Vec::new();
     db_run!(conn, postgres {
         use diesel::sql_types::Array;
@@ -145,7 +164,7 @@ async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Ve
             let day = |f: fn(&NewJobRecord) -> chrono::NaiveDate| {
                 chunk.iter().map(f).collect::<Vec<_>>()
             };
-            let rows: Vec<JobRecord> = super::prepared(
+            let rows: Vec<RecordedJob> = super::prepared(
                 diesel::sql_query(INSERT_MANY_PG)
                     .bind::<Array<Text>, _>(text(|j| &j.job_id))
                     .bind::<Array<Text>, _>(text(|j| &j.seller_id))
@@ -177,7 +196,7 @@ async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Ve
                     .bind::<Integer, _>(job.max_attempts)
                     .bind::<Timestamp, _>(job.run_at);
             }
-            let rows: Vec<JobRecord> = query.load(conn).await?;
+            let rows: Vec<RecordedJob> = query.load(conn).await?;
             inserted.extend(rows);
         }
     });
@@ -190,9 +209,9 @@ async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Ve
 pub async fn enqueue_many(
     conn: &mut DbConn,
     jobs: &[NewJobRecord],
-) -> QueryResult<Vec<(JobRecord, bool)>> {
+) -> QueryResult<Vec<(RecordedJob, bool)>> {
     use std::collections::HashMap;
-    let mut found: HashMap<String, (JobRecord, bool)> = HashMap::with_capacity(jobs.len());
+    let mut found: HashMap<String, (RecordedJob, bool)> = HashMap::with_capacity(jobs.len());
     for record in insert_many(conn, jobs).await? {
         found.insert(record.job_id.clone(), (record, true));
     }
@@ -202,11 +221,11 @@ pub async fn enqueue_many(
         .filter(|id| !found.contains_key(*id))
         .collect();
     for ids in skipped.chunks(ENQUEUE_ROWS_PER_STATEMENT) {
-        let active: Vec<JobRecord> = db_run!(conn, {
+        let active: Vec<RecordedJob> = db_run!(conn, {
             j::sync_jobs
                 .filter(j::job_id.eq_any(ids))
                 .filter(j::status.eq_any([QUEUED, RUNNING]))
-                .select(JobRecord::as_select())
+                .select((j::id, j::job_id))
                 .load(conn)
                 .await
         })?;
@@ -220,7 +239,8 @@ pub async fn enqueue_many(
             Some(entry) => out.push(entry.clone()),
             // Its active twin finished between the INSERT and the read: record it on its own.
             None => {
-                let entry = enqueue(conn, job).await?;
+                let (record, created) = enqueue(conn, job).await?;
+                let entry = (RecordedJob::from(record), created);
                 found.insert(job.job_id.clone(), entry.clone());
                 out.push(entry);
             }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::db::models::{JobRecord, NewJobRecord};
+use crate::db::jobs::RecordedJob;
+use crate::db::models::NewJobRecord;
 use crate::db::{self, Db, DbError};
 use crate::pipeline::SyncRequest;
 
@@ -46,7 +47,7 @@ impl From<diesel::result::Error> for EnqueueError {
 /// The outcome of one enqueue: the record, and whether it was created (`false`: deduplicated).
 #[derive(Debug, Clone)]
 pub struct Enqueued {
-    pub record: JobRecord,
+    pub record: RecordedJob,
     pub created: bool,
 }
 
@@ -170,7 +171,7 @@ impl JobQueue {
         for request in requests {
             match db::jobs::active(&mut conn, &request.job_id()).await? {
                 Some(record) => out.push(Enqueued {
-                    record,
+                    record: record.into(),
                     created: false,
                 }),
                 None => return Ok(None),
