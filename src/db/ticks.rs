@@ -156,6 +156,18 @@ pub async fn finish(
     Ok(updated == 1)
 }
 
+/// The tick of the latest cron mark any instance claimed, finished or not.
+pub async fn latest(conn: &mut DbConn) -> QueryResult<Option<SchedulerTick>> {
+    db_run!(conn, {
+        t::scheduler_ticks
+            .order(t::mark.desc())
+            .select(SchedulerTick::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
 /// Every tick, oldest mark first (tests and tools).
 pub async fn all(conn: &mut DbConn) -> QueryResult<Vec<SchedulerTick>> {
     db_run!(conn, {

@@ -15,6 +15,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde_json::json;
 
 use super::AppState;
+use crate::db::ticks::SchedulerTick;
 use crate::db::{self, Db, DbError};
 use crate::jobs::TaskState;
 
@@ -27,9 +28,14 @@ const SHARE_FOR: Duration = Duration::from_secs(1);
 const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the last database probe found. The reasons are fixed text: the cause goes to the log.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Probe {
-    Ok { queued: i64, running: i64 },
+    Ok {
+        queued: i64,
+        running: i64,
+        /// The latest cron mark ticked by any instance (`scheduler_ticks`).
+        cluster_tick: Option<Arc<SchedulerTick>>,
+    },
     Failed(Failure),
 }
 
@@ -96,7 +102,9 @@ impl HealthProbe {
     /// together still costs at most one small query per second.
     pub async fn queue_counts(&self) -> Option<(i64, i64)> {
         match self.check().await {
-            Probe::Ok { queued, running } => Some((queued, running)),
+            Probe::Ok {
+                queued, running, ..
+            } => Some((queued, running)),
             Probe::Failed(_) => None,
         }
     }
@@ -106,9 +114,9 @@ impl HealthProbe {
             let Ok(mut state) = self.state.lock() else {
                 return Probe::Failed(Failure::Unavailable);
             };
-            if let Some((at, probe)) = state.fresh {
+            if let Some((at, probe)) = &state.fresh {
                 if at.elapsed() < SHARE_FOR {
-                    return probe;
+                    return probe.clone();
                 }
             }
             match &state.in_flight {
@@ -126,7 +134,7 @@ impl HealthProbe {
                 // The probe keeps running (still the only one); its answer replaces this one.
                 let probe = Probe::Failed(Failure::NoAnswer);
                 if let Ok(mut state) = self.state.lock() {
-                    state.fresh = Some((Instant::now(), probe));
+                    state.fresh = Some((Instant::now(), probe.clone()));
                 }
                 probe
             }
@@ -142,12 +150,18 @@ impl HealthProbe {
             let _free = FreeFlight(state.clone());
             let counted = async {
                 let mut conn = db.conn().await?;
-                Ok::<_, DbError>(db::jobs::active_counts(&mut conn).await?)
+                let (queued, running) = db::jobs::active_counts(&mut conn).await?;
+                let tick = db::ticks::latest(&mut conn).await?;
+                Ok::<_, DbError>((queued, running, tick))
             };
             // A connection stuck on a silent network would otherwise hold the flight for as long
             // as TCP takes to give up. Dropping the query here is safe: this is the main runtime.
             let probe = match tokio::time::timeout(PROBE_LIMIT, counted).await {
-                Ok(Ok((queued, running))) => Probe::Ok { queued, running },
+                Ok(Ok((queued, running, tick))) => Probe::Ok {
+                    queued,
+                    running,
+                    cluster_tick: tick.map(Arc::new),
+                },
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "health probe failed");
                     Probe::Failed(match e {
@@ -161,7 +175,7 @@ impl HealthProbe {
                 }
             };
             if let Ok(mut state) = state.lock() {
-                state.fresh = Some((Instant::now(), probe));
+                state.fresh = Some((Instant::now(), probe.clone()));
             }
             probe
         });
@@ -169,6 +183,23 @@ impl HealthProbe {
             .boxed()
             .shared()
     }
+}
+
+/// A `scheduler_ticks` row as `/health` shows it: times in UTC, counts `null` until finished.
+fn cluster_tick_json(tick: &SchedulerTick) -> serde_json::Value {
+    let utc = |t: chrono::NaiveDateTime| {
+        t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    json!({
+        "mark": utc(tick.mark),
+        "instance": tick.instance,
+        "startedAt": utc(tick.started_at),
+        "finishedAt": tick.finished_at.map(utc),
+        "sellers": tick.sellers,
+        "enqueued": tick.enqueued,
+        "deduplicated": tick.deduplicated,
+    })
 }
 
 /// Clears the in-flight probe when dropped.
@@ -188,7 +219,7 @@ impl Drop for FreeFlight {
     path = "/health",
     tag = "operations",
     responses(
-        (status = 200, description = "`{\"status\":\"ok\", \"database\":\"ok\", \"version\":…, \"commit\":…, \"queue\":…, \"scheduler\":…, \"tasks\":…}`", body = serde_json::Value),
+        (status = 200, description = "`{\"status\":\"ok\", \"database\":\"ok\", \"version\":…, \"commit\":…, \"queue\":…, \"scheduler\":…, \"tasks\":…}`; `scheduler.clusterLastTick` is the latest cron mark any instance ticked (`scheduler_ticks`), or null", body = serde_json::Value),
         (status = 503, description = "`status` is `degraded` (a background task is restarting) or `unavailable` (the database failed; `error` is `database_busy` or `database_unavailable`)", body = serde_json::Value),
     )
 )]
@@ -222,7 +253,15 @@ async fn answer(state: &AppState) -> HttpResponse {
         .map(|(name, task)| (name.to_string(), task.as_str().into()))
         .collect();
     match probe {
-        Probe::Ok { queued, running } => {
+        Probe::Ok {
+            queued,
+            running,
+            cluster_tick,
+        } => {
+            let mut scheduler =
+                serde_json::to_value(state.scheduler.status()).unwrap_or_else(|_| json!({}));
+            scheduler["clusterLastTick"] =
+                cluster_tick.map_or(serde_json::Value::Null, |t| cluster_tick_json(&t));
             let body = json!({
                 "status": if degraded { "degraded" } else { "ok" },
                 "database": "ok",
@@ -230,7 +269,7 @@ async fn answer(state: &AppState) -> HttpResponse {
                 "commit": commit,
                 "backend": state.db.backend_name(),
                 "queue": { "queued": queued, "running": running, "capacity": state.queue.capacity() },
-                "scheduler": state.scheduler.status(),
+                "scheduler": scheduler,
                 "tasks": tasks,
             });
             if degraded {

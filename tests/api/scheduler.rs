@@ -87,5 +87,25 @@ async fn a_fast_schedule_ticks_on_its_own(backend: Backend) {
     assert_eq!(health["scheduler"]["enabled"], true);
     assert!(health["scheduler"]["lastTick"].is_string(), "{health}");
     assert!(health["scheduler"]["nextTick"].is_string(), "{health}");
+    // The cluster-wide history: the latest mark in `scheduler_ticks`, ticked by this instance.
+    let tick = &health["scheduler"]["clusterLastTick"];
+    assert_eq!(tick["instance"], app.app().instance(), "{health}");
+    let mark = tick["mark"].as_str().expect("mark");
+    chrono::DateTime::parse_from_rfc3339(mark).expect("an RFC 3339 mark");
+    let mut conn = app.db.conn().await.unwrap();
+    let recorded = ads_stats::db::ticks::all(&mut conn).await.unwrap();
+    drop(conn);
+    assert!(
+        recorded
+            .iter()
+            .any(|t| t.mark.and_utc() == chrono::DateTime::parse_from_rfc3339(mark).unwrap()),
+        "{mark} is a recorded mark: {recorded:#?}"
+    );
+    if !tick["finishedAt"].is_null() {
+        assert!(
+            tick["enqueued"].is_i64() && tick["sellers"] == 1,
+            "{health}"
+        );
+    }
     app.shutdown().await;
 }
