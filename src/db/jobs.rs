@@ -46,12 +46,25 @@ macro_rules! leased {
     };
 }
 
-const INSERT_UNLESS_ACTIVE: &str = "\
-    INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
-                           attempts, max_attempts, run_at, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8) \
-    ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING \
-    RETURNING *";
+/// The columns of [`JobRecord`] after `id`, named: a prepared statement returning `*` would fail
+/// on every pooled connection once a migration added a column ("cached plan must not change
+/// result type").
+macro_rules! job_columns_after_id {
+    () => {
+        "job_id, seller_id, level, date_from, date_to, triggered_by, status, attempts, \
+         max_attempts, last_error, run_at, locked_by, heartbeat_at, entities, raw_rows, daily_rows, \
+         sellpage_rows, created_at, started_at, finished_at, updated_at"
+    };
+}
+
+const INSERT_UNLESS_ACTIVE: &str = concat!(
+    "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
+                            attempts, max_attempts, run_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8) \
+     ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING \
+     RETURNING id, ",
+    job_columns_after_id!()
+);
 
 /// Records a job unless one with the same job id is QUEUED or RUNNING. Returns the record and
 /// whether it is new. The partial unique index decides races between processes and threads.
@@ -343,8 +356,8 @@ pub async fn claim(
 // one another's row locks. The rows are picked in a MATERIALIZED CTE, evaluated exactly once: as
 // `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` the planner may run the subquery again
 // per row and claim far more than `n` (seen in the outage test: 595 RUNNING at concurrency 5).
-const CLAIM_DUE: &str = "\
-    WITH picked AS MATERIALIZED ( \
+const CLAIM_DUE: &str = concat!(
+    "WITH picked AS MATERIALIZED ( \
         SELECT id FROM sync_jobs \
         WHERE status = 'QUEUED' AND run_at <= CURRENT_TIMESTAMP \
         ORDER BY run_at, id \
@@ -355,7 +368,9 @@ const CLAIM_DUE: &str = "\
         heartbeat_at = CURRENT_TIMESTAMP, started_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP \
     FROM picked \
     WHERE sync_jobs.id = picked.id AND sync_jobs.status = 'QUEUED' \
-    RETURNING sync_jobs.*";
+    RETURNING sync_jobs.id, ",
+    job_columns_after_id!()
+);
 
 /// PostgreSQL only: claims up to `limit` due QUEUED records for `worker` in one statement, whoever
 /// enqueued them, so any instance with free slots runs any job. Rows another claimer holds are
@@ -589,15 +604,21 @@ pub async fn rescue_orphans(
         ))
         .execute(conn)
         .await?;
-        let failed = diesel::update(j::sync_jobs.filter(orphaned))
-            .set((
-                j::status.eq(FAILED),
-                j::last_error.eq(NOTE_ORPHANED),
-                j::finished_at.eq(now),
-                j::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
+        // Only those out of attempts: a record that turned orphaned between the two statements
+        // (it cannot in a running service, but a hand edit can) waits for the next sweep.
+        let failed = diesel::update(
+            j::sync_jobs
+                .filter(orphaned)
+                .filter(j::attempts.ge(j::max_attempts)),
+        )
+        .set((
+            j::status.eq(FAILED),
+            j::last_error.eq(NOTE_ORPHANED),
+            j::finished_at.eq(now),
+            j::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
         Ok(requeued + failed)
     })
 }
