@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Nullable, Text};
+use diesel::sql_types::{BigInt, Date, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use super::models::{NewAd, NewAdConnection, NewAdset, NewCampaign, NewSeller, NewSellpage};
@@ -62,46 +62,95 @@ const DELIVERING_CAMPAIGNS: &str = "\
     JOIN ad_connections ac ON ac.id = c.connection_id \
     WHERE c.seller_id = $1 AND c.status = 'ACTIVE' AND s.status = 'ACTIVE' AND ac.status = 'ACTIVE'";
 
-pub async fn delivering_campaigns(
-    conn: &mut DbConn,
-    seller_id: &str,
-) -> QueryResult<Vec<DeliveringCampaign>> {
-    let sql = format!("{DELIVERING_CAMPAIGNS} ORDER BY c.id");
-    db_run!(conn, {
-        crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
-            .load(conn)
-            .await
-    })
+/// A seller's delivering hierarchy, down to the level a sync needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveringTree {
+    pub campaigns: Vec<DeliveringCampaign>,
+    pub adsets: Vec<DeliveringAdset>,
+    pub ads: Vec<DeliveringAd>,
 }
 
-pub async fn delivering_adsets(
-    conn: &mut DbConn,
-    seller_id: &str,
-) -> QueryResult<Vec<DeliveringAdset>> {
-    let sql = format!(
-        "SELECT a.id, a.campaign_id, a.daily_budget_cents, a.external_id FROM adsets a \
-         JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
-         WHERE a.status = 'ACTIVE' ORDER BY a.id"
-    );
-    db_run!(conn, {
-        crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
-            .load(conn)
-            .await
-    })
+/// One row of [`delivering_tree`]'s query: a campaign (1), ad set (2) or ad (3).
+#[derive(QueryableByName)]
+struct TreeRow {
+    #[diesel(sql_type = Integer)]
+    depth: i32,
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    parent_id: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    daily_budget_cents: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    connection_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    external_id: Option<String>,
 }
 
-pub async fn delivering_ads(conn: &mut DbConn, seller_id: &str) -> QueryResult<Vec<DeliveringAd>> {
-    let sql = format!(
-        "SELECT d.id, d.adset_id, d.external_id FROM ads d \
-         JOIN adsets a ON a.id = d.adset_id \
-         JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
-         WHERE a.status = 'ACTIVE' AND d.status = 'ACTIVE' ORDER BY d.id"
+/// The query for [`delivering_tree`] at `depth` (1: campaigns; 2: and ad sets; 3: and ads).
+fn delivering_tree_sql(depth: u8) -> String {
+    let mut sql = format!(
+        "SELECT 1 AS depth, c.id AS id, CAST(NULL AS TEXT) AS parent_id, \
+                c.daily_budget_cents AS daily_budget_cents, c.connection_id AS connection_id, \
+                c.external_id AS external_id \
+         FROM ({DELIVERING_CAMPAIGNS}) c"
     );
-    db_run!(conn, {
+    if depth >= 2 {
+        sql.push_str(&format!(
+            " UNION ALL SELECT 2, a.id, a.campaign_id, a.daily_budget_cents, NULL, a.external_id \
+              FROM adsets a JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
+              WHERE a.status = 'ACTIVE'"
+        ));
+    }
+    if depth >= 3 {
+        sql.push_str(&format!(
+            " UNION ALL SELECT 3, d.id, d.adset_id, NULL, NULL, d.external_id FROM ads d \
+              JOIN adsets a ON a.id = d.adset_id \
+              JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
+              WHERE a.status = 'ACTIVE' AND d.status = 'ACTIVE'"
+        ));
+    }
+    sql.push_str(" ORDER BY depth, id");
+    sql
+}
+
+/// The seller's delivering campaigns and, with `depth` 2 or 3, their ACTIVE ad sets and those
+/// ad sets' ACTIVE ads, each ordered by id, in one prepared statement (a job runs it once).
+pub async fn delivering_tree(
+    conn: &mut DbConn,
+    seller_id: &str,
+    depth: u8,
+) -> QueryResult<DeliveringTree> {
+    let sql = delivering_tree_sql(depth);
+    let rows: Vec<TreeRow> = db_run!(conn, {
         crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
             .load(conn)
             .await
-    })
+    })?;
+    let mut tree = DeliveringTree::default();
+    for row in rows {
+        let parent = row.parent_id.unwrap_or_default();
+        match row.depth {
+            1 => tree.campaigns.push(DeliveringCampaign {
+                id: row.id,
+                daily_budget_cents: row.daily_budget_cents.unwrap_or_default(),
+                connection_id: row.connection_id.unwrap_or_default(),
+                external_id: row.external_id,
+            }),
+            2 => tree.adsets.push(DeliveringAdset {
+                id: row.id,
+                campaign_id: parent,
+                daily_budget_cents: row.daily_budget_cents,
+                external_id: row.external_id,
+            }),
+            _ => tree.ads.push(DeliveringAd {
+                id: row.id,
+                adset_id: parent,
+                external_id: row.external_id,
+            }),
+        }
+    }
+    Ok(tree)
 }
 
 /// Sellers the scheduler syncs: ACTIVE, with an ACTIVE connection and a delivering campaign.

@@ -13,16 +13,17 @@ pub async fn delivering_entities(
     seller_id: &str,
     level: Level,
 ) -> diesel::QueryResult<Vec<EntityBudget>> {
-    let campaigns = catalog::delivering_campaigns(conn, seller_id).await?;
-    if level == Level::Campaign {
-        return Ok(campaign_budgets(&campaigns));
-    }
-    let adsets = catalog::delivering_adsets(conn, seller_id).await?;
-    if level == Level::Adset {
-        return Ok(adset_budgets(&campaigns, &adsets));
-    }
-    let ads = catalog::delivering_ads(conn, seller_id).await?;
-    Ok(ad_budgets(&campaigns, &adsets, &ads))
+    let depth = match level {
+        Level::Campaign => 1,
+        Level::Adset => 2,
+        Level::Ad => 3,
+    };
+    let tree = catalog::delivering_tree(conn, seller_id, depth).await?;
+    Ok(match level {
+        Level::Campaign => campaign_budgets(&tree.campaigns),
+        Level::Adset => adset_budgets(&tree.campaigns, &tree.adsets),
+        Level::Ad => ad_budgets(&tree.campaigns, &tree.adsets, &tree.ads),
+    })
 }
 
 /// A campaign spends its own budget.
