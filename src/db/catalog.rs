@@ -89,26 +89,26 @@ struct TreeRow {
 
 /// The query for [`delivering_tree`] at `depth` (1: campaigns; 2: and ad sets; 3: and ads).
 fn delivering_tree_sql(depth: u8) -> String {
+    // The delivering campaigns are found once (a CTE used more than once is computed once).
     let mut sql = format!(
-        "SELECT 1 AS depth, c.id AS id, CAST(NULL AS TEXT) AS parent_id, \
+        "WITH dc AS ({DELIVERING_CAMPAIGNS}) \
+         SELECT 1 AS depth, c.id AS id, CAST(NULL AS TEXT) AS parent_id, \
                 c.daily_budget_cents AS daily_budget_cents, c.connection_id AS connection_id, \
                 c.external_id AS external_id \
-         FROM ({DELIVERING_CAMPAIGNS}) c"
+         FROM dc c"
     );
     if depth >= 2 {
-        sql.push_str(&format!(
+        sql.push_str(
             " UNION ALL SELECT 2, a.id, a.campaign_id, a.daily_budget_cents, NULL, a.external_id \
-              FROM adsets a JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
-              WHERE a.status = 'ACTIVE'"
-        ));
+              FROM adsets a JOIN dc ON dc.id = a.campaign_id WHERE a.status = 'ACTIVE'",
+        );
     }
     if depth >= 3 {
-        sql.push_str(&format!(
+        sql.push_str(
             " UNION ALL SELECT 3, d.id, d.adset_id, NULL, NULL, d.external_id FROM ads d \
-              JOIN adsets a ON a.id = d.adset_id \
-              JOIN ({DELIVERING_CAMPAIGNS}) dc ON dc.id = a.campaign_id \
-              WHERE a.status = 'ACTIVE' AND d.status = 'ACTIVE'"
-        ));
+              JOIN adsets a ON a.id = d.adset_id JOIN dc ON dc.id = a.campaign_id \
+              WHERE a.status = 'ACTIVE' AND d.status = 'ACTIVE'",
+        );
     }
     sql.push_str(" ORDER BY depth, id");
     sql

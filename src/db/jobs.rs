@@ -311,21 +311,23 @@ pub async fn claim(
     worker: &str,
 ) -> QueryResult<Option<JobRecord>> {
     db_run!(conn, postgres {
-        diesel::update(
-            j::sync_jobs
-                .find(record_id)
-                .filter(j::status.eq(QUEUED))
-                .filter(j::run_at.le(db_now)),
+        super::prepared(
+            diesel::update(
+                j::sync_jobs
+                    .find(record_id)
+                    .filter(j::status.eq(QUEUED))
+                    .filter(j::run_at.le(db_now)),
+            )
+            .set((
+                j::status.eq(RUNNING),
+                j::attempts.eq(j::attempts + 1),
+                j::locked_by.eq(worker),
+                j::heartbeat_at.eq(db_now.nullable()),
+                j::started_at.eq(db_now.nullable()),
+                j::updated_at.eq(db_now),
+            ))
+            .returning(JobRecord::as_returning()),
         )
-        .set((
-            j::status.eq(RUNNING),
-            j::attempts.eq(j::attempts + 1),
-            j::locked_by.eq(worker),
-            j::heartbeat_at.eq(db_now.nullable()),
-            j::started_at.eq(db_now.nullable()),
-            j::updated_at.eq(db_now),
-        ))
-        .returning(JobRecord::as_returning())
         .get_result(conn)
         .await
         .optional()
@@ -425,21 +427,22 @@ pub async fn mark_succeeded(
     rows: RowsWritten,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
+    // diesel never caches an UPDATE (a changeset of options can change its text); this one's
+    // text is fixed, and every job runs it.
     let updated = db_run!(conn, {
-        diesel::update(leased!(lease))
-            .set((
-                // `locked_by` stays: the record shows which instance ran it.
-                j::status.eq(SUCCEEDED),
-                j::last_error.eq(None::<String>),
-                j::entities.eq(rows.entities),
-                j::raw_rows.eq(rows.raw),
-                j::daily_rows.eq(rows.daily),
-                j::sellpage_rows.eq(rows.sellpage),
-                j::finished_at.eq(now),
-                j::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .await
+        super::prepared(diesel::update(leased!(lease)).set((
+            // `locked_by` stays: the record shows which instance ran it.
+            j::status.eq(SUCCEEDED),
+            j::last_error.eq(None::<String>),
+            j::entities.eq(rows.entities),
+            j::raw_rows.eq(rows.raw),
+            j::daily_rows.eq(rows.daily),
+            j::sellpage_rows.eq(rows.sellpage),
+            j::finished_at.eq(now),
+            j::updated_at.eq(now),
+        )))
+        .execute(conn)
+        .await
     })?;
     Ok(updated == 1)
 }
