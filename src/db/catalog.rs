@@ -249,6 +249,54 @@ pub async fn is_eligible(conn: &mut DbConn, seller_id: &str) -> QueryResult<bool
     })
 }
 
+/// What a manual sync needs to know about its seller, read in one statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SellerForSync {
+    /// `ACTIVE`, `SUSPENDED`, or `None` when there is no such seller.
+    pub status: Option<String>,
+    /// It has something to sync (the rule of [`eligible_seller_ids`]).
+    pub eligible: bool,
+    /// The distinct time zones of its ACTIVE connections, sorted.
+    pub timezones: Vec<String>,
+}
+
+#[derive(QueryableByName)]
+struct SellerForSyncRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    eligible: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    timezone: Option<String>,
+}
+
+/// [`seller_status`], [`is_eligible`] and [`seller_timezones`] in one prepared statement: one row
+/// per ACTIVE connection (one with no zone when there is none), none for an unknown seller.
+pub async fn seller_for_sync(conn: &mut DbConn, seller_id: &str) -> QueryResult<SellerForSync> {
+    let sql = format!(
+        "SELECT s.status AS status, CASE WHEN {ELIGIBLE} THEN 1 ELSE 0 END AS eligible, \
+                ac.timezone AS timezone \
+         FROM sellers s LEFT JOIN ad_connections ac ON ac.seller_id = s.id AND ac.status = 'ACTIVE' \
+         WHERE s.id = $1"
+    );
+    let rows: Vec<SellerForSyncRow> = db_run!(conn, {
+        crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
+            .load(conn)
+            .await
+    })?;
+    let Some(first) = <[SellerForSyncRow]>::first(&rows) else {
+        return Ok(SellerForSync::default());
+    };
+    let mut seller = SellerForSync {
+        status: Some(first.status.clone()),
+        eligible: first.eligible == 1,
+        timezones: rows.iter().filter_map(|r| r.timezone.clone()).collect(),
+    };
+    seller.timezones.sort();
+    seller.timezones.dedup();
+    Ok(seller)
+}
+
 const ELIGIBLE: &str = "s.status = 'ACTIVE' \
     AND EXISTS (SELECT 1 FROM ad_connections ac WHERE ac.seller_id = s.id AND ac.status = 'ACTIVE') \
     AND EXISTS (SELECT 1 FROM campaigns c JOIN ad_connections cc ON cc.id = c.connection_id \

@@ -395,6 +395,38 @@ async fn eligible_sellers_are_active_connected_and_delivering(backend: Backend) 
     for s in ["suspended", "revoked", "paused-only", "empty", "unknown"] {
         assert!(!catalog::is_eligible(&mut conn, s).await.unwrap(), "{s}");
     }
+    // The manual sync's one-statement read agrees with the rule and with the status and zones.
+    for s in [
+        "active",
+        "suspended",
+        "revoked",
+        "paused-only",
+        "empty",
+        "unknown",
+    ] {
+        let facts = catalog::seller_for_sync(&mut conn, s).await.unwrap();
+        assert_eq!(
+            facts.eligible,
+            catalog::is_eligible(&mut conn, s).await.unwrap(),
+            "{s}"
+        );
+        assert_eq!(
+            facts.status,
+            catalog::seller_status(&mut conn, s).await.unwrap(),
+            "{s}"
+        );
+        assert_eq!(
+            facts.timezones,
+            catalog::seller_timezones(&mut conn, s).await.unwrap(),
+            "{s}"
+        );
+    }
+    assert_eq!(
+        catalog::seller_for_sync(&mut conn, "unknown")
+            .await
+            .unwrap(),
+        catalog::SellerForSync::default()
+    );
 }
 
 async fn effective_budgets_follow_the_hierarchy(backend: Backend) {

@@ -80,10 +80,12 @@ pub async fn trigger_sync(
     let (db, queue, seller) = (state.db.clone(), state.queue.clone(), seller_id.clone());
     let (enqueued, dates) = state
         .on_main_runtime(async move {
-            // One connection for the reads; the enqueue takes its own for its transaction.
-            let mut conn = db.conn().await?;
-            let zones = db::catalog::seller_timezones(&mut conn, &seller).await?;
-            let todays = local_todays(now, &zones, &seller);
+            // One statement for the reads; the enqueue takes a connection for its transaction.
+            let facts = {
+                let mut conn = db.conn().await?;
+                db::catalog::seller_for_sync(&mut conn, &seller).await?
+            };
+            let todays = local_todays(now, &facts.timezones, &seller);
             let dates = match &body.date {
                 // Up to tomorrow in the seller's easternmost zone.
                 Some(text) => {
@@ -92,8 +94,7 @@ pub async fn trigger_sync(
                 }
                 None => todays,
             };
-            check_seller(&mut conn, &seller).await?;
-            drop(conn);
+            check_seller(&facts)?;
             let requests: Vec<SyncRequest> = dates
                 .iter()
                 .flat_map(|date| {
@@ -113,8 +114,8 @@ pub async fn trigger_sync(
 }
 
 /// The seller exists, is active, and has something to sync.
-async fn check_seller(conn: &mut db::DbConn, seller_id: &str) -> Result<(), ApiError> {
-    match db::catalog::seller_status(conn, seller_id).await? {
+fn check_seller(seller: &db::catalog::SellerForSync) -> Result<(), ApiError> {
+    match &seller.status {
         None => {
             return Err(ApiError::Forbidden(
                 "the token's seller does not exist".into(),
@@ -127,7 +128,7 @@ async fn check_seller(conn: &mut db::DbConn, seller_id: &str) -> Result<(), ApiE
         }
         Some(_) => {}
     }
-    if !db::catalog::is_eligible(conn, seller_id).await? {
+    if !seller.eligible {
         return Err(ApiError::NothingToSync(
             "the seller has no active ad connection with a delivering campaign".into(),
         ));
