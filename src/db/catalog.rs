@@ -97,17 +97,21 @@ fn delivering_tree_sql(depth: u8) -> String {
                 c.external_id AS external_id \
          FROM dc c"
     );
+    // CROSS JOIN fixes SQLite's join order to campaigns, then ad sets, then ads (each by index);
+    // left to itself, without table statistics, it scanned every ad to skip a sort. PostgreSQL
+    // reads it as an inner join and plans it freely.
     if depth >= 2 {
         sql.push_str(
             " UNION ALL SELECT 2, a.id, a.campaign_id, a.daily_budget_cents, NULL, a.external_id \
-              FROM adsets a JOIN dc ON dc.id = a.campaign_id WHERE a.status = 'ACTIVE'",
+              FROM dc CROSS JOIN adsets a WHERE a.campaign_id = dc.id AND a.status = 'ACTIVE'",
         );
     }
     if depth >= 3 {
         sql.push_str(
-            " UNION ALL SELECT 3, d.id, d.adset_id, NULL, NULL, d.external_id FROM ads d \
-              JOIN adsets a ON a.id = d.adset_id JOIN dc ON dc.id = a.campaign_id \
-              WHERE a.status = 'ACTIVE' AND d.status = 'ACTIVE'",
+            " UNION ALL SELECT 3, d.id, d.adset_id, NULL, NULL, d.external_id \
+              FROM dc CROSS JOIN adsets a CROSS JOIN ads d \
+              WHERE a.campaign_id = dc.id AND d.adset_id = a.id \
+                AND a.status = 'ACTIVE' AND d.status = 'ACTIVE'",
         );
     }
     sql.push_str(" ORDER BY depth, id");
