@@ -212,6 +212,10 @@ pub async fn append_and_fold(
     let Some(first) = rows.first() else {
         return Ok((0, 0));
     };
+    // SQLite folds by the batch's job id and fetch time: one batch, or rows would be left out.
+    debug_assert!(rows
+        .iter()
+        .all(|r| r.job_id == first.job_id && r.fetched_at == first.fetched_at));
     if let DbConn::Postgres(pg) = conn {
         let pg: &mut super::PgConn = pg;
         let sql = append_and_fold_pg_sql(aggregation);
