@@ -16,6 +16,11 @@ fn stderr(out: &Output) -> String {
 }
 
 async fn config_error(envs: &[(&str, &str)], key: &str) {
+    config_errors(envs, &[key]).await;
+}
+
+/// `serve` with these variables exits 2 with one line naming every one of `keys`.
+pub(crate) async fn config_errors(envs: &[(&str, &str)], keys: &[&str]) {
     let out = ads_stats()
         .arg("serve")
         .envs(envs.iter().copied())
@@ -24,7 +29,9 @@ async fn config_error(envs: &[(&str, &str)], key: &str) {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{envs:?}: {}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains(key), "{envs:?}: expected `{key}` in {err:?}");
+    for key in keys {
+        assert!(err.contains(key), "{envs:?}: expected `{key}` in {err:?}");
+    }
     assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
 }
 

@@ -598,23 +598,7 @@ async fn throttling_pauses_the_account_without_a_hot_loop(backend: Backend) {
     assert_eq!(jobs[0].run_at, paused_until, "the job waits for the pause");
 
     // Another job of the paused account waits without asking Meta or using an attempt.
-    enqueue(&app, Level::Adset, "2026-11-20", "2026-11-20").await;
-    let jobs = app
-        .wait_for_jobs(Duration::from_secs(10), |j| {
-            j.iter()
-                .any(|j| j.level == "ADSET" && j.last_error.is_some())
-        })
-        .await;
-    let adset = job(&jobs, "ADSET");
-    assert_eq!((adset.status.as_str(), adset.attempts), ("QUEUED", 0));
-    assert_eq!(adset.run_at, paused_until);
-    // With a 50 ms poll a hot loop would have asked dozens of times by now.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        graph.requests(),
-        1,
-        "no request while the account is paused"
-    );
+    an_adset_job_waits_for_the_pause(&app, &graph, paused_until).await;
     assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
 
     end_the_pause(&app.db).await;
@@ -672,7 +656,19 @@ async fn usage_past_the_threshold_on_the_last_page_keeps_the_rows(backend: Backe
     let ahead = (paused_until - started).num_seconds();
     assert!((115..=125).contains(&ahead), "{ahead}s");
 
-    enqueue(&app, Level::Adset, "2026-11-20", "2026-11-20").await;
+    an_adset_job_waits_for_the_pause(&app, &graph, paused_until).await;
+    drop(app.shutdown().await);
+}
+
+/// An ADSET job of the paused account (Meta asked once so far) goes back to QUEUED until the
+/// pause ends, with no attempt used and nothing asked: with a 50 ms poll a hot loop would have
+/// asked dozens of times within the wait.
+async fn an_adset_job_waits_for_the_pause(
+    app: &TestApp,
+    graph: &FakeGraph,
+    paused_until: chrono::NaiveDateTime,
+) {
+    enqueue(app, Level::Adset, "2026-11-20", "2026-11-20").await;
     let jobs = app
         .wait_for_jobs(Duration::from_secs(10), |j| {
             j.iter()
@@ -682,9 +678,12 @@ async fn usage_past_the_threshold_on_the_last_page_keeps_the_rows(backend: Backe
     let adset = job(&jobs, "ADSET");
     assert_eq!((adset.status.as_str(), adset.attempts), ("QUEUED", 0));
     assert_eq!(adset.run_at, paused_until);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(graph.requests(), 1, "nothing asked while paused");
-    drop(app.shutdown().await);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        graph.requests(),
+        1,
+        "no request while the account is paused"
+    );
 }
 
 /// Page 1 of 2 comes with usage past the threshold: the query stops before the limit, the job
@@ -1028,19 +1027,7 @@ async fn dump_database(db: &Db, test_db: &TestDb) -> String {
     let mut conn = db.conn().await.unwrap();
     let conn = &mut conn;
     let mut all = String::new();
-    for table in [
-        "sellers",
-        "ad_connections",
-        "sellpages",
-        "campaigns",
-        "adsets",
-        "ads",
-        "ad_stats_raw",
-        "ad_stats_daily",
-        "sellpage_stats_daily",
-        "sync_jobs",
-        "scheduler_ticks",
-    ] {
+    for table in crate::schema::TABLES {
         let sql = format!("SELECT CAST(row_to_json(t) AS TEXT) AS v FROM {table} t");
         let rows: Vec<TextRow> =
             db_run!(conn, { diesel::sql_query(&sql).load(conn).await.unwrap() });
@@ -1293,25 +1280,10 @@ async fn each_ad_account_is_asked_with_its_own_token(backend: Backend) {
 
 // ---------- settings ----------
 
-async fn serve_fails(envs: &[(&str, &str)], needles: &[&str]) {
-    let out = ads_stats()
-        .arg("serve")
-        .envs(envs.iter().copied())
-        .output()
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{envs:?}: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
-    for needle in needles {
-        assert!(err.contains(needle), "expected `{needle}` in {err:?}");
-    }
-}
-
 #[tokio::test]
 async fn meta_settings_are_checked_at_start_up() {
     // Day-to-date numbers summed would double: `sum` is refused, naming both settings.
-    serve_fails(
+    crate::cli::config_errors(
         &[("ADS_STATS_PROVIDER", "meta")],
         &["stats.aggregation", "provider"],
     )
@@ -1327,19 +1299,19 @@ async fn meta_settings_are_checked_at_start_up() {
         ("ADS_STATS_ENV", "production"),
         ("JWT_SECRET", "a-real-production-secret-of-40-bytes-xyz"),
     ];
-    serve_fails(&prod, &["meta.token_key", "missing"]).await;
+    crate::cli::config_errors(&prod, &["meta.token_key", "missing"]).await;
     let short = base64::engine::general_purpose::STANDARD.encode([1u8; 16]);
-    serve_fails(
+    crate::cli::config_errors(
         &[("ADS_STATS_META__TOKEN_KEY", short.as_str())],
         &["meta.token_key"],
     )
     .await;
-    serve_fails(
+    crate::cli::config_errors(
         &[("ADS_STATS_META__TOKEN_KEY", "not base64!")],
         &["meta.token_key"],
     )
     .await;
-    serve_fails(
+    crate::cli::config_errors(
         &[("ADS_STATS_META__USAGE_THRESHOLD", "0")],
         &["meta.usage_threshold"],
     )
@@ -1350,7 +1322,7 @@ async fn meta_settings_are_checked_at_start_up() {
         "http://10.0.0.5:8080",
         "ftp://x.example",
     ] {
-        serve_fails(&[("ADS_STATS_META__BASE_URL", url)], &["meta.base_url"]).await;
+        crate::cli::config_errors(&[("ADS_STATS_META__BASE_URL", url)], &["meta.base_url"]).await;
     }
 }
 

@@ -17,7 +17,8 @@ on_both_backends!(
     timestamps_round_trip_as_utc,
 );
 
-const TABLES: [&str; 11] = [
+/// Every table of the schema.
+pub(crate) const TABLES: [&str; 11] = [
     "sellers",
     "ad_connections",
     "sellpages",
