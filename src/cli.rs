@@ -219,20 +219,16 @@ async fn sync(
     // Without --date: today in each of the seller's connections' zones, as a manual sync does.
     let dates = {
         let mut conn = db.conn().await.map_err(failed)?;
-        if db::catalog::seller_status(&mut conn, seller)
+        let facts = db::catalog::seller_for_sync(&mut conn, seller)
             .await
-            .map_err(failed)?
-            .is_none()
-        {
+            .map_err(failed)?;
+        if facts.status.is_none() {
             return Err(CommandError::Usage(format!("no seller with id {seller}")));
         }
         match date {
             Some(d) => vec![d],
             None => {
-                let zones = db::catalog::seller_timezones(&mut conn, seller)
-                    .await
-                    .map_err(failed)?;
-                crate::jobs::scheduler::local_todays(chrono::Utc::now(), &zones, seller)
+                crate::jobs::scheduler::local_todays(chrono::Utc::now(), &facts.timezones, seller)
             }
         }
     };

@@ -12,40 +12,29 @@ use super::DbConn;
 use crate::db_run;
 
 /// A campaign that delivers: it, its connection and its seller are all ACTIVE.
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeliveringCampaign {
-    #[diesel(sql_type = Text)]
     pub id: String,
-    #[diesel(sql_type = BigInt)]
     pub daily_budget_cents: i64,
     /// The ad account it runs under.
-    #[diesel(sql_type = Text)]
     pub connection_id: String,
-    #[diesel(sql_type = Nullable<Text>)]
     pub external_id: Option<String>,
 }
 
 /// An ACTIVE ad set under a delivering campaign.
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeliveringAdset {
-    #[diesel(sql_type = Text)]
     pub id: String,
-    #[diesel(sql_type = Text)]
     pub campaign_id: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
     pub daily_budget_cents: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub external_id: Option<String>,
 }
 
 /// An ACTIVE ad under a delivering ad set.
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeliveringAd {
-    #[diesel(sql_type = Text)]
     pub id: String,
-    #[diesel(sql_type = Text)]
     pub adset_id: String,
-    #[diesel(sql_type = Nullable<Text>)]
     pub external_id: Option<String>,
 }
 
