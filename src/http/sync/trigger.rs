@@ -146,8 +146,8 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<TriggerBod
         }
         bytes.extend_from_slice(&chunk);
     }
-    // No body, or JSON `null`, means "today".
-    if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
+    // No body, or JSON `null`, means "today". Whitespace alone is neither: it is not JSON.
+    if bytes.is_empty() || bytes.trim_ascii() == b"null" {
         return Ok(TriggerBody::default());
     }
     // Only an object: serde's derive would also read the struct from an array of its fields
