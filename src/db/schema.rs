@@ -22,6 +22,8 @@ diesel::table! {
         timezone -> Text,
         paused_until -> Nullable<Timestamp>,
         lookback_queued_on -> Nullable<Date>,
+        currency -> Text,
+        status_reason -> Nullable<Text>,
     }
 }
 
