@@ -89,7 +89,8 @@ impl Application {
             .map(|a| a.port())
             .unwrap_or(settings.server.port);
 
-        let pipeline = Pipeline::new(db.clone(), provider, settings.stats.aggregation);
+        let pipeline = Pipeline::new(db.clone(), provider, settings.stats.aggregation)
+            .with_account_refresh(settings.meta.account_refresh);
         let (queue, receiver) = JobQueue::new(
             db.clone(),
             settings.jobs.queue_capacity,

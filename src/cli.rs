@@ -236,7 +236,8 @@ async fn sync(
         db,
         providers::from_settings(settings).map_err(failed)?,
         settings.stats.aggregation,
-    );
+    )
+    .with_account_refresh(settings.meta.account_refresh);
     for (date, level) in dates
         .iter()
         .flat_map(|d| levels.iter().map(move |l| (*d, *l)))

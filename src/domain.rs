@@ -84,6 +84,8 @@ pub struct AdAccount {
     pub timezone: String,
     /// No request for this account before this time (UTC), set from the provider's usage headers.
     pub paused_until: Option<chrono::NaiveDateTime>,
+    /// When the provider's account read (zone, currency, status) is due; `None`: not scheduled.
+    pub account_read_due_at: Option<chrono::NaiveDateTime>,
 }
 
 /// The funnel counts and money of one reading, plus the ratios derived from them.

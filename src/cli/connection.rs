@@ -6,14 +6,17 @@ use std::io::Read;
 use clap::Subcommand;
 
 use super::{failed, CommandError};
-use crate::config::{Secret, Settings};
+use crate::config::{ProviderKind, Secret, Settings};
 use crate::crypto::TokenSealer;
 use crate::db::{self, Db};
+use crate::providers::{MetaProvider, StatProvider};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
     /// Read an access token from stdin and store it sealed with meta.token_key (AES-256-GCM).
-    /// An EXPIRED connection becomes ACTIVE again; any other status (REVOKED, …) is kept.
+    /// An EXPIRED connection, or one REVOKED by the provider's verdict, becomes ACTIVE again; an
+    /// operator's REVOKED (no reason recorded) is kept. With provider = "meta" the account's zone,
+    /// currency and status are then read from Meta.
     SetToken {
         #[arg(long, value_name = "ID")]
         connection: String,
@@ -81,6 +84,65 @@ async fn set_token(settings: &Settings, connection: &str) -> Result<(), CommandE
         format!(" ({before} → {after})")
     };
     println!("access token stored sealed for connection {connection}{note}");
+    if matches!(settings.provider, ProviderKind::Meta) {
+        read_account(settings, &mut conn, connection).await?;
+    }
+    Ok(())
+}
+
+/// Reads the ad account with the new token at once (zone, currency, status), so the zone is
+/// right before the scheduler next computes the account's day. A failure leaves the read due:
+/// the next sync of the connection reads it first.
+async fn read_account(
+    settings: &Settings,
+    conn: &mut db::DbConn,
+    connection: &str,
+) -> Result<(), CommandError> {
+    let provider = MetaProvider::new(&settings.meta).map_err(failed)?;
+    let account = db::connections::account_of(conn, connection)
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| CommandError::Usage(format!("no connection with id {connection}")))?;
+    let info = match provider.read_account(&account).await {
+        Ok(Some(info)) => info,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            return Err(failed(format!(
+                "the token is stored, but the ad account could not be read ({e}); the next sync reads it again"
+            )))
+        }
+    };
+    let next = db::now_utc()
+        + chrono::Duration::from_std(settings.meta.account_refresh)
+            .unwrap_or(chrono::Duration::days(1));
+    let read = db::connections::record_account_read(
+        conn,
+        connection,
+        &info.timezone,
+        &info.currency,
+        info.inactive_reason.as_deref(),
+        next,
+    )
+    .await
+    .map_err(failed)?
+    .ok_or_else(|| CommandError::Usage(format!("no connection with id {connection}")))?;
+    let zone_note = if read.old_timezone == info.timezone {
+        String::new()
+    } else {
+        format!(" (was {})", read.old_timezone)
+    };
+    let reason = info
+        .inactive_reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    println!(
+        "ad account {}: timezone = {}{zone_note}, currency = {}, connection status {}{reason}",
+        info.name.as_deref().unwrap_or(&account.external_account_id),
+        info.timezone,
+        info.currency,
+        read.status
+    );
     Ok(())
 }
 
@@ -107,6 +169,16 @@ async fn set(
         .await
         .map_err(failed)?;
     println!("connection {connection}: timezone = {}", tz.name());
+    let provider = db::connections::account_of(&mut conn, connection)
+        .await
+        .map_err(failed)?
+        .map(|a| a.provider)
+        .unwrap_or_default();
+    if provider.eq_ignore_ascii_case(crate::providers::meta::META) {
+        println!(
+            "note: Meta reports this account's zone; the next account read (set-token, or every meta.account_refresh) replaces it with Meta's"
+        );
+    }
     Ok(())
 }
 

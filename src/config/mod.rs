@@ -88,6 +88,10 @@ pub struct MetaSettings {
     pub token_key: Secret,
     /// Percent (0–100] of any usage figure Meta reports at which an account's jobs pause.
     pub usage_threshold: f64,
+    /// How often each META connection's account (zone, currency, status) is read again; a
+    /// `connection set-token` reads it at once.
+    #[serde(with = "duration")]
+    pub account_refresh: Duration,
 }
 
 /// The bytes of the token key: 32 bytes from base64, `None` when no key is set.
@@ -149,6 +153,7 @@ impl MetaSettings {
         }
         positive("meta.page_size", self.page_size as usize)?;
         nonzero("meta.timeout", self.timeout)?;
+        nonzero("meta.account_refresh", self.account_refresh)?;
         if !(self.usage_threshold > 0.0 && self.usage_threshold <= 100.0) {
             return Err(ConfigError::new(
                 "meta.usage_threshold",

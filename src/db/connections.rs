@@ -17,6 +17,10 @@ pub const EXPIRED: &str = "EXPIRED";
 /// The status of a connection that syncs.
 pub const ACTIVE: &str = "ACTIVE";
 
+/// The status a connection takes when the provider says the account cannot be used (Meta's
+/// `account_status` other than ACTIVE), with the reason in `status_reason`.
+pub const REVOKED: &str = "REVOKED";
+
 type Row = (
     String,
     String,
@@ -24,11 +28,19 @@ type Row = (
     Option<String>,
     String,
     Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
 );
 
 fn account(row: Row) -> AdAccount {
-    let (connection_id, provider, external_account_id, access_token_enc, timezone, paused_until) =
-        row;
+    let (
+        connection_id,
+        provider,
+        external_account_id,
+        access_token_enc,
+        timezone,
+        paused_until,
+        account_read_due_at,
+    ) = row;
     AdAccount {
         connection_id,
         provider,
@@ -36,7 +48,22 @@ fn account(row: Row) -> AdAccount {
         access_token_enc,
         timezone,
         paused_until,
+        account_read_due_at,
     }
+}
+
+macro_rules! account_columns {
+    () => {
+        (
+            c::id,
+            c::provider,
+            c::external_account_id,
+            c::access_token_enc,
+            c::timezone,
+            c::paused_until,
+            c::account_read_due_at,
+        )
+    };
 }
 
 /// The seller's ACTIVE connections, ordered by id.
@@ -46,18 +73,24 @@ pub async fn active_accounts(conn: &mut DbConn, seller_id: &str) -> QueryResult<
             .filter(c::seller_id.eq(seller_id))
             .filter(c::status.eq("ACTIVE"))
             .order(c::id)
-            .select((
-                c::id,
-                c::provider,
-                c::external_account_id,
-                c::access_token_enc,
-                c::timezone,
-                c::paused_until,
-            ))
+            .select(account_columns!())
             .load(conn)
             .await
     })?;
     Ok(rows.into_iter().map(account).collect())
+}
+
+/// One connection whatever its status, or `None` when there is no such connection.
+pub async fn account_of(conn: &mut DbConn, connection_id: &str) -> QueryResult<Option<AdAccount>> {
+    let row: Option<Row> = db_run!(conn, {
+        c::table
+            .find(connection_id)
+            .select(account_columns!())
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    Ok(row.map(account))
 }
 
 /// One connection's status, or `None` when there is no such connection.
@@ -121,9 +154,11 @@ pub async fn mark_expired(
     })
 }
 
-/// Stores a sealed token and, when the connection was `EXPIRED`, makes it `ACTIVE` again, in one
-/// transaction. Any other status (`REVOKED`, …) is left alone. The status before and after, or
-/// `None` when there is no such connection.
+/// Stores a sealed token and, when the connection was `EXPIRED`, or `REVOKED` by the provider's
+/// verdict (a `status_reason` is recorded), makes it `ACTIVE` again, in one transaction; the
+/// account read is due at once (it revokes the connection again if the account is still not
+/// active). A `REVOKED` without a reason (an operator's) and any other status are left alone. The
+/// status before and after, or `None` when there is no such connection.
 pub async fn store_token(
     conn: &mut DbConn,
     connection_id: &str,
@@ -134,11 +169,22 @@ pub async fn store_token(
             return Ok(None);
         };
         set_sealed_token(conn, connection_id, sealed).await?;
+        let now = super::now_utc();
         db_run!(conn, {
-            diesel::update(c::table.find(connection_id).filter(c::status.eq(EXPIRED)))
-                .set(c::status.eq(ACTIVE))
+            diesel::update(c::table.find(connection_id))
+                .set(c::account_read_due_at.eq(Some(now)))
                 .execute(conn)
-                .await
+                .await?;
+            diesel::update(
+                c::table.find(connection_id).filter(
+                    c::status
+                        .eq(EXPIRED)
+                        .or(c::status.eq(REVOKED).and(c::status_reason.is_not_null())),
+                ),
+            )
+            .set((c::status.eq(ACTIVE), c::status_reason.eq(None::<String>)))
+            .execute(conn)
+            .await
         })?;
         let after = status(conn, connection_id).await?.unwrap_or_default();
         Ok(Some((before, after)))
@@ -175,3 +221,118 @@ pub async fn pause_until(
         .await
     })
 }
+
+/// Takes a due account read for this caller: moves `account_read_due_at` to `next` when it was due
+/// at `now`. False when another job (or instance) took it first.
+pub async fn claim_account_read(
+    conn: &mut DbConn,
+    connection_id: &str,
+    now: NaiveDateTime,
+    next: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = db_run!(conn, {
+        diesel::update(
+            c::table
+                .find(connection_id)
+                .filter(c::account_read_due_at.le(now)),
+        )
+        .set(c::account_read_due_at.eq(Some(next)))
+        .execute(conn)
+        .await
+    })?;
+    Ok(n == 1)
+}
+
+/// Makes the account read due at `at` (a read that failed is tried again by the next job).
+pub async fn schedule_account_read(
+    conn: &mut DbConn,
+    connection_id: &str,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    db_run!(conn, {
+        diesel::update(c::table.find(connection_id))
+            .set(c::account_read_due_at.eq(Some(at)))
+            .execute(conn)
+            .await
+    })
+}
+
+/// What an account read changed on its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRead {
+    pub old_timezone: String,
+    pub old_currency: String,
+    pub old_status: String,
+    pub status: String,
+}
+
+/// Stores what the provider said about the account: its zone and currency, and its status. An
+/// account that is not active makes an `ACTIVE` (or already `REVOKED`) connection `REVOKED` with
+/// `inactive_reason` kept in `status_reason`; an active account makes a connection `REVOKED` for
+/// an account status `ACTIVE` again. The next read is due at `next`. `None`: no such connection.
+pub async fn record_account_read(
+    conn: &mut DbConn,
+    connection_id: &str,
+    timezone: &str,
+    currency: &str,
+    inactive_reason: Option<&str>,
+    next: NaiveDateTime,
+) -> QueryResult<Option<AccountRead>> {
+    conn.transaction(async |conn: &mut DbConn| {
+        let before: Option<(String, String, String)> = db_run!(conn, {
+            c::table
+                .find(connection_id)
+                .select((c::timezone, c::currency, c::status))
+                .first(conn)
+                .await
+                .optional()
+        })?;
+        let Some((old_timezone, old_currency, old_status)) = before else {
+            return Ok(None);
+        };
+        db_run!(conn, {
+            diesel::update(c::table.find(connection_id))
+                .set((
+                    c::timezone.eq(timezone),
+                    c::currency.eq(currency),
+                    c::account_read_due_at.eq(Some(next)),
+                ))
+                .execute(conn)
+                .await?;
+            match inactive_reason {
+                Some(reason) => {
+                    diesel::update(
+                        c::table
+                            .find(connection_id)
+                            .filter(c::status.eq(ACTIVE).or(c::status.eq(REVOKED))),
+                    )
+                    .set((c::status.eq(REVOKED), c::status_reason.eq(Some(reason))))
+                    .execute(conn)
+                    .await
+                }
+                None => {
+                    diesel::update(
+                        c::table
+                            .find(connection_id)
+                            .filter(c::status.eq(REVOKED))
+                            .filter(c::status_reason.like(format!("{ACCOUNT_STATUS_REASON}%"))),
+                    )
+                    .set((c::status.eq(ACTIVE), c::status_reason.eq(None::<String>)))
+                    .execute(conn)
+                    .await
+                }
+            }
+        })?;
+        let status = status(conn, connection_id).await?.unwrap_or_default();
+        Ok(Some(AccountRead {
+            old_timezone,
+            old_currency,
+            old_status,
+            status,
+        }))
+    })
+    .await
+}
+
+/// How every `status_reason` set from an account read begins.
+pub const ACCOUNT_STATUS_REASON: &str = "account_status ";

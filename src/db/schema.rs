@@ -24,6 +24,7 @@ diesel::table! {
         lookback_queued_on -> Nullable<Date>,
         currency -> Text,
         status_reason -> Nullable<Text>,
+        account_read_due_at -> Nullable<Timestamp>,
     }
 }
 

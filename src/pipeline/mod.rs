@@ -193,6 +193,8 @@ pub struct Pipeline {
     provider: Arc<dyn StatProvider>,
     aggregation: Aggregation,
     faults: Arc<Faults>,
+    /// `meta.account_refresh`: how long an account read holds before the next is due.
+    account_refresh: Duration,
 }
 
 impl Pipeline {
@@ -202,7 +204,14 @@ impl Pipeline {
             provider,
             aggregation,
             faults: Arc::default(),
+            account_refresh: Duration::from_secs(24 * 3600),
         }
+    }
+
+    /// Sets `meta.account_refresh` (24 hours until then).
+    pub fn with_account_refresh(mut self, refresh: Duration) -> Self {
+        self.account_refresh = refresh;
+        self
     }
 
     /// Test hook: failures to inject inside the write transaction.
@@ -258,6 +267,7 @@ impl Pipeline {
         }) {
             return Err(PipelineError::Paused { until });
         }
+        let (entities, accounts) = self.read_due_accounts(request, entities, accounts).await?;
         let stats = if entities.is_empty() {
             Vec::new()
         } else {
@@ -354,6 +364,91 @@ impl Pipeline {
         (served, accounts)
     }
 
+    /// Reads the accounts whose read is due (`account_read_due_at`) before their insights: their
+    /// zone and currency are stored, and an account that is not active makes its connection
+    /// `REVOKED` and its entities are left out of this job. A failed read fails the job as a
+    /// failed insights request would, and the read is due again at once.
+    async fn read_due_accounts(
+        &self,
+        request: &SyncRequest,
+        mut entities: Vec<EntityBudget>,
+        mut accounts: Vec<AdAccount>,
+    ) -> Result<(Vec<EntityBudget>, Vec<AdAccount>), PipelineError> {
+        let now = db::now_utc();
+        let due: Vec<usize> = (0..accounts.len())
+            .filter(|i| accounts[*i].account_read_due_at.is_some_and(|at| at <= now))
+            .collect();
+        if due.is_empty() {
+            return Ok((entities, accounts));
+        }
+        let next = now
+            + chrono::Duration::from_std(self.account_refresh).unwrap_or(chrono::Duration::days(1));
+        let mut revoked = HashSet::new();
+        for i in due {
+            let account = &mut accounts[i];
+            let claimed = {
+                let mut conn = self.db.conn().await?;
+                db::connections::claim_account_read(&mut conn, &account.connection_id, now, next)
+                    .await
+                    .map_err(DbError::from)?
+            };
+            if !claimed {
+                continue;
+            }
+            let info = match self.provider.read_account(account).await {
+                Ok(Some(info)) => info,
+                Ok(None) => continue,
+                Err(e) => {
+                    let again = async {
+                        let mut conn = self.db.conn().await?;
+                        db::connections::schedule_account_read(
+                            &mut conn,
+                            &account.connection_id,
+                            now,
+                        )
+                        .await?;
+                        Ok::<_, DbError>(())
+                    }
+                    .await;
+                    if let Err(db_error) = again {
+                        tracing::error!(error = %db_error, "could not schedule the account read again");
+                    }
+                    return Err(self.provider_failed(e).await);
+                }
+            };
+            let read = {
+                let mut conn = self.db.conn().await?;
+                db::connections::record_account_read(
+                    &mut conn,
+                    &account.connection_id,
+                    &info.timezone,
+                    &info.currency,
+                    info.inactive_reason.as_deref(),
+                    next,
+                )
+                .await
+                .map_err(DbError::from)?
+            };
+            let Some(read) = read else { continue };
+            log_account_read(&account.connection_id, &info, &read);
+            account.timezone = info.timezone.clone();
+            if read.status != db::connections::ACTIVE {
+                revoked.insert(account.connection_id.clone());
+            }
+        }
+        if !revoked.is_empty() {
+            let before = entities.len();
+            entities.retain(|e| !revoked.contains(&e.connection_id));
+            accounts.retain(|a| !revoked.contains(&a.connection_id));
+            tracing::warn!(
+                seller.id = %request.seller_id, level = %request.level,
+                skipped = before - entities.len(),
+                "entities left out of the sync: their ad account is not active"
+            );
+        }
+        Ok((entities, accounts))
+    }
+
     /// Records what a provider failure says about the connection (a pause, an expired token)
     /// before the job's outcome is recorded: the next jobs must see it. These writes touch only
     /// `ad_connections`, never the stats tables.
@@ -433,6 +528,38 @@ impl Pipeline {
             .await?;
         Ok(summary)
     }
+}
+
+/// One line per account read: the zone and currency at info, a change of zone or a status
+/// change at warn (a day's numbers move to another date; syncs stop or resume).
+pub fn log_account_read(
+    connection_id: &str,
+    info: &crate::providers::AccountInfo,
+    read: &db::connections::AccountRead,
+) {
+    if read.old_timezone != info.timezone {
+        tracing::warn!(
+            connection.id = %connection_id, old_timezone = %read.old_timezone,
+            timezone = %info.timezone, "ad account's time zone changed; the provider's zone replaces ours"
+        );
+    }
+    if read.old_currency != info.currency {
+        tracing::warn!(
+            connection.id = %connection_id, old_currency = %read.old_currency,
+            currency = %info.currency, "ad account's currency changed"
+        );
+    }
+    if read.old_status != read.status {
+        tracing::warn!(
+            connection.id = %connection_id, old_status = %read.old_status, status = %read.status,
+            reason = info.inactive_reason.as_deref().unwrap_or("account active"),
+            "connection status changed by the ad account's status"
+        );
+    }
+    tracing::info!(
+        connection.id = %connection_id, timezone = %info.timezone, currency = %info.currency,
+        status = %read.status, "ad account read"
+    );
 }
 
 async fn write_tiers(

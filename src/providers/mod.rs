@@ -101,6 +101,20 @@ pub struct AccountPause {
     pub until: NaiveDateTime,
 }
 
+/// What a provider says about an ad account itself (Meta: `GET act_{id}`), read when a token is
+/// set and every `meta.account_refresh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub name: Option<String>,
+    /// IANA zone the provider reports the account's days in (checked to be one).
+    pub timezone: String,
+    /// ISO 4217 code, three uppercase letters (checked).
+    pub currency: String,
+    /// `None` while the account can run ads; otherwise why not, e.g.
+    /// `account_status 2 (DISABLED)`: the connection then becomes `REVOKED` with this reason.
+    pub inactive_reason: Option<String>,
+}
+
 /// A source of ad statistics.
 #[async_trait::async_trait]
 pub trait StatProvider: Send + Sync {
@@ -124,6 +138,15 @@ pub trait StatProvider: Send + Sync {
             stats: self.fetch(request).await?,
             pauses: Vec::new(),
         })
+    }
+
+    /// The account's own zone, currency and status, or `None` when this provider has nothing to
+    /// say about `account` (the mock; a connection of another provider).
+    async fn read_account(
+        &self,
+        _account: &AdAccount,
+    ) -> Result<Option<AccountInfo>, ProviderError> {
+        Ok(None)
     }
 }
 
@@ -164,6 +187,13 @@ impl<P: StatProvider> StatProvider for Delayed<P> {
     async fn fetch_readings(&self, request: &FetchRequest<'_>) -> Result<Readings, ProviderError> {
         tokio::time::sleep(self.latency).await;
         self.inner.fetch_readings(request).await
+    }
+
+    async fn read_account(
+        &self,
+        account: &AdAccount,
+    ) -> Result<Option<AccountInfo>, ProviderError> {
+        self.inner.read_account(account).await
     }
 }
 

@@ -163,7 +163,7 @@ fn next_page(base_url: &str, link: &str) -> Result<Url, CallError> {
     Ok(url)
 }
 
-fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallError {
+pub(super) fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallError {
     let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) else {
         let text = format!("HTTP {status} without a Graph API error body");
         return if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -199,7 +199,7 @@ fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallError {
 
 /// A client error as text without its URL (a `paging.next` link may carry query parameters that
 /// are not ours to log).
-fn describe(e: reqwest::Error) -> String {
+pub(super) fn describe(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

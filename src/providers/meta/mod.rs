@@ -2,6 +2,7 @@
 //! whole range (`time_range`, `time_increment=1`), rows matched to our entities by `external_id`,
 //! and a reading of zeros for an entity Meta has no row for on a day (no delivery that day).
 
+pub mod account;
 mod client;
 pub mod limits;
 pub mod mapping;
@@ -12,7 +13,9 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use reqwest::Url;
 
-use super::{AccountPause, FetchRequest, ProviderError, ProviderStat, Readings, StatProvider};
+use super::{
+    AccountInfo, AccountPause, FetchRequest, ProviderError, ProviderStat, Readings, StatProvider,
+};
 use crate::config::{MetaSettings, Secret};
 use crate::crypto::TokenSealer;
 use crate::domain::{AdAccount, EntityBudget, Metrics};
@@ -279,6 +282,17 @@ impl StatProvider for MetaProvider {
             }
         }
         Ok(Readings { stats, pauses })
+    }
+
+    /// `GET act_{id}` (see `account.rs`); connections of other providers have nothing to read.
+    async fn read_account(
+        &self,
+        account: &AdAccount,
+    ) -> Result<Option<AccountInfo>, ProviderError> {
+        if !account.provider.eq_ignore_ascii_case(META) {
+            return Ok(None);
+        }
+        self.read_account_info(account).await.map(Some)
     }
 }
 

@@ -1,0 +1,6 @@
+-- When the provider's account read (zone, currency, status) is next due for this connection;
+-- NULL: none scheduled. `connection set-token` schedules one at once, each read schedules the
+-- next after meta.account_refresh. Connections that already hold a token are due now.
+ALTER TABLE ad_connections ADD COLUMN account_read_due_at TEXT;
+UPDATE ad_connections SET account_read_due_at = '1970-01-01 00:00:00'
+    WHERE provider = 'META' AND access_token_enc IS NOT NULL;
