@@ -15,6 +15,7 @@ mod jobs;
 mod lifecycle;
 mod lookback;
 mod meta;
+mod meta_account;
 mod metrics;
 mod openapi;
 mod outage;

@@ -28,16 +28,16 @@ use tokio::net::TcpListener;
 use crate::helpers::{ads_stats, app, migrated_db, seller_catalog, Backend, TestApp, TestDb};
 use crate::on_both_backends;
 
-const KEY: [u8; 32] = [42; 32];
-const TOKEN: &str = "EAAGm0PX4ZCpsBAPlainTokenThatMustNeverLeak0123456789";
-const SELLER: &str = "s1";
-const CONNECTION: &str = "s1-conn";
+pub(crate) const KEY: [u8; 32] = [42; 32];
+pub(crate) const TOKEN: &str = "EAAGm0PX4ZCpsBAPlainTokenThatMustNeverLeak0123456789";
+pub(crate) const SELLER: &str = "s1";
+pub(crate) const CONNECTION: &str = "s1-conn";
 
-fn key_b64() -> String {
+pub(crate) fn key_b64() -> String {
     base64::engine::general_purpose::STANDARD.encode(KEY)
 }
 
-fn day(s: &str) -> NaiveDate {
+pub(crate) fn day(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
 
@@ -45,16 +45,16 @@ fn day(s: &str) -> NaiveDate {
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    query: HashMap<String, String>,
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) query: HashMap<String, String>,
     raw_target: String,
-    authorization: Option<String>,
+    pub(crate) authorization: Option<String>,
 }
 
 /// What the fake answers.
 #[derive(Debug, Clone)]
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: String,
@@ -62,7 +62,7 @@ struct Reply {
 }
 
 impl Reply {
-    fn json(status: u16, body: serde_json::Value) -> Self {
+    pub(crate) fn json(status: u16, body: serde_json::Value) -> Self {
         Self {
             status,
             headers: Vec::new(),
@@ -86,22 +86,33 @@ type Script = dyn Fn(usize, &Seen, &str) -> Reply + Send + Sync;
 
 /// A Graph API on 127.0.0.1:0 answering by a script that sees the request number (from 0), the
 /// request and the fake's own base URL.
-struct FakeGraph {
-    url: String,
+pub(crate) struct FakeGraph {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     count: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    /// `GET act_{id}` is answered with this (by default an active UTC/USD account), outside the
+    /// script and its request numbers: see `meta_account.rs`.
+    account: Arc<Mutex<Reply>>,
+    account_seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl FakeGraph {
-    async fn start(script: impl Fn(usize, &Seen, &str) -> Reply + Send + Sync + 'static) -> Self {
+    pub(crate) async fn start(
+        script: impl Fn(usize, &Seen, &str) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
         let script: Arc<Script> = Arc::new(script);
+        let account = Arc::new(Mutex::new(crate::meta_account::account_reply(
+            "UTC", "USD", 1,
+        )));
+        let account_seen = Arc::new(Mutex::new(Vec::new()));
         let task = {
             let (seen, count, url) = (seen.clone(), count.clone(), url.clone());
+            let (account, account_seen) = (account.clone(), account_seen.clone());
             tokio::spawn(async move {
                 loop {
                     let Ok((mut stream, _)) = listener.accept().await else {
@@ -109,6 +120,7 @@ impl FakeGraph {
                     };
                     let (seen, count, url, script) =
                         (seen.clone(), count.clone(), url.clone(), script.clone());
+                    let (account, account_seen) = (account.clone(), account_seen.clone());
                     tokio::spawn(async move {
                         let mut buf = Vec::new();
                         let mut chunk = [0u8; 4096];
@@ -120,9 +132,14 @@ impl FakeGraph {
                         }
                         let head = String::from_utf8_lossy(&buf).into_owned();
                         let request = parse(&head);
-                        let n = count.fetch_add(1, Ordering::SeqCst);
-                        seen.lock().unwrap().push(request.clone());
-                        let reply = script(n, &request, &url);
+                        let reply = if crate::meta_account::is_account_read(&request.path) {
+                            account_seen.lock().unwrap().push(request.clone());
+                            account.lock().unwrap().clone()
+                        } else {
+                            let n = count.fetch_add(1, Ordering::SeqCst);
+                            seen.lock().unwrap().push(request.clone());
+                            script(n, &request, &url)
+                        };
                         tokio::time::sleep(reply.delay).await;
                         let mut out = format!(
                             "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -145,14 +162,26 @@ impl FakeGraph {
             seen,
             count,
             task,
+            account,
+            account_seen,
         }
     }
 
-    fn requests(&self) -> usize {
+    /// What `GET act_{id}` answers from now on.
+    pub(crate) fn set_account(&self, reply: Reply) {
+        *self.account.lock().unwrap() = reply;
+    }
+
+    /// The account reads received so far.
+    pub(crate) fn account_reads(&self) -> Vec<Seen> {
+        self.account_seen.lock().unwrap().clone()
+    }
+
+    pub(crate) fn requests(&self) -> usize {
         AtomicUsize::load(&self.count, Ordering::SeqCst)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -183,7 +212,7 @@ fn parse(head: &str) -> Seen {
     }
 }
 
-fn graph_error(code: i64, subcode: i64, message: &str) -> serde_json::Value {
+pub(crate) fn graph_error(code: i64, subcode: i64, message: &str) -> serde_json::Value {
     serde_json::json!({"error": {"message": message, "type": "OAuthException", "code": code,
         "error_subcode": subcode, "fbtrace_id": "AbCdEfGhIjK"}})
 }
@@ -193,7 +222,7 @@ fn empty_page() -> Reply {
 }
 
 /// A row as Meta sends it: every number a string.
-fn row(
+pub(crate) fn row(
     level_id: (&str, &str),
     date: &str,
     spend: &str,
@@ -214,7 +243,7 @@ fn actions(list: &[(&str, &str)]) -> serde_json::Value {
 
 // ---------- set-up ----------
 
-fn meta_settings(base_url: &str) -> MetaSettings {
+pub(crate) fn meta_settings(base_url: &str) -> MetaSettings {
     let mut meta = Settings::defaults_with(|_| {}).unwrap().meta;
     meta.base_url = base_url.to_string();
     meta.token_key = Secret::new(key_b64());
@@ -225,7 +254,7 @@ fn meta_settings(base_url: &str) -> MetaSettings {
 
 /// The test seller with Meta ids on cmp-1..3 (cmp-4 has none), both ad sets and ad 1, and the
 /// sealed token.
-async fn connect_account(conn: &mut DbConn) {
+pub(crate) async fn connect_account(conn: &mut DbConn) {
     for (table, id, ext) in [
         (HierarchyTable::Campaigns, "s1-cmp-1", "120001"),
         (HierarchyTable::Campaigns, "s1-cmp-2", "120002"),
@@ -249,11 +278,15 @@ async fn connect_account(conn: &mut DbConn) {
         .unwrap();
 }
 
-async fn meta_app(backend: Backend, graph: &FakeGraph) -> TestApp {
+pub(crate) async fn meta_app(backend: Backend, graph: &FakeGraph) -> TestApp {
     meta_app_with(backend, graph, seller_catalog(SELLER)).await
 }
 
-async fn meta_app_with(backend: Backend, graph: &FakeGraph, catalog: Catalog) -> TestApp {
+pub(crate) async fn meta_app_with(
+    backend: Backend,
+    graph: &FakeGraph,
+    catalog: Catalog,
+) -> TestApp {
     let meta = meta_settings(&graph.url);
     let provider = Arc::new(MetaProvider::new(&meta).unwrap());
     let app = app(backend)
@@ -270,7 +303,7 @@ async fn meta_app_with(backend: Backend, graph: &FakeGraph, catalog: Catalog) ->
     app
 }
 
-async fn enqueue(app: &TestApp, level: Level, from: &str, to: &str) {
+pub(crate) async fn enqueue(app: &TestApp, level: Level, from: &str, to: &str) {
     let request = SyncRequest {
         seller_id: SELLER.into(),
         level,
@@ -323,7 +356,7 @@ fn metrics_of(r: &RawStat) -> Metrics {
     }
 }
 
-async fn raw(app: &TestApp, level: &str, entity: &str, date: &str) -> Vec<RawStat> {
+pub(crate) async fn raw(app: &TestApp, level: &str, entity: &str, date: &str) -> Vec<RawStat> {
     let mut conn = app.conn().await;
     stats::raw_rows(&mut conn, level, entity, day(date))
         .await
@@ -979,7 +1012,7 @@ async fn no_plain_token_in_the_database_or_the_logs(backend: Backend) {
     drop(db);
 }
 
-fn text(out: &std::process::Output) -> String {
+pub(crate) fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -987,7 +1020,7 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
-async fn run_with_stdin(
+pub(crate) async fn run_with_stdin(
     args: &[&str],
     envs: &[(String, String)],
     stdin: &str,

@@ -1,0 +1,363 @@
+//! The ad account read from Meta (`GET act_{id}`): its zone, currency and status land on the
+//! connection, right after `connection set-token` and at the start of a job whose read is due;
+//! Meta's zone wins over `connection set --timezone`; an account that is not active makes the
+//! connection REVOKED and its jobs stop; amounts stay hundredths of the account's currency unit.
+
+use std::time::Duration;
+
+use ads_stats::db::catalog::{self, insert_catalog};
+use ads_stats::db::schema::ad_connections;
+use ads_stats::db::{self, connections, Db};
+use ads_stats::db_run;
+use ads_stats::domain::Level;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::helpers::{migrated_db, seller_catalog, Backend, TestDb};
+use crate::meta::{
+    connect_account, enqueue, graph_error, key_b64, meta_app, raw, row, run_with_stdin, text,
+    FakeGraph, Reply, CONNECTION, SELLER, TOKEN,
+};
+use crate::on_both_backends;
+
+/// `GET /vXX.X/act_{id}` and nothing below it: the account read (insights are `act_{id}/insights`).
+pub(crate) fn is_account_read(path: &str) -> bool {
+    let mut parts = path.trim_start_matches('/').split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(v), Some(act), None) if v.starts_with('v') && act.starts_with("act_")
+    )
+}
+
+/// Meta's answer to `GET act_{id}?fields=name,timezone_name,currency,account_status`.
+pub(crate) fn account_reply(zone: &str, currency: &str, status: i64) -> Reply {
+    Reply::json(
+        200,
+        serde_json::json!({"name": "Test shop", "timezone_name": zone, "currency": currency,
+            "account_status": status, "id": "act_s1"}),
+    )
+}
+
+on_both_backends!(
+    set_token_reads_the_account_and_meta_zone_wins,
+    a_due_read_at_the_start_of_a_job_logs_a_zone_change,
+    an_inactive_account_revokes_the_connection_and_its_jobs_stop,
+    a_failed_account_read_fails_the_job_and_is_due_again,
+);
+
+/// (timezone, currency, status, status_reason, account_read_due_at) of the test connection.
+type ConnectionFacts = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<NaiveDateTime>,
+);
+
+async fn facts(db: &Db) -> ConnectionFacts {
+    let mut conn = db.conn().await.unwrap();
+    let conn = &mut conn;
+    db_run!(conn, {
+        ad_connections::table
+            .find(CONNECTION)
+            .select((
+                ad_connections::timezone,
+                ad_connections::currency,
+                ad_connections::status,
+                ad_connections::status_reason,
+                ad_connections::account_read_due_at,
+            ))
+            .first(conn)
+            .await
+            .unwrap()
+    })
+}
+
+/// Makes the account read due now, as the passing of `meta.account_refresh` would.
+async fn make_read_due(db: &Db) {
+    let mut conn = db.conn().await.unwrap();
+    connections::schedule_account_read(&mut conn, CONNECTION, db::now_utc())
+        .await
+        .unwrap();
+}
+
+/// Insights: cmp-1 spent 1234 of the account's currency on the 20th (sent only when the asked
+/// `time_range` covers it, as Meta does).
+fn insights(_n: usize, seen: &crate::meta::Seen, _base: &str) -> Reply {
+    let range: serde_json::Value =
+        serde_json::from_str(seen.query.get("time_range").map_or("{}", String::as_str)).unwrap();
+    let day = "2026-11-20";
+    let covered = range["since"].as_str().is_some_and(|s| s <= day)
+        && range["until"].as_str().is_some_and(|u| day <= u);
+    let data = if covered {
+        vec![row(("campaign_id", "120001"), day, "1234", "5000", "40")]
+    } else {
+        Vec::new()
+    };
+    Reply::json(200, serde_json::json!({ "data": data }))
+}
+
+fn cli_envs(test_db: &TestDb, graph: &FakeGraph) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", test_db.url.as_str()),
+        ("ADS_STATS_META__TOKEN_KEY", key_b64().as_str()),
+        ("ADS_STATS_PROVIDER", "meta"),
+        ("ADS_STATS_STATS__AGGREGATION", "latest"),
+        ("ADS_STATS_META__BASE_URL", graph.url.as_str()),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec()
+}
+
+/// `set --timezone` on a META connection says Meta's zone will replace it; `set-token` reads the
+/// account at once (one request, with the new token, asking the four fields): Meta's zone
+/// replaces ours, the currency is stored, the next read is due a day later.
+async fn set_token_reads_the_account_and_meta_zone_wins(backend: Backend) {
+    let graph = FakeGraph::start(insights).await;
+    graph.set_account(account_reply("Asia/Tokyo", "JPY", 1));
+    let test_db = TestDb::new(backend).await;
+    let db = migrated_db(&test_db).await;
+    insert_catalog(&mut db.conn().await.unwrap(), &seller_catalog(SELLER))
+        .await
+        .unwrap();
+    let envs = cli_envs(&test_db, &graph);
+    let set_zone = [
+        "connection",
+        "set",
+        "--connection",
+        CONNECTION,
+        "--timezone",
+        "America/Los_Angeles",
+    ];
+    let out = run_with_stdin(&set_zone, &envs, "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("replaces it with Meta's"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(facts(&db).await.0, "America/Los_Angeles");
+    assert!(
+        graph.account_reads().is_empty(),
+        "set --timezone asks nothing"
+    );
+
+    let started = db::now_utc();
+    let out = run_with_stdin(
+        &["connection", "set-token", "--connection", CONNECTION],
+        &envs,
+        TOKEN,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = text(&out);
+    assert!(
+        printed.contains("timezone = Asia/Tokyo (was America/Los_Angeles)")
+            && printed.contains("currency = JPY"),
+        "{printed}"
+    );
+    assert!(!printed.contains(TOKEN), "{printed}");
+    let reads = graph.account_reads();
+    assert_eq!(reads.len(), 1, "one read: {reads:#?}");
+    assert_eq!(reads[0].path, "/v23.0/act_s1");
+    assert_eq!(
+        reads[0].query.get("fields").map(String::as_str),
+        Some("name,timezone_name,currency,account_status")
+    );
+    assert_eq!(
+        reads[0].authorization.as_deref(),
+        Some(&*format!("Bearer {TOKEN}"))
+    );
+    let (zone, currency, status, reason, due) = facts(&db).await;
+    assert_eq!(
+        (zone.as_str(), currency.as_str(), status.as_str(), reason),
+        ("Asia/Tokyo", "JPY", "ACTIVE", None)
+    );
+    let ahead = (due.expect("next read scheduled") - started).num_hours();
+    assert!((23..=24).contains(&ahead), "next read in a day: {ahead}h");
+    assert_eq!(graph.requests(), 0, "no insights asked");
+}
+
+/// A read due at the start of a job (here the `sync` command, whose log is its stderr): Meta's
+/// new zone replaces an operator's `set --timezone` with a warning naming both, the JPY amount
+/// 1234 is stored as 123400 hundredths, and the next job does not read again.
+async fn a_due_read_at_the_start_of_a_job_logs_a_zone_change(backend: Backend) {
+    let graph = FakeGraph::start(insights).await;
+    graph.set_account(account_reply("Asia/Tokyo", "JPY", 1));
+    let test_db = TestDb::new(backend).await;
+    let db = migrated_db(&test_db).await;
+    {
+        let mut conn = db.conn().await.unwrap();
+        insert_catalog(&mut conn, &seller_catalog(SELLER))
+            .await
+            .unwrap();
+        connect_account(&mut conn).await;
+        connections::set_timezone(&mut conn, CONNECTION, "Europe/Berlin")
+            .await
+            .unwrap();
+    }
+    make_read_due(&db).await;
+    let envs = cli_envs(&test_db, &graph);
+    let sync = |date: &'static str| {
+        [
+            "sync", "--seller", SELLER, "--date", date, "--level", "CAMPAIGN",
+        ]
+    };
+    let out = run_with_stdin(&sync("2026-11-20"), &envs, "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = text(&out);
+    let changed = log
+        .lines()
+        .find(|l| l.contains("time zone changed"))
+        .unwrap_or_else(|| panic!("zone change logged: {log}"));
+    assert!(
+        changed.contains("Europe/Berlin") && changed.contains("Asia/Tokyo"),
+        "{changed}"
+    );
+    let (zone, currency, status, _, _) = facts(&db).await;
+    assert_eq!(
+        (zone.as_str(), currency.as_str(), status.as_str()),
+        ("Asia/Tokyo", "JPY", "ACTIVE")
+    );
+    let mut conn = db.conn().await.unwrap();
+    let rows = ads_stats::db::stats::raw_rows(
+        &mut conn,
+        "CAMPAIGN",
+        "s1-cmp-1",
+        "2026-11-20".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    assert_eq!(
+        rows.iter().map(|r| r.spend_cents).collect::<Vec<_>>(),
+        vec![123_400],
+        "JPY 1234 in hundredths of a yen"
+    );
+    assert_eq!(graph.account_reads().len(), 1);
+
+    let out = run_with_stdin(&sync("2026-11-21"), &envs, "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(graph.account_reads().len(), 1, "not due again for a day");
+    assert_eq!(graph.requests(), 2, "one insights query per sync");
+}
+
+/// An account Meta reports DISABLED: at the start of the job the connection becomes REVOKED with
+/// the reason, the job asks no insights and writes nothing, the scheduler stops picking the
+/// seller and a later job asks nothing at all. A new token (what `set-token` stores) makes the
+/// connection ACTIVE and the account is read again: still disabled, REVOKED again; active, the
+/// sync runs.
+async fn an_inactive_account_revokes_the_connection_and_its_jobs_stop(backend: Backend) {
+    let graph = FakeGraph::start(insights).await;
+    graph.set_account(account_reply("UTC", "USD", 2));
+    let app = meta_app(backend, &graph).await;
+    make_read_due(&app.db).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(jobs[0].status, "SUCCEEDED", "{jobs:#?}");
+    assert_eq!(jobs[0].entities, Some(0), "{jobs:#?}");
+    let (_, _, status, reason, _) = facts(&app.db).await;
+    assert_eq!(status, "REVOKED");
+    assert_eq!(reason.as_deref(), Some("account_status 2 (DISABLED)"));
+    assert_eq!(graph.requests(), 0, "no insights for a disabled account");
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
+    {
+        let mut conn = app.conn().await;
+        assert!(!catalog::is_eligible(&mut conn, SELLER).await.unwrap());
+    }
+    enqueue(&app, Level::Adset, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    assert_eq!(
+        graph.account_reads().len(),
+        1,
+        "a REVOKED account is not read"
+    );
+    assert_eq!(graph.requests(), 0);
+
+    // A new token: ACTIVE again, read at once by the next job; still disabled → REVOKED again.
+    let store = |app: &crate::helpers::TestApp| {
+        let db = app.db.clone();
+        async move {
+            let sealed = ads_stats::crypto::TokenSealer::new(&crate::meta::KEY)
+                .seal(CONNECTION, &ads_stats::config::Secret::new(TOKEN))
+                .unwrap();
+            let mut conn = db.conn().await.unwrap();
+            connections::store_token(&mut conn, CONNECTION, &sealed)
+                .await
+                .unwrap()
+                .expect("connection exists")
+        }
+    };
+    assert_eq!(
+        store(&app).await,
+        ("REVOKED".to_string(), "ACTIVE".to_string())
+    );
+    enqueue(&app, Level::Campaign, "2026-11-21", "2026-11-21").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    assert_eq!(graph.account_reads().len(), 2);
+    assert_eq!(facts(&app.db).await.2, "REVOKED");
+    assert_eq!(graph.requests(), 0);
+
+    // Reinstated by Meta: the next token's read finds it active and the sync runs.
+    graph.set_account(account_reply("UTC", "USD", 1));
+    store(&app).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-21").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let (_, _, status, reason, _) = facts(&app.db).await;
+    assert_eq!((status.as_str(), reason), ("ACTIVE", None));
+    assert_eq!(graph.account_reads().len(), 3);
+    assert_eq!(
+        graph.requests(),
+        1,
+        "insights asked once the account is active"
+    );
+    assert_eq!(
+        raw(&app, "CAMPAIGN", "s1-cmp-1", "2026-11-20").await[0].spend_cents,
+        123_400
+    );
+    drop(app.shutdown().await);
+}
+
+/// An account read refused with code 190 fails the job like an insights request would (FAILED,
+/// connection EXPIRED); an answer without a real currency fails the job as malformed and leaves
+/// the read due for the next job.
+async fn a_failed_account_read_fails_the_job_and_is_due_again(backend: Backend) {
+    let graph = FakeGraph::start(insights).await;
+    graph.set_account(account_reply("UTC", "usd", 1));
+    let app = meta_app(backend, &graph).await;
+    make_read_due(&app.db).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].last_error.as_deref()),
+        (
+            "FAILED",
+            Some("the stats provider answered with unexpected data")
+        )
+    );
+    let (_, currency, status, _, due) = facts(&app.db).await;
+    assert_eq!((currency.as_str(), status.as_str()), ("USD", "ACTIVE"));
+    assert!(due.expect("due") <= db::now_utc(), "due again at once");
+    assert_eq!(graph.requests(), 0);
+
+    graph.set_account(Reply::json(
+        400,
+        graph_error(
+            190,
+            463,
+            "Error validating access token: Session has expired.",
+        ),
+    ));
+    enqueue(&app, Level::Adset, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    let adset = jobs.iter().find(|j| j.level == "ADSET").unwrap();
+    assert_eq!(adset.status, "FAILED", "{jobs:#?}");
+    assert_eq!(facts(&app.db).await.2, "EXPIRED");
+    assert_eq!(graph.account_reads().len(), 2);
+    assert_eq!(graph.requests(), 0);
+    drop(app.shutdown().await);
+}
