@@ -162,6 +162,8 @@ pub struct SellpageStat {
     pub roas: f64,
     pub campaign_count: i64,
     pub updated_at: NaiveDateTime,
+    /// ISO 4217 code of the account currency every campaign of the row shares.
+    pub currency: String,
 }
 
 /// A job record: the durable truth about one sync job run.

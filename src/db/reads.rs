@@ -122,7 +122,7 @@ pub async fn daily_page(
 
 const SELLPAGE_COLUMNS: &str = "id, seller_id, sellpage_id, stat_date, ad_spend_cents, \
     impressions, clicks, content_views, add_to_cart, checkouts, purchases, revenue_cents, cpm, \
-    ctr, roas, campaign_count, updated_at";
+    ctr, roas, campaign_count, updated_at, currency";
 
 fn sellpage_sql(page: &SellpagePage) -> String {
     let mut q = Clauses::new(&format!(

@@ -143,6 +143,7 @@ diesel::table! {
         roas -> Double,
         campaign_count -> BigInt,
         updated_at -> Timestamp,
+        currency -> Text,
     }
 }
 

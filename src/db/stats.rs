@@ -248,21 +248,32 @@ fn rollup_sql() -> String {
     let set = METRICS
         .replace("spend_cents", "ad_spend_cents")
         .split(", ")
-        .chain(["cpm", "ctr", "roas", "campaign_count", "updated_at"])
+        .chain([
+            "cpm",
+            "ctr",
+            "roas",
+            "campaign_count",
+            "updated_at",
+            "currency",
+        ])
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // A sellpage whose campaigns on a date report in several currencies has no meaningful sum:
+    // that date gets no row (see `sellpage_currency_conflicts`).
     // After the DELETE a conflict comes only from a concurrent sync of the same seller and dates
     // (on PostgreSQL its rows are invisible to our DELETE): take its place instead of failing.
     format!(
-        "INSERT INTO sellpage_stats_daily (seller_id, sellpage_id, stat_date, ad_{METRICS}, cpm, ctr, roas, campaign_count, updated_at) \
-         SELECT seller_id, sellpage_id, stat_date, {METRICS}, {}, campaign_count, $1 FROM ( \
+        "INSERT INTO sellpage_stats_daily (seller_id, sellpage_id, stat_date, ad_{METRICS}, cpm, ctr, roas, campaign_count, updated_at, currency) \
+         SELECT seller_id, sellpage_id, stat_date, {METRICS}, {}, campaign_count, $1, currency FROM ( \
            SELECT c.seller_id AS seller_id, c.sellpage_id AS sellpage_id, d.stat_date AS stat_date, {sums}, \
-                  COUNT(*) AS campaign_count \
+                  COUNT(*) AS campaign_count, MIN(ac.currency) AS currency \
            FROM ad_stats_daily d JOIN campaigns c ON c.id = d.entity_id \
+             JOIN ad_connections ac ON ac.id = c.connection_id \
            WHERE d.seller_id = $2 AND d.level = 'CAMPAIGN' AND c.seller_id = $2 \
              AND c.sellpage_id IS NOT NULL AND d.stat_date BETWEEN $3 AND $4 \
            GROUP BY c.seller_id, c.sellpage_id, d.stat_date \
+           HAVING COUNT(DISTINCT ac.currency) = 1 \
          ) totals WHERE true \
          ON CONFLICT (sellpage_id, stat_date) DO UPDATE SET {set}",
         ratio_sql("spend_cents", "impressions", "clicks", "revenue_cents").join(", ")
@@ -301,6 +312,47 @@ pub async fn roll_up_sellpages(
         .execute(conn)
         .await
     })
+}
+
+// The (sellpage, date) pairs the rollup leaves out: campaigns of several account currencies.
+const CURRENCY_CONFLICTS_SQL: &str =
+    "SELECT c.sellpage_id AS sellpage_id, d.stat_date AS stat_date \
+    FROM ad_stats_daily d JOIN campaigns c ON c.id = d.entity_id \
+      JOIN ad_connections ac ON ac.id = c.connection_id \
+    WHERE d.seller_id = $1 AND d.level = 'CAMPAIGN' AND c.seller_id = $1 \
+      AND c.sellpage_id IS NOT NULL AND d.stat_date BETWEEN $2 AND $3 \
+    GROUP BY c.sellpage_id, d.stat_date HAVING COUNT(DISTINCT ac.currency) > 1 \
+    ORDER BY c.sellpage_id, d.stat_date";
+
+#[derive(QueryableByName)]
+struct ConflictRow {
+    #[diesel(sql_type = Text)]
+    sellpage_id: String,
+    #[diesel(sql_type = Date)]
+    stat_date: NaiveDate,
+}
+
+/// The seller's sellpages and dates whose campaign rows come from ad accounts of more than one
+/// currency: amounts in yen and dollars cannot be added, so [`roll_up_sellpages`] writes no row
+/// for them. In (sellpage, date) order.
+pub async fn sellpage_currency_conflicts(
+    conn: &mut DbConn,
+    seller_id: &str,
+    date_from: NaiveDate,
+    date_to: NaiveDate,
+) -> QueryResult<Vec<(String, NaiveDate)>> {
+    let rows: Vec<ConflictRow> = db_run!(conn, {
+        diesel::sql_query(CURRENCY_CONFLICTS_SQL)
+            .bind::<Text, _>(seller_id)
+            .bind::<Date, _>(date_from)
+            .bind::<Date, _>(date_to)
+            .load(conn)
+            .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.sellpage_id, r.stat_date))
+        .collect())
 }
 
 /// Raw rows of one entity and day, oldest first.
@@ -391,6 +443,7 @@ mod tests {
             fold_daily_sql(Aggregation::Latest),
             CLEAR_ROLLUP_SQL.to_string(),
             rollup_sql(),
+            CURRENCY_CONFLICTS_SQL.to_string(),
         ] {
             crate::db::assert_placeholders_in_order(&sql);
         }

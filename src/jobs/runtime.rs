@@ -288,6 +288,8 @@ async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationT
             ctx.metrics
                 .rows_written(summary.raw_rows, summary.daily_rows, summary.sellpage_rows);
             ctx.metrics
+                .rollup_currency_conflicts(summary.currency_conflicts);
+            ctx.metrics
                 .job_finished(&record.level, JobOutcome::Succeeded, elapsed);
             Ok(true)
         }

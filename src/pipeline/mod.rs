@@ -70,6 +70,8 @@ pub struct SyncSummary {
     pub daily_rows: usize,
     pub sellpage_rows: usize,
     pub duration_ms: u64,
+    /// Sellpage dates left out of the rollup: their campaigns span several currencies.
+    pub currency_conflicts: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -579,7 +581,22 @@ async fn write_tiers(
     if faults.trip(FaultPoint::AfterRawInsert) {
         return Err(PipelineError::Injected(FaultPoint::AfterRawInsert));
     }
+    let mut currency_conflicts = 0;
     let sellpage_rows = if request.level == Level::Campaign {
+        let conflicts = db::stats::sellpage_currency_conflicts(
+            conn,
+            &request.seller_id,
+            request.date_from,
+            request.date_to,
+        )
+        .await?;
+        for (sellpage, date) in &conflicts {
+            tracing::warn!(
+                seller.id = %request.seller_id, sellpage.id = %sellpage, date = %date,
+                "sellpage not rolled up for the date: its campaigns report in several currencies"
+            );
+        }
+        currency_conflicts = conflicts.len();
         db::stats::roll_up_sellpages(
             conn,
             &request.seller_id,
@@ -600,6 +617,7 @@ async fn write_tiers(
         daily_rows,
         sellpage_rows,
         duration_ms: millis(fetched.started.elapsed()),
+        currency_conflicts,
     };
     if let Some(lease) = lease {
         let rows = RowsWritten {

@@ -156,6 +156,7 @@ struct Inner {
     last_tick: Gauge<f64, std::sync::atomic::AtomicU64>,
     tick_duration: Histogram,
     rows_written: Family<TierLabels, Counter>,
+    rollup_currency_conflicts: Counter,
     http_requests: Family<RequestLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, Buckets>,
     pool_size: Gauge,
@@ -232,6 +233,12 @@ impl Metrics {
             "Rows written by succeeded jobs, by tier (raw, daily, sellpage)",
             rows_written.clone(),
         );
+        let rollup_currency_conflicts = Counter::default();
+        registry.register(
+            "rollup_currency_conflicts",
+            "Sellpage dates left out of the rollup because their campaigns report in several currencies",
+            rollup_currency_conflicts.clone(),
+        );
         let http_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -288,6 +295,7 @@ impl Metrics {
                 last_tick,
                 tick_duration,
                 rows_written,
+                rollup_currency_conflicts,
                 http_requests,
                 http_duration,
                 pool_size,
@@ -319,6 +327,11 @@ impl Metrics {
                 .get_or_create(&TierLabels { tier })
                 .inc_by(rows as u64);
         }
+    }
+
+    /// Sellpage dates a succeeded job left out of the rollup (campaigns in several currencies).
+    pub fn rollup_currency_conflicts(&self, n: usize) {
+        self.inner.rollup_currency_conflicts.inc_by(n as u64);
     }
 
     /// A scheduler tick for the cron mark `at` ended; the last-tick time moves only on success,

@@ -14,7 +14,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::helpers::{migrated_db, seller_catalog, Backend, TestDb};
+use crate::helpers::{app, migrated_db, seller_catalog, today, Backend, TestApp, TestDb};
 use crate::meta::{
     connect_account, enqueue, graph_error, key_b64, meta_app, raw, row, run_with_stdin, text,
     FakeGraph, Reply, CONNECTION, SELLER, TOKEN,
@@ -44,6 +44,7 @@ on_both_backends!(
     a_due_read_at_the_start_of_a_job_logs_a_zone_change,
     an_inactive_account_revokes_the_connection_and_its_jobs_stop,
     a_failed_account_read_fails_the_job_and_is_due_again,
+    a_sellpage_of_two_currencies_is_not_rolled_up,
 );
 
 /// (timezone, currency, status, status_reason, account_read_due_at) of the test connection.
@@ -359,5 +360,109 @@ async fn a_failed_account_read_fails_the_job_and_is_due_again(backend: Backend) 
     assert_eq!(facts(&app.db).await.2, "EXPIRED");
     assert_eq!(graph.account_reads().len(), 2);
     assert_eq!(graph.requests(), 0);
+    drop(app.shutdown().await);
+}
+
+/// Sets a connection's currency, as an account read would.
+async fn set_currency(db: &Db, connection: &str, currency: &str) {
+    let mut conn = db.conn().await.unwrap();
+    let conn = &mut conn;
+    db_run!(conn, {
+        diesel::update(ad_connections::table.find(connection))
+            .set(ad_connections::currency.eq(currency))
+            .execute(conn)
+            .await
+            .unwrap()
+    });
+}
+
+/// The sample of `ads_stats_rollup_currency_conflicts_total`, once it reaches `at_least`.
+async fn conflicts_metric(app: &TestApp, at_least: f64) -> f64 {
+    let started = std::time::Instant::now();
+    loop {
+        let text = app
+            .send(app.request(reqwest::Method::GET, "/metrics"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ads_stats_rollup_currency_conflicts_total "))
+            .map(|v| v.trim().parse::<f64>().unwrap());
+        if let Some(v) = value.filter(|v| *v >= at_least) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "metric never reached {at_least}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// page-1 holds cmp-1 (a USD account) and cmp-2 (moved to a second, JPY account): dollars and yen
+/// cannot be added, so page-1 gets no row for the date and the metric counts it; page-2 (cmp-3,
+/// USD only) is rolled up and its row says USD. Once both accounts report in one currency the
+/// next sync rolls page-1 up again.
+async fn a_sellpage_of_two_currencies_is_not_rolled_up(backend: Backend) {
+    let mut catalog = seller_catalog(SELLER);
+    catalog
+        .connections
+        .push(ads_stats::db::models::NewAdConnection {
+            id: "s1-conn-jp".into(),
+            seller_id: SELLER.into(),
+            provider: "META".into(),
+            external_account_id: "act_81".into(),
+            status: "ACTIVE".into(),
+        });
+    for c in catalog.campaigns.iter_mut().filter(|c| c.id == "s1-cmp-2") {
+        c.connection_id = "s1-conn-jp".into();
+    }
+    let app = app(backend).with_catalog(catalog).spawn().await;
+    set_currency(&app.db, "s1-conn-jp", "JPY").await;
+    let date = today();
+    app.enqueue_campaign_sync(SELLER).await;
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(jobs[0].status, "SUCCEEDED", "{jobs:#?}");
+    let mut conn = app.conn().await;
+    assert_eq!(
+        ads_stats::db::stats::sellpage_row(&mut conn, "s1-page-1", date)
+            .await
+            .unwrap(),
+        None,
+        "no sum of yen and dollars"
+    );
+    let page2 = ads_stats::db::stats::sellpage_row(&mut conn, "s1-page-2", date)
+        .await
+        .unwrap()
+        .expect("page-2 rolled up");
+    assert_eq!((page2.currency.as_str(), page2.campaign_count), ("USD", 1));
+    drop(conn);
+    assert_eq!(conflicts_metric(&app, 1.0).await, 1.0);
+
+    set_currency(&app.db, "s1-conn-jp", "USD").await;
+    let request = ads_stats::pipeline::SyncRequest::one_day(SELLER, Level::Campaign, date);
+    app.app()
+        .queue()
+        .enqueue(
+            &[ads_stats::pipeline::SyncRequest {
+                date_from: date - chrono::Duration::days(1),
+                ..request
+            }],
+            ads_stats::jobs::Trigger::Manual,
+        )
+        .await
+        .unwrap();
+    app.wait_until_idle(Duration::from_secs(10)).await;
+    let mut conn = app.conn().await;
+    let page1 = ads_stats::db::stats::sellpage_row(&mut conn, "s1-page-1", date)
+        .await
+        .unwrap()
+        .expect("one currency again: rolled up");
+    assert_eq!((page1.currency.as_str(), page1.campaign_count), ("USD", 2));
+    drop(conn);
+    assert_eq!(conflicts_metric(&app, 1.0).await, 1.0, "no new conflict");
     drop(app.shutdown().await);
 }
