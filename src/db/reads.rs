@@ -78,9 +78,39 @@ const DAILY_COLUMNS: &str =
     clicks, content_views, add_to_cart, checkouts, purchases, revenue_cents, cpm, ctr, roas, \
     raw_count, updated_at";
 
+/// The account currency of the entity `entity` (a column) at `level`: its campaign's connection's
+/// (`USD` for an entity no longer in the catalogue). A primary-key lookup per row.
+fn currency_sql(level: &str, entity: &str) -> String {
+    let (from, id) = match level {
+        "AD" => (
+            "ads a JOIN adsets s ON s.id = a.adset_id JOIN campaigns c ON c.id = s.campaign_id",
+            "a.id",
+        ),
+        "ADSET" => ("adsets a JOIN campaigns c ON c.id = a.campaign_id", "a.id"),
+        _ => ("campaigns c", "c.id"),
+    };
+    format!(
+        "COALESCE((SELECT ac.currency FROM {from} JOIN ad_connections ac ON ac.id = c.connection_id \
+         WHERE {id} = {entity}), 'USD')"
+    )
+}
+
+/// A daily row and the currency of its amounts.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct DailyRow {
+    #[diesel(embed)]
+    pub stat: DailyStat,
+    /// ISO 4217 code of the entity's ad account: amounts are hundredths of its unit.
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+}
+
 /// The SQL of one daily page; the binds follow in the order the optional parts are present.
 fn daily_sql(page: &DailyPage) -> String {
-    let mut q = Clauses::new(&format!("SELECT {DAILY_COLUMNS} FROM ad_stats_daily "));
+    let mut q = Clauses::new(&format!(
+        "SELECT {DAILY_COLUMNS}, {} AS currency FROM ad_stats_daily ",
+        currency_sql(page.level, "ad_stats_daily.entity_id")
+    ));
     q.push("WHERE seller_id = ? AND level = ? AND stat_date BETWEEN ? AND ?");
     if page.entity_id.is_some() {
         q.push(" AND entity_id = ?");
@@ -96,7 +126,7 @@ fn daily_sql(page: &DailyPage) -> String {
 pub async fn daily_page(
     conn: &mut DbConn,
     page: &DailyPage<'_>,
-) -> diesel::QueryResult<Vec<DailyStat>> {
+) -> diesel::QueryResult<Vec<DailyRow>> {
     let sql = daily_sql(page);
     db_run!(conn, {
         let query = diesel::sql_query(&sql)
@@ -190,6 +220,17 @@ pub struct EntityTotals {
     pub revenue_cents: i64,
     #[diesel(sql_type = BigInt)]
     pub raw_count: i64,
+    /// ISO 4217 code of the entity's ad account.
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+}
+
+/// [`ENTITY_TOTALS_SQL`] with each entity's currency.
+fn entity_totals_sql(level: &str) -> String {
+    format!(
+        "SELECT t.*, {} AS currency FROM ({ENTITY_TOTALS_SQL}) t ORDER BY t.entity_id",
+        currency_sql(level, "t.entity_id")
+    )
 }
 
 const ENTITY_TOTALS_SQL: &str = "SELECT entity_id, \
@@ -199,7 +240,7 @@ const ENTITY_TOTALS_SQL: &str = "SELECT entity_id, \
     CAST(SUM(purchases) AS BIGINT) AS purchases, CAST(SUM(revenue_cents) AS BIGINT) AS revenue_cents, \
     CAST(SUM(raw_count) AS BIGINT) AS raw_count \
     FROM ad_stats_daily WHERE seller_id = $1 AND level = $2 AND stat_date BETWEEN $3 AND $4 \
-    GROUP BY entity_id ORDER BY entity_id";
+    GROUP BY entity_id";
 
 /// The seller's totals per entity at the level over the dates, in entity order.
 pub async fn entity_totals(
@@ -209,8 +250,9 @@ pub async fn entity_totals(
     from: NaiveDate,
     to: NaiveDate,
 ) -> diesel::QueryResult<Vec<EntityTotals>> {
+    let sql = entity_totals_sql(level);
     db_run!(conn, {
-        diesel::sql_query(ENTITY_TOTALS_SQL)
+        diesel::sql_query(&sql)
             .bind::<Text, _>(seller_id)
             .bind::<Text, _>(level)
             .bind::<Date, _>(from)
@@ -273,7 +315,7 @@ pub fn explainable(seller_id: &str, from: NaiveDate, to: NaiveDate) -> Vec<Strin
             ],
         ),
         fill(
-            ENTITY_TOTALS_SQL.to_string(),
+            entity_totals_sql("AD"),
             &[seller.clone(), quote("AD"), from.clone(), to.clone()],
         ),
         fill(
@@ -367,7 +409,7 @@ mod tests {
                 crate::db::assert_placeholders_in_order(&sellpage_sql(&pages));
             }
         }
-        crate::db::assert_placeholders_in_order(ENTITY_TOTALS_SQL);
+        crate::db::assert_placeholders_in_order(&entity_totals_sql("AD"));
     }
 
     #[test]

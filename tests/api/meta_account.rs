@@ -46,6 +46,8 @@ on_both_backends!(
     a_failed_account_read_fails_the_job_and_is_due_again,
     a_sellpage_of_two_currencies_is_not_rolled_up,
 );
+// The read API's currencies are checked inside `a_sellpage_of_two_currencies_is_not_rolled_up`
+// (`read_rows_carry_their_currency`), on the same two-currency catalogue.
 
 /// (timezone, currency, status, status_reason, account_read_due_at) of the test connection.
 type ConnectionFacts = (
@@ -401,6 +403,111 @@ async fn conflicts_metric(app: &TestApp, at_least: f64) -> f64 {
     }
 }
 
+async fn get_json(app: &TestApp, path: &str) -> serde_json::Value {
+    let response = app
+        .send(
+            app.request(reqwest::Method::GET, path)
+                .bearer_auth(app.token(SELLER)),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+/// With cmp-2 under the JPY account: daily rows at every level say their entity's currency, the
+/// summary has no single `total` but one total per currency (each the sum of its rows), and the
+/// sellpage rows say theirs.
+async fn read_rows_carry_their_currency(app: &TestApp, date: chrono::NaiveDate) {
+    let range = format!("from={date}&to={date}");
+    let daily = get_json(
+        app,
+        &format!("/api/ads-manager/stats?level=CAMPAIGN&{range}"),
+    )
+    .await;
+    let currencies: Vec<(String, String)> = daily["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["entityId"].as_str().unwrap().to_string(),
+                r["currency"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("s1-cmp-1", "USD"),
+        ("s1-cmp-2", "JPY"),
+        ("s1-cmp-3", "USD"),
+        ("s1-cmp-4", "USD"),
+    ]
+    .iter()
+    .map(|(e, c)| (e.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(currencies, expected);
+    // Ad sets and ads take their campaign's account's currency (adset-2 and its ad-3 are
+    // under cmp-2).
+    for (level, expected) in [
+        ("ADSET", vec![("s1-adset-1", "USD"), ("s1-adset-2", "JPY")]),
+        (
+            "AD",
+            vec![("s1-ad-1", "USD"), ("s1-ad-2", "USD"), ("s1-ad-3", "JPY")],
+        ),
+    ] {
+        let rows = get_json(
+            app,
+            &format!("/api/ads-manager/stats?level={level}&{range}"),
+        )
+        .await;
+        let got: Vec<(&str, &str)> = rows["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["entityId"].as_str().unwrap(),
+                    r["currency"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{level}");
+    }
+
+    let summary = get_json(
+        app,
+        &format!("/api/ads-manager/stats/summary?level=CAMPAIGN&{range}"),
+    )
+    .await;
+    assert!(summary["total"].is_null(), "{summary:#}");
+    let totals = summary["totalsByCurrency"].as_array().unwrap();
+    let rows = summary["rows"].as_array().unwrap();
+    assert_eq!(
+        totals
+            .iter()
+            .map(|t| t["currency"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["JPY", "USD"]
+    );
+    for total in totals {
+        let of: Vec<&serde_json::Value> = rows
+            .iter()
+            .filter(|r| r["currency"] == total["currency"])
+            .collect();
+        for field in ["spendCents", "impressions", "purchases", "revenueCents"] {
+            let sum: i64 = of.iter().map(|r| r[field].as_i64().unwrap()).sum();
+            assert_eq!(total[field].as_i64().unwrap(), sum, "{field} of {total}");
+        }
+        assert!(total.get("entityId").is_none());
+    }
+    let pages = get_json(app, &format!("/api/ads-manager/sellpages/stats?{range}")).await;
+    let pages = pages["rows"].as_array().unwrap();
+    assert_eq!(pages.len(), 1, "page-1 is not rolled up: {pages:#?}");
+    assert_eq!(
+        (&pages[0]["sellpageId"], &pages[0]["currency"]),
+        (&serde_json::json!("s1-page-2"), &serde_json::json!("USD"))
+    );
+}
+
 /// page-1 holds cmp-1 (a USD account) and cmp-2 (moved to a second, JPY account): dollars and yen
 /// cannot be added, so page-1 gets no row for the date and the metric counts it; page-2 (cmp-3,
 /// USD only) is rolled up and its row says USD. Once both accounts report in one currency the
@@ -419,13 +526,25 @@ async fn a_sellpage_of_two_currencies_is_not_rolled_up(backend: Backend) {
     for c in catalog.campaigns.iter_mut().filter(|c| c.id == "s1-cmp-2") {
         c.connection_id = "s1-conn-jp".into();
     }
+    for s in catalog.adsets.iter_mut().filter(|s| s.id == "s1-adset-2") {
+        s.campaign_id = "s1-cmp-2".into();
+    }
     let app = app(backend).with_catalog(catalog).spawn().await;
     set_currency(&app.db, "s1-conn-jp", "JPY").await;
     let date = today();
-    app.enqueue_campaign_sync(SELLER).await;
+    let requests: Vec<ads_stats::pipeline::SyncRequest> =
+        [Level::Campaign, Level::Adset, Level::Ad]
+            .into_iter()
+            .map(|level| ads_stats::pipeline::SyncRequest::one_day(SELLER, level, date))
+            .collect();
+    app.app()
+        .queue()
+        .enqueue(&requests, ads_stats::jobs::Trigger::Manual)
+        .await
+        .unwrap();
     app.wait_until_idle(Duration::from_secs(10)).await;
     let jobs = app.jobs().await;
-    assert_eq!(jobs[0].status, "SUCCEEDED", "{jobs:#?}");
+    assert!(jobs.iter().all(|j| j.status == "SUCCEEDED"), "{jobs:#?}");
     let mut conn = app.conn().await;
     assert_eq!(
         ads_stats::db::stats::sellpage_row(&mut conn, "s1-page-1", date)
@@ -441,6 +560,7 @@ async fn a_sellpage_of_two_currencies_is_not_rolled_up(backend: Backend) {
     assert_eq!((page2.currency.as_str(), page2.campaign_count), ("USD", 1));
     drop(conn);
     assert_eq!(conflicts_metric(&app, 1.0).await, 1.0);
+    read_rows_carry_their_currency(&app, date).await;
 
     set_currency(&app.db, "s1-conn-jp", "USD").await;
     let request = ads_stats::pipeline::SyncRequest::one_day(SELLER, Level::Campaign, date);
@@ -463,6 +583,16 @@ async fn a_sellpage_of_two_currencies_is_not_rolled_up(backend: Backend) {
         .expect("one currency again: rolled up");
     assert_eq!((page1.currency.as_str(), page1.campaign_count), ("USD", 2));
     drop(conn);
+    // One currency: `total` is that currency's only total.
+    let summary = get_json(
+        &app,
+        &format!("/api/ads-manager/stats/summary?level=CAMPAIGN&from={date}&to={date}"),
+    )
+    .await;
+    let totals = summary["totalsByCurrency"].as_array().unwrap();
+    assert_eq!(totals.len(), 1, "{summary:#}");
+    assert_eq!(summary["total"], totals[0]);
+    assert_eq!(summary["total"]["currency"], "USD");
     assert_eq!(conflicts_metric(&app, 1.0).await, 1.0, "no new conflict");
     drop(app.shutdown().await);
 }

@@ -192,6 +192,8 @@ fn daily_json(d: &DailyStat) -> Value {
         "contentViews": d.content_views, "addToCart": d.add_to_cart, "checkouts": d.checkouts,
         "purchases": d.purchases, "revenueCents": d.revenue_cents, "cpm": d.cpm, "ctr": d.ctr,
         "roas": d.roas, "rawCount": d.raw_count, "updatedAt": timestamp(d.updated_at),
+        // The seed's connections keep the default currency.
+        "currency": "USD",
     })
 }
 
@@ -287,6 +289,7 @@ async fn sellpage_pages_hold_exactly_the_table_rows(backend: Backend) {
                 "checkouts": s.checkouts, "purchases": s.purchases,
                 "revenueCents": s.revenue_cents, "cpm": s.cpm, "ctr": s.ctr, "roas": s.roas,
                 "campaignCount": s.campaign_count, "updatedAt": timestamp(s.updated_at),
+                "currency": s.currency,
             })
         })
         .collect();

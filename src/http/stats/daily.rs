@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::csv::{self, CsvRow};
 use super::{params, Page};
-use crate::db::models::DailyStat;
-use crate::db::reads::{self, DailyPage};
+use crate::db::reads::{self, DailyPage, DailyRow};
 use crate::http::auth::AuthenticatedSeller;
 use crate::http::{ApiError, AppState};
 
@@ -42,6 +41,10 @@ pub struct StatsRow {
     pub entity_id: String,
     #[schema(value_type = String, format = Date)]
     pub date: NaiveDate,
+    /// ISO 4217 code of the entity's ad account; amounts are hundredths of its unit (JPY 1234 is
+    /// `123400`), whatever its minor unit.
+    #[schema(example = "USD")]
+    pub currency: String,
     pub spend_cents: i64,
     pub impressions: i64,
     pub clicks: i64,
@@ -58,12 +61,14 @@ pub struct StatsRow {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<DailyStat> for StatsRow {
-    fn from(d: DailyStat) -> Self {
+impl From<DailyRow> for StatsRow {
+    fn from(row: DailyRow) -> Self {
+        let d = row.stat;
         Self {
             level: d.level,
             entity_id: d.entity_id,
             date: d.stat_date,
+            currency: row.currency,
             spend_cents: d.spend_cents,
             impressions: d.impressions,
             clicks: d.clicks,
@@ -99,6 +104,7 @@ impl CsvRow for StatsRow {
         "roas",
         "rawCount",
         "updatedAt",
+        "currency",
     ];
 
     fn fields(&self) -> Vec<String> {
@@ -119,6 +125,7 @@ impl CsvRow for StatsRow {
             csv::float(self.roas),
             self.raw_count.to_string(),
             timestamp(self.updated_at),
+            self.currency.clone(),
         ]
     }
 }
@@ -174,6 +181,6 @@ pub async fn daily_stats(
         })
         .await?;
     Ok(super::page_answer::<_, StatsRow>(&req, rows, limit, |r| {
-        (r.stat_date, r.entity_id.as_str())
+        (r.stat.stat_date, r.stat.entity_id.as_str())
     }))
 }

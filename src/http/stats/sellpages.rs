@@ -38,6 +38,10 @@ pub struct SellpageRow {
     pub sellpage_id: String,
     #[schema(value_type = String, format = Date)]
     pub date: NaiveDate,
+    /// ISO 4217 code every campaign of the row shares (a date whose campaigns span several
+    /// currencies has no row); amounts are hundredths of its unit.
+    #[schema(example = "USD")]
+    pub currency: String,
     pub ad_spend_cents: i64,
     pub impressions: i64,
     pub clicks: i64,
@@ -59,6 +63,7 @@ impl From<SellpageStat> for SellpageRow {
         Self {
             sellpage_id: s.sellpage_id,
             date: s.stat_date,
+            currency: s.currency,
             ad_spend_cents: s.ad_spend_cents,
             impressions: s.impressions,
             clicks: s.clicks,
@@ -93,6 +98,7 @@ impl CsvRow for SellpageRow {
         "roas",
         "campaignCount",
         "updatedAt",
+        "currency",
     ];
 
     fn fields(&self) -> Vec<String> {
@@ -112,6 +118,7 @@ impl CsvRow for SellpageRow {
             csv::float(self.roas),
             self.campaign_count.to_string(),
             timestamp(self.updated_at),
+            self.currency.clone(),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /api/ads-manager/stats/summary`: the caller's totals per entity over a range, and the
-//! grand total. Ratios are recomputed from the sums, never averaged.
+//! grand total per currency (one `total` only when every entity reports in one currency: yen and
+//! dollars are never added). Ratios are recomputed from the sums, never averaged.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -26,13 +27,19 @@ pub struct SummaryQuery {
     to: Option<String>,
 }
 
-/// One entity's sums over the range (or, as `total`, everything's; `entityId` is then absent).
+/// One entity's sums over the range (or, as a total, the sums of every entity of one currency;
+/// `entityId` is then absent).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SummaryRow {
     pub level: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,
+    /// ISO 4217 code of the amounts (hundredths of its unit); absent only on the zero `total` of
+    /// a range without rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "USD")]
+    pub currency: Option<String>,
     pub spend_cents: i64,
     pub impressions: i64,
     pub clicks: i64,
@@ -48,9 +55,14 @@ pub struct SummaryRow {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SummaryBody {
     pub rows: Vec<SummaryRow>,
-    pub total: SummaryRow,
+    /// Every row's sums when all rows share one currency (zeros without rows); `null` when they
+    /// span several: see `totalsByCurrency`.
+    pub total: Option<SummaryRow>,
+    /// One total per currency, in currency order (empty without rows).
+    pub totals_by_currency: Vec<SummaryRow>,
 }
 
 impl SummaryRow {
@@ -59,6 +71,7 @@ impl SummaryRow {
         Self {
             level: level.as_str().to_string(),
             entity_id,
+            currency: (!t.currency.is_empty()).then(|| t.currency.clone()),
             spend_cents: t.spend_cents,
             impressions: t.impressions,
             clicks: t.clicks,
@@ -75,11 +88,26 @@ impl SummaryRow {
     }
 }
 
-/// The sums of every entity's sums.
-fn grand_total(rows: &[EntityTotals]) -> EntityTotals {
-    rows.iter().fold(
+/// The sums of the entity sums in each currency, in currency order.
+fn totals_by_currency(rows: &[EntityTotals]) -> Vec<EntityTotals> {
+    let mut by: std::collections::BTreeMap<&str, Vec<&EntityTotals>> = Default::default();
+    for r in rows {
+        by.entry(r.currency.as_str()).or_default().push(r);
+    }
+    by.into_iter()
+        .map(|(currency, rows)| EntityTotals {
+            currency: currency.to_string(),
+            ..grand_total(rows)
+        })
+        .collect()
+}
+
+/// The sums of every entity's sums (whatever their currency: callers group by currency first).
+fn grand_total(rows: Vec<&EntityTotals>) -> EntityTotals {
+    rows.into_iter().fold(
         EntityTotals {
             entity_id: String::new(),
+            currency: String::new(),
             spend_cents: 0,
             impressions: 0,
             clicks: 0,
@@ -121,6 +149,7 @@ impl CsvRow for SummaryRow {
         "ctr",
         "roas",
         "rawCount",
+        "currency",
     ];
 
     fn fields(&self) -> Vec<String> {
@@ -139,6 +168,7 @@ impl CsvRow for SummaryRow {
             csv::float(self.ctr),
             csv::float(self.roas),
             self.raw_count.to_string(),
+            self.currency.clone().unwrap_or_default(),
         ]
     }
 }
@@ -175,7 +205,15 @@ pub async fn stats_summary(
             Ok(reads::entity_totals(&mut conn, &seller_id, level.as_str(), from, to).await?)
         })
         .await?;
-    let total = SummaryRow::new(level, None, &grand_total(&totals));
+    let totals_by_currency: Vec<SummaryRow> = totals_by_currency(&totals)
+        .iter()
+        .map(|t| SummaryRow::new(level, None, t))
+        .collect();
+    let total = match totals_by_currency.as_slice() {
+        [] => Some(SummaryRow::new(level, None, &grand_total(Vec::new()))),
+        [one] => Some(one.clone()),
+        _ => None,
+    };
     let rows: Vec<SummaryRow> = totals
         .iter()
         .map(|t| SummaryRow::new(level, Some(t.entity_id.clone()), t))
@@ -183,5 +221,9 @@ pub async fn stats_summary(
     if csv::wants_csv(&req) {
         return Ok(csv::response(&rows, None));
     }
-    Ok(csv::json(&SummaryBody { rows, total }))
+    Ok(csv::json(&SummaryBody {
+        rows,
+        total,
+        totals_by_currency,
+    }))
 }
