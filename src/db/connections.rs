@@ -336,3 +336,43 @@ pub async fn record_account_read(
 
 /// How every `status_reason` set from an account read begins.
 pub const ACCOUNT_STATUS_REASON: &str = "account_status ";
+
+/// Marks the connection `REVOKED` with `reason` (the token lacks a permission), only while it is
+/// `ACTIVE` and still holds `sealed`, as [`mark_expired`] does. The number of rows changed.
+pub async fn mark_revoked(
+    conn: &mut DbConn,
+    connection_id: &str,
+    sealed: &str,
+    reason: &str,
+) -> QueryResult<usize> {
+    db_run!(conn, {
+        diesel::update(
+            c::table
+                .find(connection_id)
+                .filter(c::status.eq(ACTIVE))
+                .filter(c::access_token_enc.eq(sealed)),
+        )
+        .set((c::status.eq(REVOKED), c::status_reason.eq(Some(reason))))
+        .execute(conn)
+        .await
+    })
+}
+
+/// Pauses every connection of `provider` until `until` (the provider's app-wide limit), never
+/// shortening a longer pause. The number of rows changed.
+pub async fn pause_provider_until(
+    conn: &mut DbConn,
+    provider: &str,
+    until: NaiveDateTime,
+) -> QueryResult<usize> {
+    db_run!(conn, {
+        diesel::update(
+            c::table
+                .filter(c::provider.eq(provider))
+                .filter(c::paused_until.is_null().or(c::paused_until.lt(until))),
+        )
+        .set(c::paused_until.eq(until))
+        .execute(conn)
+        .await
+    })
+}

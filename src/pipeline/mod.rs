@@ -105,6 +105,7 @@ impl PipelineError {
                 | PipelineError::ProviderOutput(_)
                 | PipelineError::Provider(
                     ProviderError::TokenExpired { .. }
+                        | ProviderError::PermissionDenied { .. }
                         | ProviderError::NotConnected { .. }
                         | ProviderError::Rejected(_)
                         | ProviderError::Malformed(_)
@@ -121,7 +122,8 @@ impl PipelineError {
             PipelineError::Paused { until }
             | PipelineError::Provider(ProviderError::Throttled {
                 until: Some(until), ..
-            }) => Some(*until),
+            })
+            | PipelineError::Provider(ProviderError::AppThrottled { until, .. }) => Some(*until),
             _ => None,
         }
     }
@@ -130,6 +132,7 @@ impl PipelineError {
     pub fn retry_not_before(&self) -> Option<NaiveDateTime> {
         match self {
             PipelineError::Provider(ProviderError::Throttled { until, .. }) => *until,
+            PipelineError::Provider(ProviderError::AppThrottled { until, .. }) => Some(*until),
             PipelineError::Paused { until } => Some(*until),
             _ => None,
         }
@@ -142,8 +145,13 @@ impl PipelineError {
             PipelineError::Db(e) if e.is_transient() => "the database was unavailable or busy",
             PipelineError::Db(_) => "a database error stopped the sync",
             PipelineError::Provider(
-                ProviderError::RateLimited(_) | ProviderError::Throttled { .. },
+                ProviderError::RateLimited(_)
+                | ProviderError::Throttled { .. }
+                | ProviderError::AppThrottled { .. },
             ) => "the stats provider limited our requests",
+            PipelineError::Provider(ProviderError::PermissionDenied { .. }) => {
+                "the ad account's access token lacks a permission on the account; grant it and connect the account again"
+            }
             PipelineError::Provider(ProviderError::TokenExpired { .. }) => {
                 "the ad account's access token expired or was revoked; connect the account again"
             }
@@ -465,6 +473,38 @@ impl Pipeline {
                 } => {
                     db::connections::pause_until(&mut conn, connection_id, *until).await?;
                     tracing::warn!(connection.id = %connection_id, paused_until = %until, "ad account paused by the provider's limits");
+                }
+                ProviderError::AppThrottled {
+                    connection_id,
+                    until,
+                    ..
+                } => {
+                    let paused = db::connections::pause_provider_until(
+                        &mut conn,
+                        crate::providers::meta::META,
+                        *until,
+                    )
+                    .await?;
+                    tracing::warn!(connection.id = %connection_id, paused_until = %until, connections = paused, "the provider's limit for the whole app: every connection of the provider paused");
+                }
+                ProviderError::PermissionDenied {
+                    connection_id,
+                    sealed_token,
+                    detail,
+                } => {
+                    let reason = format!("permission error: {detail}");
+                    let marked = db::connections::mark_revoked(
+                        &mut conn,
+                        connection_id,
+                        sealed_token.expose(),
+                        &reason,
+                    )
+                    .await?;
+                    if marked == 1 {
+                        tracing::warn!(connection.id = %connection_id, reason = %reason, "the token lacks a permission on the ad account; connection marked REVOKED");
+                    } else {
+                        tracing::warn!(connection.id = %connection_id, reason = %reason, "the token lacks a permission, but the connection has a new token or is no longer ACTIVE; status left as it is");
+                    }
                 }
                 ProviderError::TokenExpired {
                     connection_id,

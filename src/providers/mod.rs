@@ -67,6 +67,22 @@ pub enum ProviderError {
         sealed_token: Secret,
         detail: String,
     },
+    /// The provider's limit for the whole app (Meta code 4): every account of the provider
+    /// pauses until `until`, on every instance.
+    #[error("provider limit for the whole app (met by connection {connection_id}): {detail}")]
+    AppThrottled {
+        connection_id: String,
+        until: NaiveDateTime,
+        detail: String,
+    },
+    /// The token lacks a permission on the account (Meta code 10, 200–299, 100/33): the
+    /// connection is marked REVOKED with the reason while it still holds `sealed_token`.
+    #[error("connection {connection_id} lacks a permission on its ad account: {detail}")]
+    PermissionDenied {
+        connection_id: String,
+        sealed_token: Secret,
+        detail: String,
+    },
     /// The connection cannot be asked at all: no token stored, no key to open it, or a stored
     /// token that does not open. Retrying cannot fix it.
     #[error("connection {connection_id} cannot be used: {detail}")]

@@ -16,6 +16,7 @@ mod lifecycle;
 mod lookback;
 mod meta;
 mod meta_account;
+mod meta_errors;
 mod metrics;
 mod openapi;
 mod outage;

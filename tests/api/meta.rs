@@ -71,7 +71,7 @@ impl Reply {
         }
     }
 
-    fn header(mut self, name: &'static str, value: serde_json::Value) -> Self {
+    pub(crate) fn header(mut self, name: &'static str, value: serde_json::Value) -> Self {
         self.headers.push((name, value.to_string()));
         self
     }

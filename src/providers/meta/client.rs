@@ -22,6 +22,13 @@ pub enum CallError {
         detail: String,
     },
     TokenInvalid(String),
+    /// Meta's app-wide limit (code 4): every account of the app should pause.
+    AppThrottled {
+        pause: Duration,
+        detail: String,
+    },
+    /// The token lacks a permission on the account (see `limits::is_permission_error`).
+    PermissionDenied(String),
     /// Any other error Meta answers (a bad parameter, no permission on the account): retrying
     /// sends the same request.
     Rejected(String),
@@ -55,6 +62,9 @@ struct GraphError {
     code: i64,
     #[serde(default)]
     error_subcode: Option<i64>,
+    /// Meta's own verdict that the same call may succeed later.
+    #[serde(default)]
+    is_transient: bool,
 }
 
 /// The most pages one insights query may take (at `meta.page_size` rows each): a `paging.next`
@@ -183,6 +193,12 @@ pub(super) fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallErr
     );
     if error.code == limits::TOKEN_INVALID {
         CallError::TokenInvalid(detail)
+    } else if error.code == limits::APP_LIMIT {
+        // Code 4 usually comes without usage headers: the minimum pause, for every account.
+        CallError::AppThrottled {
+            pause: usage.pause(f64::INFINITY).unwrap_or(limits::MIN_PAUSE),
+            detail,
+        }
     } else if limits::is_throttling(error.code) {
         // Without a time announced (codes 4, 17, 613 usually come without usage headers) the
         // account still pauses, for MIN_PAUSE: an immediate retry would only be throttled again.
@@ -190,7 +206,9 @@ pub(super) fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallErr
             pause: Some(usage.pause(f64::INFINITY).unwrap_or(limits::MIN_PAUSE)),
             detail,
         }
-    } else if status.is_server_error() || limits::is_transient(error.code) {
+    } else if limits::is_permission_error(error.code, error.error_subcode) {
+        CallError::PermissionDenied(detail)
+    } else if status.is_server_error() || limits::is_transient(error.code) || error.is_transient {
         CallError::Transient(detail)
     } else {
         CallError::Rejected(detail)
@@ -245,8 +263,9 @@ mod tests {
             classify(bad, body(80000).as_bytes(), u),
             CallError::Throttled { .. }
         ));
-        // Throttled without usage headers still pauses, for the minimum.
-        for code in [4, 17, 613] {
+        // Throttled without usage headers still pauses, for the minimum (code 4: see
+        // `app_limit_permission_and_transient_errors`).
+        for code in [17, 613] {
             assert!(
                 matches!(
                     classify(bad, body(code).as_bytes(), u),
@@ -267,6 +286,38 @@ mod tests {
         assert!(matches!(
             classify(e500, b"oops", u),
             CallError::Transient(_)
+        ));
+    }
+
+    #[test]
+    fn app_limit_permission_and_transient_errors() {
+        let bad = StatusCode::BAD_REQUEST;
+        let u = Usage::default();
+        let body = |code: i64, sub: i64, transient: bool| {
+            format!(
+                r#"{{"error":{{"message":"m","code":{code},"error_subcode":{sub},"is_transient":{transient}}}}}"#
+            )
+        };
+        assert!(matches!(
+            classify(bad, body(4, 1504022, false).as_bytes(), u),
+            CallError::AppThrottled { pause, .. } if pause == limits::MIN_PAUSE
+        ));
+        for (code, sub) in [(10, 0), (200, 0), (294, 0), (100, 33)] {
+            assert!(
+                matches!(
+                    classify(bad, body(code, sub, false).as_bytes(), u),
+                    CallError::PermissionDenied(_)
+                ),
+                "{code}/{sub}"
+            );
+        }
+        assert!(matches!(
+            classify(bad, body(100, 0, true).as_bytes(), u),
+            CallError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(bad, body(100, 0, false).as_bytes(), u),
+            CallError::Rejected(_)
         ));
     }
 }

@@ -8,6 +8,8 @@ use serde_json::Value;
 
 pub const BUSINESS_USE_CASE_USAGE: &str = "x-business-use-case-usage";
 pub const AD_ACCOUNT_USAGE: &str = "x-ad-account-usage";
+pub const APP_USAGE: &str = "x-app-usage";
+pub const INSIGHTS_THROTTLE: &str = "x-fb-ads-insights-throttle";
 
 /// The highest usage figure a response reported, and how long Meta says until it drops.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -19,7 +21,7 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Reads both headers; a header that is missing or not the documented JSON counts as no usage
+    /// Reads the four headers; a header that is missing or not the documented JSON counts as no usage
     /// (a shape change must not stop syncs, and the error codes still protect us).
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let mut usage = Usage::default();
@@ -42,6 +44,20 @@ impl Usage {
             usage.raise(number(account.get("acc_id_util_pct")));
             let seconds = number(account.get("reset_time_duration"));
             usage.wait(self::seconds(seconds));
+        }
+        // The app's own platform rate limit: {"call_count": 28, "total_cputime": 25,
+        //   "total_time": 25} (no time to regain access is announced).
+        if let Some(app) = json(APP_USAGE) {
+            for key in ["call_count", "total_cputime", "total_time"] {
+                usage.raise(number(app.get(key)));
+            }
+        }
+        // Insights throttling: {"app_id_util_pct": 100, "acc_id_util_pct": 10,
+        //   "ads_api_access_tier": "standard_access"}.
+        if let Some(throttle) = json(INSIGHTS_THROTTLE) {
+            for key in ["app_id_util_pct", "acc_id_util_pct"] {
+                usage.raise(number(throttle.get(key)));
+            }
         }
         usage
     }
@@ -105,6 +121,17 @@ pub fn is_transient(code: i64) -> bool {
 
 /// Expired, revoked or otherwise invalid access token.
 pub const TOKEN_INVALID: i64 = 190;
+
+/// Meta's application-level request limit: it applies to every account the app reads.
+pub const APP_LIMIT: i64 = 4;
+
+/// The token lacks a permission on the object: code 10 (permission denied), 200–299 (permission
+/// errors such as 200 "requires ads_read", 294 "manage advertisements"), and 100 with subcode 33
+/// ("object does not exist, cannot be loaded due to missing permissions"). Only a new grant (and
+/// `set-token`) helps.
+pub fn is_permission_error(code: i64, subcode: Option<i64>) -> bool {
+    matches!(code, 10 | 200..=299) || (code == 100 && subcode == Some(33))
+}
 
 #[cfg(test)]
 mod tests {
@@ -174,6 +201,46 @@ mod tests {
                 MAX_PAUSE
             };
             assert_eq!(u.regain_after, expected, "{minutes} {seconds}");
+        }
+    }
+
+    #[test]
+    fn app_usage_and_insights_throttle_count_like_the_other_headers() {
+        let h = headers(&[(
+            APP_USAGE,
+            r#"{"call_count":12,"total_cputime":81,"total_time":30}"#,
+        )]);
+        let u = Usage::from_headers(&h);
+        assert_eq!(u.percent, 81.0);
+        assert_eq!(u.pause(75.0), Some(MIN_PAUSE));
+        let h = headers(&[(
+            INSIGHTS_THROTTLE,
+            r#"{"app_id_util_pct":96.5,"acc_id_util_pct":"10","ads_api_access_tier":"standard_access"}"#,
+        )]);
+        assert_eq!(Usage::from_headers(&h).percent, 96.5);
+        let h = headers(&[(INSIGHTS_THROTTLE, "[]"), (APP_USAGE, "nope")]);
+        assert_eq!(Usage::from_headers(&h), Usage::default());
+    }
+
+    #[test]
+    fn permission_errors() {
+        for (code, sub) in [
+            (10, None),
+            (200, None),
+            (294, Some(1)),
+            (299, None),
+            (100, Some(33)),
+        ] {
+            assert!(is_permission_error(code, sub), "{code}/{sub:?}");
+        }
+        for (code, sub) in [
+            (100, None),
+            (100, Some(1487534)),
+            (190, None),
+            (300, None),
+            (4, None),
+        ] {
+            assert!(!is_permission_error(code, sub), "{code}/{sub:?}");
         }
     }
 

@@ -219,6 +219,16 @@ fn call_error(account: &AdAccount, sealed: &Secret, e: CallError) -> ProviderErr
             sealed_token: sealed.clone(),
             detail,
         },
+        CallError::AppThrottled { pause, detail } => ProviderError::AppThrottled {
+            connection_id,
+            until: pause_end(pause),
+            detail,
+        },
+        CallError::PermissionDenied(detail) => ProviderError::PermissionDenied {
+            connection_id,
+            sealed_token: sealed.clone(),
+            detail,
+        },
         CallError::Rejected(detail) => ProviderError::Rejected(detail),
         CallError::Malformed(detail) => ProviderError::Malformed(detail),
     }
