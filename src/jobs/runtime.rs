@@ -512,9 +512,13 @@ async fn attempt(
     }
 }
 
-async fn claim(ctx: &Context, record_id: i64) -> Result<Option<JobRecord>, DbError> {
+/// Claims the next due job in claim order, not necessarily `_delivered`: an id on the channel is
+/// a turn to run a job, and the turn goes to the most urgent due record (see
+/// [`crate::jobs::Priority`]). The delivered record, if passed over, stays QUEUED for a later turn
+/// or the sweeper.
+async fn claim(ctx: &Context, _delivered: i64) -> Result<Option<JobRecord>, DbError> {
     let mut conn = ctx.db.conn().await?;
-    Ok(db::jobs::claim(&mut conn, record_id, &ctx.worker).await?)
+    Ok(db::jobs::claim_next(&mut conn, &ctx.worker).await?)
 }
 
 /// Keeps a record in this process's heartbeat while it lives.
