@@ -47,8 +47,8 @@ pub enum ApiError {
     #[error("too many manual syncs for this seller; retry after {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
     #[error(
-        "this seller already has {active} sync jobs queued or running, and at most {limit} are \
-         allowed (jobs.max_active_per_seller); retry when some have finished"
+        "this seller already has {active} manual sync jobs queued or running and may have at \
+         most {limit} (jobs.max_active_per_seller); retry when some have finished"
     )]
     TooManyActiveJobs { active: i64, limit: usize },
     #[error("something went wrong on our side")]

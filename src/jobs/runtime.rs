@@ -1,5 +1,6 @@
-//! Workers: take record ids off the channel, claim the record, run the pipeline, and record the
-//! outcome. Beside them a sweeper finds due jobs (retries, jobs left by a restart, and on
+//! Workers: take record ids off the channel, each a turn to claim the next due record in claim
+//! order (class, then `run_at`, then id; see [`super::Priority`]), run the pipeline, and record
+//! the outcome. Beside them a sweeper finds due jobs (retries, jobs left by a restart, and on
 //! PostgreSQL jobs any instance enqueued, claimed straight from the table), takes back jobs
 //! orphaned by a dead process and prunes old records; a heartbeat task vouches for this
 //! instance's running jobs until the last of them has drained.

@@ -216,6 +216,25 @@ async fn past_the_limit_a_seller_gets_429_and_nothing_is_recorded(backend: Backe
     assert_eq!(a_scheduled, 3);
     assert_eq!(of_seller(&jobs, "a").len(), 9);
 
+    // The API document says so.
+    let doc: serde_json::Value = app
+        .send(app.request(reqwest::Method::GET, "/api/openapi.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let documented = &doc["paths"]["/api/ads-manager/sync"]["post"]["responses"]["429"];
+    assert!(
+        documented["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("too_many_active_jobs")),
+        "{documented}"
+    );
+    assert!(
+        documented["headers"]["Retry-After"].is_object(),
+        "{documented}"
+    );
+
     // Once A's jobs have finished, A may sync again.
     gate.send_replace(true);
     app.wait_until_idle(Duration::from_secs(60)).await;
