@@ -264,7 +264,7 @@ impl JobQueue {
                 ids.push(id);
             }
         }
-        // Sellers in a fixed order, so two multi-seller enqueues never wait for each other's locks.
+        // Sellers in a fixed order: multi-seller enqueues may wait for each other, never deadlock.
         for (seller, ids) in by_seller {
             db::job_admission::lock_seller(conn, seller).await?;
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();

@@ -110,8 +110,12 @@ pub async fn trigger_sync(
                 .await
                 .inspect_err(|e| {
                     if let EnqueueError::TooManyActiveJobs { active, .. } = e {
-                        // Debug, like the rate limit: a client retrying in a loop must not flood the log.
-                        tracing::debug!(seller.id = %seller, active, "manual sync refused: too many active jobs");
+                        // Debug, like the rate limit: a client retrying in a loop must not
+                        // flood the log.
+                        tracing::debug!(
+                            seller.id = %seller, active,
+                            "manual sync refused: too many active jobs"
+                        );
                     }
                 })?;
             Ok((enqueued, dates))
