@@ -95,6 +95,7 @@ impl Application {
             settings.jobs.queue_capacity,
             settings.jobs.max_attempts,
         );
+        let queue = queue.with_max_active_per_seller(settings.jobs.max_active_per_seller);
         let tasks = TaskHealth::default();
         let faults = Arc::new(TaskFaults::default());
         let metrics = Metrics::new();

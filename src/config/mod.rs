@@ -263,6 +263,9 @@ pub struct JobSettings {
     pub poll_interval: Duration,
     #[serde(with = "duration")]
     pub rescue_after: Duration,
+    /// Job records from manual syncs one seller may have QUEUED or RUNNING; a manual sync that
+    /// would pass it answers 429. 0 is no limit. Scheduled jobs are neither counted nor refused.
+    pub max_active_per_seller: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
