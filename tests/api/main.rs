@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod dashboard;
+mod hardening;
 mod health;
 mod jobs;
 mod lifecycle;
