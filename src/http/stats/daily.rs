@@ -140,6 +140,7 @@ pub(super) fn timestamp(t: DateTime<Utc>) -> String {
             headers(("X-Next-Cursor" = String, description = "CSV only: the next page's cursor, absent on the last page"))),
         (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_level`, `invalid_limit`, `invalid_cursor` or `invalid_query`", body = crate::http::ErrorBody),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 403, description = "`forbidden`: the seller does not exist or is suspended", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
     ),
     security(("bearer" = []))

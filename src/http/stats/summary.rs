@@ -155,6 +155,7 @@ impl CsvRow for SummaryRow {
             content((SummaryBody = "application/json"), (String = "text/csv"))),
         (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_level` or `invalid_query`", body = crate::http::ErrorBody),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 403, description = "`forbidden`: the seller does not exist or is suspended", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
     ),
     security(("bearer" = []))

@@ -17,6 +17,7 @@ use crate::http::{ApiError, AppState};
     responses(
         (status = 200, description = "The job's latest run", body = JobStatus),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 403, description = "`forbidden`: the seller does not exist or is suspended", body = crate::http::ErrorBody),
         (status = 404, description = "`not_found`: no such job for this seller", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
     ),
