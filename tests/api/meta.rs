@@ -1262,12 +1262,12 @@ async fn each_ad_account_is_asked_with_its_own_token(backend: Backend) {
         asked,
         vec![
             (
-                "/v23.0/act_777/insights".to_string(),
-                format!("Bearer {OTHER_TOKEN}")
-            ),
-            (
                 "/v23.0/act_1001/insights".to_string(),
                 format!("Bearer {TOKEN}")
+            ),
+            (
+                "/v23.0/act_777/insights".to_string(),
+                format!("Bearer {OTHER_TOKEN}")
             ),
         ]
     );
