@@ -81,7 +81,7 @@ impl TokenVerifier {
             issuer,
             audience,
             max_lifetime: (!settings.max_token_lifetime.is_zero())
-                .then(|| settings.max_token_lifetime.as_secs()),
+                .then_some(settings.max_token_lifetime.as_secs()),
         }
     }
 
@@ -276,7 +276,10 @@ mod tests {
         let v = TokenVerifier::new(&settings("k"));
         let now = unix_now();
         let day = 86_400;
-        let ok = signed("k", serde_json::json!({"sellerId": "s", "iat": now, "exp": now + day}));
+        let ok = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "iat": now, "exp": now + day}),
+        );
         assert_eq!(v.verify(&ok).unwrap().seller_id, "s");
         let long = signed(
             "k",
@@ -290,7 +293,10 @@ mod tests {
         );
         assert!(v.verify(&old).is_err());
         // No `iat`: counted from now. An `iat` in the future does not stretch it.
-        let no_iat = signed("k", serde_json::json!({"sellerId": "s", "exp": now + 2 * day}));
+        let no_iat = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "exp": now + 2 * day}),
+        );
         assert!(v.verify(&no_iat).is_err());
         let future_iat = signed(
             "k",

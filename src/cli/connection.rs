@@ -43,7 +43,15 @@ pub async fn run(settings: &Settings, command: ConnectionCommand) -> Result<(), 
             connection,
             timezone,
             account_id,
-        } => set(settings, &connection, timezone.as_deref(), account_id.as_deref()).await,
+        } => {
+            set(
+                settings,
+                &connection,
+                timezone.as_deref(),
+                account_id.as_deref(),
+            )
+            .await
+        }
     }
 }
 

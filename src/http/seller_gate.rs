@@ -98,12 +98,15 @@ impl FromRequest for ActiveSeller {
             let AuthenticatedSeller(seller_id) = authenticated?;
             let state =
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-            state.seller_gate.admit(&state, &seller_id).await.map_err(|e| {
-                if let ApiError::Forbidden(why) = &e {
-                    tracing::debug!(seller.id = %seller_id, reason = %why, "request refused by the seller gate");
-                }
-                e
-            })?;
+            state
+                .seller_gate
+                .admit(&state, &seller_id)
+                .await
+                .inspect_err(|e| {
+                    if let ApiError::Forbidden(why) = e {
+                        tracing::debug!(seller.id = %seller_id, reason = %why, "request refused by the seller gate");
+                    }
+                })?;
             Ok(ActiveSeller(seller_id))
         })
     }

@@ -173,19 +173,31 @@ async fn suspended_and_unknown_sellers_get_403_on_every_seller_route(backend: Ba
         .json()
         .await
         .unwrap();
-    let job_id = accepted["jobIds"][0].as_str().expect("a job id").to_string();
+    let job_id = accepted["jobIds"][0]
+        .as_str()
+        .expect("a job id")
+        .to_string();
     for (what, status, _) in statuses(&app, &token, &job_id).await {
         let expected = if what == "sync" { 202 } else { 200 };
         assert_eq!(status, expected, "active seller, {what}");
     }
 
     for (what, status, code) in statuses(&app, &app.token("ghost"), &job_id).await {
-        assert_eq!((status, code.as_str()), (403, "forbidden"), "unknown seller, {what}");
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "forbidden"),
+            "unknown seller, {what}"
+        );
     }
 
-    catalog::set_status(&mut app.conn().await, HierarchyTable::Sellers, "s1", "SUSPENDED")
-        .await
-        .unwrap();
+    catalog::set_status(
+        &mut app.conn().await,
+        HierarchyTable::Sellers,
+        "s1",
+        "SUSPENDED",
+    )
+    .await
+    .unwrap();
     // The gate caches a status for a few seconds; poll until the suspension shows.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -203,9 +215,14 @@ async fn suspended_and_unknown_sellers_get_403_on_every_seller_route(backend: Ba
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // And back: reactivated, it reads again.
-    catalog::set_status(&mut app.conn().await, HierarchyTable::Sellers, "s1", "ACTIVE")
-        .await
-        .unwrap();
+    catalog::set_status(
+        &mut app.conn().await,
+        HierarchyTable::Sellers,
+        "s1",
+        "ACTIVE",
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answers = statuses(&app, &token, &job_id).await;
@@ -219,7 +236,12 @@ async fn suspended_and_unknown_sellers_get_403_on_every_seller_route(backend: Ba
 }
 
 fn signed(secret: &str, header: Header, claims: Value) -> String {
-    encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 /// `auth.max_token_lifetime` (24 h by default): a token whose `exp` is further away from its
@@ -230,7 +252,10 @@ async fn tokens_living_too_long_or_with_crit_get_the_uniform_401(backend: Backen
         .with_catalog(seller_catalog("s1"))
         .spawn()
         .await;
-    assert_eq!(app.settings.auth.max_token_lifetime, Duration::from_secs(86_400));
+    assert_eq!(
+        app.settings.auth.max_token_lifetime,
+        Duration::from_secs(86_400)
+    );
     let secret = app.settings.auth.jwt_secret.expose().to_string();
     let now = ads_stats::auth::unix_now();
     let day = 86_400;
@@ -247,7 +272,10 @@ async fn tokens_living_too_long_or_with_crit_get_the_uniform_401(backend: Backen
         async move {
             let response = app.send(request).await;
             let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
     let claims = |iat: Option<u64>, exp: u64| {
@@ -324,21 +352,30 @@ async fn backups_are_written_for_their_owner_alone(backend: Backend) {
         if force {
             cmd.arg("--force");
         }
-        cmd.arg("--to")
-            .arg(&copy)
-            .env("DATABASE_URL", &test_db.url);
+        cmd.arg("--to").arg(&copy).env("DATABASE_URL", &test_db.url);
         cmd
     };
-    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     match backend {
         Backend::Sqlite => {
             let out = backup(false).output().await.unwrap();
-            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert_eq!(mode(&copy), 0o600);
             // Replacing an older copy that anyone could read.
             std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
             let out = backup(true).output().await.unwrap();
-            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert_eq!(mode(&copy), 0o600);
             let names: Vec<_> = std::fs::read_dir(&dir)
                 .unwrap()

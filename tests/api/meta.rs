@@ -906,9 +906,7 @@ async fn no_plain_token_in_the_database_or_the_logs(backend: Backend) {
     let db = migrated_db(&test_db).await;
     {
         let mut conn = db.conn().await.unwrap();
-        insert_catalog(&mut conn, &meta_catalog())
-            .await
-            .unwrap();
+        insert_catalog(&mut conn, &meta_catalog()).await.unwrap();
         connect_account(&mut conn).await;
         connections::set_sealed_token(&mut conn, CONNECTION, "placeholder")
             .await
@@ -1478,9 +1476,7 @@ async fn an_expired_token_marks_only_the_token_that_failed(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let db = migrated_db(&test_db).await;
     let mut conn = db.conn().await.unwrap();
-    insert_catalog(&mut conn, &meta_catalog())
-        .await
-        .unwrap();
+    insert_catalog(&mut conn, &meta_catalog()).await.unwrap();
     let sealer = TokenSealer::new(&KEY);
     let old = sealer.seal(CONNECTION, &Secret::new("EAAold")).unwrap();
     let new = sealer.seal(CONNECTION, &Secret::new("EAAnew")).unwrap();
@@ -1671,7 +1667,14 @@ async fn connection_commands_refuse_a_bad_account_id(backend: Backend) {
         args.extend_from_slice(extra);
         args
     };
-    refused(&run_with_stdin(&["connection", "set-token", "--connection", CONNECTION], &envs, TOKEN).await);
+    refused(
+        &run_with_stdin(
+            &["connection", "set-token", "--connection", CONNECTION],
+            &envs,
+            TOKEN,
+        )
+        .await,
+    );
     refused(&run_with_stdin(&set(&["--timezone", "Europe/Berlin"]), &envs, "").await);
     for wrong in ["act_s1", "12/../me", "act_", " 1001", "act_1001?x=1"] {
         let mut args = set(&["--account-id"]);
@@ -1693,7 +1696,12 @@ async fn connection_commands_refuse_a_bad_account_id(backend: Backend) {
     let out = run_with_stdin(&set(&["--account-id", "act_1001"]), &envs, "").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(stored(&db).await.as_deref(), Some("act_1001"));
-    let out = run_with_stdin(&["connection", "set-token", "--connection", CONNECTION], &envs, TOKEN).await;
+    let out = run_with_stdin(
+        &["connection", "set-token", "--connection", CONNECTION],
+        &envs,
+        TOKEN,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(connection_row(&db).await.1.is_some());
 }

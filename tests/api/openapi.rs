@@ -219,7 +219,11 @@ fn pattern_matches(pattern: &str, samples: &[&str]) -> Vec<bool> {
         ])
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -272,14 +276,28 @@ async fn the_document_states_the_constraints_the_server_enforces(backend: Backen
             let schema = &parameter(&doc, path, name)["schema"];
             assert_eq!(schema["format"], "date", "{path} {name}");
             let pattern = schema["pattern"].as_str().expect("a date pattern");
-            let samples = ["2026-11-02", "2026-1-02", "26-11-02", "2026/11/02", "2026-11-02x", "x2026-11-02", ""];
+            let samples = [
+                "2026-11-02",
+                "2026-1-02",
+                "26-11-02",
+                "2026/11/02",
+                "2026-11-02x",
+                "x2026-11-02",
+                "",
+            ];
             for (sample, allowed) in samples.iter().zip(pattern_matches(pattern, &samples)) {
                 let got = status(format!("{path}?{level}from={sample}&to=2026-11-03")).await;
-                assert_eq!(got, if allowed { 200 } else { 400 }, "{path} from={sample:?}");
+                assert_eq!(
+                    got,
+                    if allowed { 200 } else { 400 },
+                    "{path} from={sample:?}"
+                );
             }
         }
         // The range rule is stated with the server's number of days, and holds.
-        let description = doc["paths"][path]["get"]["description"].as_str().unwrap_or_default();
+        let description = doc["paths"][path]["get"]["description"]
+            .as_str()
+            .unwrap_or_default();
         let days: i64 = description
             .split("at most ")
             .nth(1)
@@ -288,11 +306,26 @@ async fn the_document_states_the_constraints_the_server_enforces(backend: Backen
             .unwrap_or_else(|| panic!("{path}: no range rule in {description:?}"));
         let from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
         let to = |n: i64| from + chrono::Duration::days(n - 1);
-        assert_eq!(status(format!("{path}?{level}from={from}&to={}", to(days))).await, 200, "{path}");
-        assert_eq!(status(format!("{path}?{level}from={from}&to={}", to(days + 1))).await, 400, "{path}");
-        assert_eq!(status(format!("{path}?{level}from=2026-11-03&to=2026-11-02")).await, 400, "{path}");
+        assert_eq!(
+            status(format!("{path}?{level}from={from}&to={}", to(days))).await,
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            status(format!("{path}?{level}from={from}&to={}", to(days + 1))).await,
+            400,
+            "{path}"
+        );
+        assert_eq!(
+            status(format!("{path}?{level}from=2026-11-03&to=2026-11-02")).await,
+            400,
+            "{path}"
+        );
         let responses = doc["paths"][path]["get"]["responses"].as_object().unwrap();
-        assert!(responses.contains_key("403"), "{path} documents the seller gate");
+        assert!(
+            responses.contains_key("403"),
+            "{path} documents the seller gate"
+        );
     }
     // The level enum: every value works, and nothing else is documented.
     for path in ["/api/ads-manager/stats", "/api/ads-manager/stats/summary"] {
@@ -301,27 +334,57 @@ async fn the_document_states_the_constraints_the_server_enforces(backend: Backen
             Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
             None => schema,
         };
-        let levels: Vec<&str> = schema["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let levels: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert_eq!(levels, ["CAMPAIGN", "ADSET", "AD"]);
         for level in levels {
-            assert_eq!(status(format!("{path}?level={level}&from=2026-11-01&to=2026-11-02")).await, 200);
+            assert_eq!(
+                status(format!(
+                    "{path}?level={level}&from=2026-11-01&to=2026-11-02"
+                ))
+                .await,
+                200
+            );
         }
-        assert_eq!(status(format!("{path}?level=CAMPAIGNS&from=2026-11-01&to=2026-11-02")).await, 400);
+        assert_eq!(
+            status(format!(
+                "{path}?level=CAMPAIGNS&from=2026-11-01&to=2026-11-02"
+            ))
+            .await,
+            400
+        );
     }
     for path in ["/api/ads-manager/stats", "/api/ads-manager/sellpages/stats"] {
         // CAMPAIGN: the level synced today, so the first page has a next one.
-        let level = if path.contains("sellpages") { "" } else { "level=CAMPAIGN&" };
+        let level = if path.contains("sellpages") {
+            ""
+        } else {
+            "level=CAMPAIGN&"
+        };
         let base = format!("{path}?{level}from=2026-11-01&to=2026-11-02");
         // limit: the documented bounds are the server's.
         let limit = &parameter(&doc, path, "limit")["schema"];
-        let (min, max) = (limit["minimum"].as_i64().unwrap(), limit["maximum"].as_i64().unwrap());
+        let (min, max) = (
+            limit["minimum"].as_i64().unwrap(),
+            limit["maximum"].as_i64().unwrap(),
+        );
         assert_eq!((min, max), (1, 1000), "{path}");
         for (n, expected) in [(min, 200), (max, 200), (min - 1, 400), (max + 1, 400)] {
-            assert_eq!(status(format!("{base}&limit={n}")).await, expected, "{path} limit={n}");
+            assert_eq!(
+                status(format!("{base}&limit={n}")).await,
+                expected,
+                "{path} limit={n}"
+            );
         }
         // cursor: a cursor the server gave matches the pattern; what the pattern refuses, the
         // server refuses too.
-        let pattern = parameter(&doc, path, "cursor")["schema"]["pattern"].as_str().expect("a cursor pattern");
+        let pattern = parameter(&doc, path, "cursor")["schema"]["pattern"]
+            .as_str()
+            .expect("a cursor pattern");
         let day = crate::helpers::today();
         let first: Value = app
             .send(
@@ -341,10 +404,14 @@ async fn the_document_states_the_constraints_the_server_enforces(backend: Backen
             .to_string();
         let samples = [given.as_str(), "zz", "00", "32303236", "", "2026-11-01|x"];
         let verdicts = pattern_matches(pattern, &samples);
-        assert_eq!(verdicts[0], true, "the server's own cursor matches {pattern}");
+        assert!(verdicts[0], "the server's own cursor matches {pattern}");
         for (sample, allowed) in samples.iter().zip(verdicts).skip(1) {
             assert!(!allowed, "{sample:?} matches {pattern}");
-            assert_eq!(status(format!("{base}&cursor={sample}")).await, 400, "{path} cursor={sample:?}");
+            assert_eq!(
+                status(format!("{base}&cursor={sample}")).await,
+                400,
+                "{path} cursor={sample:?}"
+            );
         }
     }
     // Ids: no control characters, in the document as on the server.
@@ -352,9 +419,18 @@ async fn the_document_states_the_constraints_the_server_enforces(backend: Backen
         .as_str()
         .expect("an id pattern")
         .to_string();
-    assert_eq!(pattern_matches(&id_pattern, &["cmp-1", "a,b \"c\"", "a\u{0}b", "a\nb", "\u{85}"]), [true, true, false, false, false]);
     assert_eq!(
-        status("/api/ads-manager/stats?level=AD&from=2026-11-01&to=2026-11-02&entityId=a%00b".into()).await,
+        pattern_matches(
+            &id_pattern,
+            &["cmp-1", "a,b \"c\"", "a\u{0}b", "a\nb", "\u{85}"]
+        ),
+        [true, true, false, false, false]
+    );
+    assert_eq!(
+        status(
+            "/api/ads-manager/stats?level=AD&from=2026-11-01&to=2026-11-02&entityId=a%00b".into()
+        )
+        .await,
         400
     );
     let job = &doc["paths"]["/api/ads-manager/sync/{job_id}"]["get"];
