@@ -158,6 +158,7 @@ impl Application {
             metrics_enabled: settings.metrics.enabled,
             metrics_token: settings.metrics.bearer_token.clone(),
             dashboard: http::Dashboard::from_settings(&settings.dashboard),
+            seller_gate: http::SellerGate::new(),
         });
         let server_state = state.clone();
         let server = HttpServer::new(move || {

@@ -265,6 +265,14 @@ fn print_token(settings: &Settings, seller: &str, ttl: &str) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    let max = settings.auth.max_token_lifetime;
+    if !max.is_zero() && ttl > max {
+        eprintln!(
+            "ads-stats: --ttl is longer than auth.max_token_lifetime ({}); the service would refuse the token",
+            humantime::format_duration(max)
+        );
+        return EXIT_CONFIG;
+    }
     match TokenVerifier::new(&settings.auth).issue(seller, ttl) {
         Ok(token) => {
             println!("{token}");
@@ -274,6 +282,15 @@ fn print_token(settings: &Settings, seller: &str, ttl: &str) -> i32 {
             eprintln!("ads-stats: {e}");
             1
         }
+    }
+}
+
+/// A day, or less when `auth.max_token_lifetime` is shorter (the service would refuse more).
+fn demo_token_ttl(settings: &Settings) -> Duration {
+    let day = Duration::from_secs(24 * 3600);
+    match settings.auth.max_token_lifetime {
+        max if max.is_zero() => day,
+        max => day.min(max),
     }
 }
 
@@ -304,7 +321,7 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
     .await
     .map_err(failed)?;
     let token = TokenVerifier::new(&settings.auth)
-        .issue(demo::DEMO_SELLER, Duration::from_secs(24 * 3600))
+        .issue(demo::DEMO_SELLER, demo_token_ttl(&settings))
         .map_err(failed)?;
     let host = match settings.server.host.as_str() {
         "0.0.0.0" | "::" => "127.0.0.1",

@@ -215,6 +215,10 @@ pub struct AuthSettings {
     pub issuer: String,
     pub audience: String,
     pub leeway_seconds: u64,
+    /// The longest a token may live: one whose `exp` lies further than this past its `iat`, or
+    /// past now, is refused. A leaked token then stops working within this time. Zero is off.
+    #[serde(with = "duration")]
+    pub max_token_lifetime: Duration,
 }
 
 /// How raw rows fold into a daily row.

@@ -8,6 +8,7 @@ mod health;
 mod metrics;
 mod openapi;
 mod rate_limit;
+mod seller_gate;
 mod stats;
 mod sync;
 
@@ -24,6 +25,7 @@ pub use dashboard::Dashboard;
 pub use errors::{ApiError, ErrorBody};
 pub use health::HealthProbe;
 pub use rate_limit::SyncRateLimiter;
+pub use seller_gate::SellerGate;
 
 /// Everything a handler may use; one instance per process, shared through `web::Data`.
 pub struct AppState {
@@ -47,6 +49,8 @@ pub struct AppState {
     pub metrics_token: crate::config::Secret,
     /// `None` when the dashboard is off (no admin credentials configured).
     pub dashboard: Option<Dashboard>,
+    /// Every seller route's check that the token's seller exists and is ACTIVE (cached briefly).
+    pub seller_gate: SellerGate,
 }
 
 impl AppState {

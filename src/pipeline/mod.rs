@@ -146,7 +146,7 @@ impl PipelineError {
                 "the ad account's access token expired or was revoked; connect the account again"
             }
             PipelineError::Provider(ProviderError::NotConnected { .. }) => {
-                "the ad account has no usable access token"
+                "the ad account cannot be used: no usable access token, or an account id that is not valid"
             }
             PipelineError::Provider(ProviderError::Rejected(_)) => {
                 "the stats provider rejected the request"

@@ -11,6 +11,7 @@ mod cluster;
 mod crash;
 mod dashboard;
 mod fair_queue;
+mod hardening;
 mod health;
 mod jobs;
 mod lifecycle;

@@ -32,6 +32,8 @@ const KEY: [u8; 32] = [42; 32];
 const TOKEN: &str = "EAAGm0PX4ZCpsBAPlainTokenThatMustNeverLeak0123456789";
 const SELLER: &str = "s1";
 const CONNECTION: &str = "s1-conn";
+/// The test seller's ad account: Meta's shape (`act_` and digits), the only one a job may ask.
+const ACCOUNT: &str = "act_1001";
 
 fn key_b64() -> String {
     base64::engine::general_purpose::STANDARD.encode(KEY)
@@ -249,8 +251,15 @@ async fn connect_account(conn: &mut DbConn) {
         .unwrap();
 }
 
+/// The test seller's catalogue, its connection on [`ACCOUNT`].
+fn meta_catalog() -> Catalog {
+    let mut catalog = seller_catalog(SELLER);
+    catalog.connections[0].external_account_id = ACCOUNT.into();
+    catalog
+}
+
 async fn meta_app(backend: Backend, graph: &FakeGraph) -> TestApp {
-    meta_app_with(backend, graph, seller_catalog(SELLER)).await
+    meta_app_with(backend, graph, meta_catalog()).await
 }
 
 async fn meta_app_with(backend: Backend, graph: &FakeGraph, catalog: Catalog) -> TestApp {
@@ -349,6 +358,9 @@ on_both_backends!(
     no_plain_token_in_the_database_or_the_logs,
     connection_commands_seal_the_token_and_set_the_time_zone,
     each_ad_account_is_asked_with_its_own_token,
+    a_redirect_is_a_failed_attempt_and_never_followed,
+    a_bad_account_id_fails_the_job_without_a_request,
+    connection_commands_refuse_a_bad_account_id,
 );
 
 /// Page 1: cmp-1 (event totals and pixel variants both present), a campaign we do not track,
@@ -495,7 +507,7 @@ async fn two_pages_map_to_the_cent(backend: Backend) {
     let seen = graph.seen();
     assert_eq!(seen.len(), 2, "{seen:#?}");
     for s in &seen {
-        assert_eq!(s.path, "/v23.0/act_s1/insights");
+        assert_eq!(s.path, "/v23.0/act_1001/insights");
         assert_eq!(
             s.authorization.as_deref(),
             Some(&*format!("Bearer {TOKEN}"))
@@ -894,9 +906,7 @@ async fn no_plain_token_in_the_database_or_the_logs(backend: Backend) {
     let db = migrated_db(&test_db).await;
     {
         let mut conn = db.conn().await.unwrap();
-        insert_catalog(&mut conn, &seller_catalog(SELLER))
-            .await
-            .unwrap();
+        insert_catalog(&mut conn, &meta_catalog()).await.unwrap();
         connect_account(&mut conn).await;
         connections::set_sealed_token(&mut conn, CONNECTION, "placeholder")
             .await
@@ -1042,7 +1052,7 @@ async fn dump_database(db: &Db, test_db: &TestDb) -> String {
 async fn connection_commands_seal_the_token_and_set_the_time_zone(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let db = migrated_db(&test_db).await;
-    insert_catalog(&mut db.conn().await.unwrap(), &seller_catalog(SELLER))
+    insert_catalog(&mut db.conn().await.unwrap(), &meta_catalog())
         .await
         .unwrap();
     let key = key_b64();
@@ -1171,7 +1181,7 @@ async fn each_ad_account_is_asked_with_its_own_token(backend: Backend) {
     const OTHER_TOKEN: &str = "EAAOtherAccountTokenZZZ";
     let graph = FakeGraph::start(|_, seen, _| {
         let data = match seen.path.as_str() {
-            "/v23.0/act_s1/insights" => vec![row(
+            "/v23.0/act_1001/insights" => vec![row(
                 ("campaign_id", "120001"),
                 "2026-11-20",
                 "1.11",
@@ -1190,7 +1200,7 @@ async fn each_ad_account_is_asked_with_its_own_token(backend: Backend) {
         Reply::json(200, serde_json::json!({ "data": data }))
     })
     .await;
-    let mut catalog = seller_catalog(SELLER);
+    let mut catalog = meta_catalog();
     for (id, provider, account) in [
         ("s1-conn-2", "META", "act_777"),
         ("s1-conn-g", "GOOGLE", "g-1"),
@@ -1250,12 +1260,12 @@ async fn each_ad_account_is_asked_with_its_own_token(backend: Backend) {
         asked,
         vec![
             (
-                "/v23.0/act_777/insights".to_string(),
-                format!("Bearer {OTHER_TOKEN}")
+                "/v23.0/act_1001/insights".to_string(),
+                format!("Bearer {TOKEN}")
             ),
             (
-                "/v23.0/act_s1/insights".to_string(),
-                format!("Bearer {TOKEN}")
+                "/v23.0/act_777/insights".to_string(),
+                format!("Bearer {OTHER_TOKEN}")
             ),
         ]
     );
@@ -1466,9 +1476,7 @@ async fn an_expired_token_marks_only_the_token_that_failed(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let db = migrated_db(&test_db).await;
     let mut conn = db.conn().await.unwrap();
-    insert_catalog(&mut conn, &seller_catalog(SELLER))
-        .await
-        .unwrap();
+    insert_catalog(&mut conn, &meta_catalog()).await.unwrap();
     let sealer = TokenSealer::new(&KEY);
     let old = sealer.seal(CONNECTION, &Secret::new("EAAold")).unwrap();
     let new = sealer.seal(CONNECTION, &Secret::new("EAAnew")).unwrap();
@@ -1572,4 +1580,128 @@ async fn one_meta_id_on_two_entities_fails_the_job(backend: Backend) {
     );
     assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
     drop(app.shutdown().await);
+}
+
+/// A 302 from the Graph host to another host is not followed: each attempt fails (and is retried
+/// until the attempts run out), the other host is never asked, and nothing is written as zeros.
+async fn a_redirect_is_a_failed_attempt_and_never_followed(backend: Backend) {
+    let elsewhere = FakeGraph::start(|_, _, _| empty_page()).await;
+    let target = format!("{}/v23.0/{ACCOUNT}/insights", elsewhere.url);
+    let graph = FakeGraph::start(move |_, _, _| Reply {
+        status: 302,
+        headers: vec![("Location", target.clone())],
+        body: String::new(),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    let jobs = app
+        .wait_for_jobs(Duration::from_secs(20), |jobs| {
+            jobs.len() == 1 && jobs[0].status == "FAILED"
+        })
+        .await;
+    let max_attempts = app.settings.jobs.max_attempts as i32;
+    assert!(max_attempts > 1, "the test needs retries");
+    assert_eq!(jobs[0].attempts, max_attempts, "{jobs:#?}");
+    assert_eq!(
+        jobs[0].last_error.as_deref(),
+        Some("the stats provider request failed")
+    );
+    assert_eq!(graph.requests(), max_attempts as usize);
+    assert_eq!(elsewhere.requests(), 0, "the redirect was followed");
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0), "nothing written");
+    drop(app.shutdown().await);
+}
+
+/// An account id that is not Meta's shape (here one that would walk the URL path to
+/// `/me/accounts`) fails the job at its first attempt, before any request.
+async fn a_bad_account_id_fails_the_job_without_a_request(backend: Backend) {
+    let graph = FakeGraph::start(|_, _, _| empty_page()).await;
+    let mut catalog = meta_catalog();
+    catalog.connections[0].external_account_id =
+        "1/../../../me/accounts?fields=access_token#".into();
+    let app = meta_app_with(backend, &graph, catalog).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    let jobs = app
+        .wait_for_jobs(Duration::from_secs(10), |jobs| {
+            jobs.len() == 1 && jobs[0].status == "FAILED"
+        })
+        .await;
+    assert_eq!(jobs[0].attempts, 1, "failed at once: {jobs:#?}");
+    assert!(
+        jobs[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("account id")),
+        "{jobs:#?}"
+    );
+    assert_eq!(graph.requests(), 0, "{:?}", graph.seen());
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
+    drop(app.shutdown().await);
+}
+
+/// `connection set --account-id` takes only `(act_)digits`, and the other connection commands
+/// refuse a connection whose stored id is anything else: exit 2, one line, nothing stored.
+async fn connection_commands_refuse_a_bad_account_id(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = migrated_db(&test_db).await;
+    let bad = "1/../../../me/accounts?fields=access_token#";
+    let mut catalog = meta_catalog();
+    catalog.connections[0].external_account_id = bad.into();
+    insert_catalog(&mut db.conn().await.unwrap(), &catalog)
+        .await
+        .unwrap();
+    let envs = [
+        ("DATABASE_URL".to_string(), test_db.url.clone()),
+        ("ADS_STATS_META__TOKEN_KEY".to_string(), key_b64()),
+    ];
+    let refused = |out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{}", text(out));
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+        assert!(err.contains("account id"), "{err}");
+    };
+    let set = |extra: &[&'static str]| {
+        let mut args = vec!["connection", "set", "--connection", CONNECTION];
+        args.extend_from_slice(extra);
+        args
+    };
+    refused(
+        &run_with_stdin(
+            &["connection", "set-token", "--connection", CONNECTION],
+            &envs,
+            TOKEN,
+        )
+        .await,
+    );
+    refused(&run_with_stdin(&set(&["--timezone", "Europe/Berlin"]), &envs, "").await);
+    for wrong in ["act_s1", "12/../me", "act_", " 1001", "act_1001?x=1"] {
+        let mut args = set(&["--account-id"]);
+        args.push(wrong);
+        refused(&run_with_stdin(&args, &envs, "").await);
+    }
+    let stored = |db: &Db| {
+        let db = db.clone();
+        async move {
+            connections::account_id(&mut db.conn().await.unwrap(), CONNECTION)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(stored(&db).await.as_deref(), Some(bad), "nothing changed");
+    assert_eq!(connection_row(&db).await.1, None, "no token stored");
+
+    // The right id is taken, and then the token is.
+    let out = run_with_stdin(&set(&["--account-id", "act_1001"]), &envs, "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stored(&db).await.as_deref(), Some("act_1001"));
+    let out = run_with_stdin(
+        &["connection", "set-token", "--connection", CONNECTION],
+        &envs,
+        TOKEN,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(connection_row(&db).await.1.is_some());
 }

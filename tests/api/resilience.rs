@@ -410,6 +410,7 @@ async fn no_secret_reaches_the_logs() {
         issuer: String::new(),
         audience: String::new(),
         leeway_seconds: 0,
+        max_token_lifetime: Duration::from_secs(86_400),
     });
     let token = verifier.issue("s1", Duration::from_secs(600)).unwrap();
     let client = reqwest::Client::new();
@@ -444,6 +445,7 @@ async fn no_secret_reaches_the_logs() {
         issuer: String::new(),
         audience: String::new(),
         leeway_seconds: 0,
+        max_token_lifetime: Duration::from_secs(86_400),
     })
     .issue("s1", Duration::from_secs(600))
     .unwrap();

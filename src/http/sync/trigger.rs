@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db;
 use crate::domain::{parse_day, Level};
-use crate::http::auth::AuthenticatedSeller;
+use crate::http::seller_gate::ActiveSeller;
 use crate::http::{ApiError, AppState};
 use crate::jobs::scheduler::local_todays;
 use crate::jobs::{EnqueueError, Priority, Trigger};
@@ -58,7 +58,7 @@ pub struct SyncAccepted {
 )]
 pub async fn trigger_sync(
     state: web::Data<AppState>,
-    AuthenticatedSeller(seller_id): AuthenticatedSeller,
+    ActiveSeller(seller_id): ActiveSeller,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(limiter) = &state.sync_limiter {

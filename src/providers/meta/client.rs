@@ -164,6 +164,11 @@ fn next_page(base_url: &str, link: &str) -> Result<Url, CallError> {
 }
 
 fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallError {
+    // Redirects are not followed (see `MetaProvider::new`); the Graph API does not send them, so
+    // one is a fault on the way, worth another attempt later.
+    if status.is_redirection() {
+        return CallError::Transient(format!("HTTP {status}: redirects are not followed"));
+    }
     let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) else {
         let text = format!("HTTP {status} without a Graph API error body");
         return if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {

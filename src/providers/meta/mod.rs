@@ -57,6 +57,9 @@ impl MetaProvider {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("ads-stats/", env!("CARGO_PKG_VERSION")))
+            // A redirect would take the request elsewhere, and whatever answers there would be
+            // read as Meta's rows (an empty page becomes zeros): a 3xx is a failed attempt.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ProviderError::Settings(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -93,7 +96,12 @@ impl MetaProvider {
         request: &FetchRequest<'_>,
         account: &AdAccount,
     ) -> Result<Url, ProviderError> {
-        let id = account.external_account_id.trim();
+        // The id goes into the URL path: only the shape Meta gives ad accounts, or no request.
+        let id = account.external_account_id.as_str();
+        crate::domain::check_account_id(id).map_err(|detail| ProviderError::NotConnected {
+            connection_id: account.connection_id.clone(),
+            detail,
+        })?;
         let id = id.strip_prefix("act_").unwrap_or(id);
         let path = format!("{}/{}/act_{id}/insights", self.base_url, self.api_version);
         // Without a status filter Meta leaves deleted and archived objects out, and their real
