@@ -2,6 +2,7 @@
 //! `jobs` and `db` query functions; they never write SQL.
 
 mod auth;
+mod client_ip;
 mod dashboard;
 mod errors;
 mod health;
@@ -20,6 +21,7 @@ use crate::db::Db;
 use crate::jobs::{JobQueue, Scheduler, TaskHealth};
 use crate::telemetry::Metrics;
 
+pub use client_ip::client_ip;
 pub use dashboard::Dashboard;
 pub use errors::{ApiError, ErrorBody};
 pub use health::HealthProbe;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub metrics_token: crate::config::Secret,
     /// `None` when the dashboard is off (no admin credentials configured).
     pub dashboard: Option<Dashboard>,
+    /// `server.trusted_proxies`: whose `X-Forwarded-For` names the client ([`client_ip`]).
+    pub trusted_proxies: crate::config::TrustedProxies,
 }
 
 impl AppState {
