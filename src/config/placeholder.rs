@@ -101,7 +101,8 @@ mod tests {
     fn production_names_the_key_and_never_the_value() {
         const REAL: &str = "0123456789abcdef0123456789abcdef-private";
         const KEY: &str = "q3Vb0yJt9cXo2HnK8wq1ZrT4m5sLpA7dEeFgUuIiOo0=";
-        let cases: [(&str, fn(&mut Settings, &str)); 3] = [
+        type Set = fn(&mut Settings, &str);
+        let cases: [(&str, Set); 3] = [
             ("auth.jwt_secret", |s, v| s.auth.jwt_secret = Secret::new(v)),
             ("metrics.bearer_token", |s, v| {
                 s.metrics.bearer_token = Secret::new(v)

@@ -86,6 +86,15 @@ async fn config_check_refuses_a_placeholder_in_each_secret_naming_the_key() {
         let out = check(&envs).await;
         assert_eq!(out.status.code(), Some(0), "{var}: {}", stderr(&out));
     }
+    // `serve` refuses the same way (the checks are shared), before touching the database.
+    crate::cli::config_errors(
+        &[
+            ("ADS_STATS_ENV", "production"),
+            ("JWT_SECRET", "CHANGE-ME-run-openssl-rand-hex-32"),
+        ],
+        &["auth.jwt_secret"],
+    )
+    .await;
     // Outside production the rule does not apply (a laptop may use anything on loopback).
     let out = ads_stats()
         .args(["config", "--check"])
