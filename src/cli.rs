@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod backup;
 mod config;
 mod connection;
+mod dashboard;
 mod systemd;
 
 use crate::app::{shutdown_on_signal, Application, StartOptions};
@@ -90,6 +91,11 @@ pub enum Command {
         #[command(subcommand)]
         command: connection::ConnectionCommand,
     },
+    /// The operator dashboard's credentials.
+    Dashboard {
+        #[command(subcommand)]
+        command: dashboard::DashboardCommand,
+    },
     /// Seed a small demo data set, start the service with the scheduler, tick once at once, and
     /// print a token with ready-to-paste curl commands.
     Demo,
@@ -102,6 +108,10 @@ pub const EXIT_CONFIG: i32 = 2;
 pub fn run(cli: Cli) -> i32 {
     if let Some(Command::Config { check }) = &cli.command {
         return config::run(cli.config.as_deref(), *check);
+    }
+    // Needs no settings: it only turns a password into a hash for them.
+    if let Some(Command::Dashboard { command }) = &cli.command {
+        return dashboard::run(command);
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -145,6 +155,7 @@ pub fn run(cli: Cli) -> i32 {
             Command::CheckHealth { .. }
             | Command::Token { .. }
             | Command::Config { .. }
+            | Command::Dashboard { .. }
             | Command::Backup { .. } => Ok(()),
         }
     });
@@ -301,7 +312,7 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
         ));
     }
     settings.scheduler.enabled = true;
-    let dashboard_login = demo::dashboard_login(&mut settings);
+    let dashboard_login = demo::dashboard_login(&mut settings).map_err(failed)?;
     let db = Db::connect(&settings.database).map_err(failed)?;
     db.run_migrations(&settings.database_url())
         .await

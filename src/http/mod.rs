@@ -2,6 +2,7 @@
 //! `jobs` and `db` query functions; they never write SQL.
 
 mod auth;
+mod client_ip;
 mod dashboard;
 mod errors;
 mod health;
@@ -21,6 +22,7 @@ use crate::db::Db;
 use crate::jobs::{JobQueue, Scheduler, TaskHealth};
 use crate::telemetry::Metrics;
 
+pub use client_ip::client_ip;
 pub use dashboard::Dashboard;
 pub use errors::{ApiError, ErrorBody};
 pub use health::HealthProbe;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub dashboard: Option<Dashboard>,
     /// Every seller route's check that the token's seller exists and is ACTIVE (cached briefly).
     pub seller_gate: SellerGate,
+    /// `server.trusted_proxies`: whose `X-Forwarded-For` names the client ([`client_ip`]).
+    pub trusted_proxies: crate::config::TrustedProxies,
 }
 
 impl AppState {
