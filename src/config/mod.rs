@@ -6,6 +6,7 @@
 
 mod cron_expr;
 pub mod effective;
+mod meta_insights;
 mod secret;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 pub use cron_expr::parse_cron;
+pub use meta_insights::{ActionReportTime, ActionTypes};
 pub use secret::Secret;
 
 /// The JWT secret shipped in `config/default.toml`; production refuses it.
@@ -88,6 +90,13 @@ pub struct MetaSettings {
     pub token_key: Secret,
     /// Percent (0–100] of any usage figure Meta reports at which an account's jobs pause.
     pub usage_threshold: f64,
+    /// The Meta app's secret; when set, every Graph request carries `appsecret_proof` (apps with
+    /// "Require App Secret" refuse calls without it). Empty: not sent.
+    pub app_secret: Secret,
+    /// When conversions are counted: `impression`, `conversion` or `mixed` (Ads Manager's).
+    pub action_report_time: ActionReportTime,
+    /// The action types behind each funnel step, first present wins.
+    pub action_types: ActionTypes,
 }
 
 /// The bytes of the token key: 32 bytes from base64, `None` when no key is set.
@@ -155,6 +164,7 @@ impl MetaSettings {
                 "must be a percentage above 0 and at most 100",
             ));
         }
+        self.action_types.validate()?;
         Ok(())
     }
 }
