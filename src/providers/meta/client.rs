@@ -106,7 +106,9 @@ pub async fn insights(
         }
         let mut request = url.clone();
         if let Some(proof) = proof {
-            request.query_pairs_mut().append_pair(APPSECRET_PROOF, proof);
+            request
+                .query_pairs_mut()
+                .append_pair(APPSECRET_PROOF, proof);
         }
         let answer = http
             .get(request)

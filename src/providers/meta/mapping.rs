@@ -264,10 +264,22 @@ mod tests {
             actions: vec![action("purchase", "1")],
             action_values: vec![action("purchase", value)],
         };
-        assert_eq!(row("1.50", "9.99").metrics(&defaults()).unwrap().revenue_cents, 999);
-        let e = row("-1.50", "9.99").metrics(&defaults()).unwrap_err().to_string();
+        assert_eq!(
+            row("1.50", "9.99")
+                .metrics(&defaults())
+                .unwrap()
+                .revenue_cents,
+            999
+        );
+        let e = row("-1.50", "9.99")
+            .metrics(&defaults())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("spend: `-1.50`"), "{e}");
-        let e = row("1.50", "-9.99").metrics(&defaults()).unwrap_err().to_string();
+        let e = row("1.50", "-9.99")
+            .metrics(&defaults())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("action_values purchase"), "{e}");
     }
 }

@@ -78,8 +78,7 @@ impl MetaProvider {
             page_size: settings.page_size,
             usage_threshold: settings.usage_threshold,
             sealer: key.as_ref().map(TokenSealer::new),
-            app_secret: Some(settings.app_secret.clone())
-                .filter(|s| !s.expose().trim().is_empty()),
+            app_secret: Some(settings.app_secret.clone()).filter(|s| !s.expose().trim().is_empty()),
             action_report_time: settings.action_report_time,
             action_types: settings.action_types.clone(),
         })
@@ -179,11 +178,14 @@ impl MetaProvider {
         let mut ads_seen = HashSet::new();
         let mut unmatched = 0;
         for row in answer.rows {
-            let malformed = |what: String| ProviderError::Malformed(format!("insights row: {what}"));
+            let malformed =
+                |what: String| ProviderError::Malformed(format!("insights row: {what}"));
             let date = crate::domain::parse_day(&row.date_start)
                 .map_err(|e| malformed(format!("date_start: {e}")))?;
             if date < request.date_from || date > request.date_to {
-                return Err(malformed(format!("a row for {date}, outside the range asked for")));
+                return Err(malformed(format!(
+                    "a row for {date}, outside the range asked for"
+                )));
             }
             let ad = row
                 .ad_id
