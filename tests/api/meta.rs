@@ -1322,6 +1322,20 @@ async fn meta_settings_are_checked_at_start_up() {
         &["meta.usage_threshold"],
     )
     .await;
+    // Meta's fourth value, `lifetime`, is not one we offer: the error names the key.
+    crate::cli::config_errors(
+        &[("ADS_STATS_META__ACTION_REPORT_TIME", "lifetime")],
+        &["meta.action_report_time"],
+    )
+    .await;
+    crate::cli::config_errors(
+        &[(
+            "ADS_STATS_META__ACTION_TYPES__PURCHASE",
+            "purchase,,omni_purchase",
+        )],
+        &["meta.action_types.purchase"],
+    )
+    .await;
     // The token travels in a header: plain http only to a loopback host.
     for url in [
         "http://graph.facebook.com",
@@ -1338,12 +1352,32 @@ async fn the_token_key_prints_redacted() {
     let out = ads_stats()
         .arg("config")
         .env("ADS_STATS_META__TOKEN_KEY", &key)
+        .env("ADS_STATS_META__APP_SECRET", APP_SECRET)
+        .env(
+            "ADS_STATS_META__ACTION_TYPES__PURCHASE",
+            "omni_purchase,purchase",
+        )
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!stdout.contains(&key), "{stdout}");
+    assert!(!stdout.contains(APP_SECRET), "{stdout}");
+    assert!(
+        stdout.contains(
+            "app_secret = \"<redacted>\"  # environment variable ADS_STATS_META__APP_SECRET"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("action_report_time = \"mixed\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("purchase = \"omni_purchase,purchase\""),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "token_key = \"<redacted>\"  # environment variable ADS_STATS_META__TOKEN_KEY"
