@@ -9,6 +9,7 @@ mod dashboard;
 pub mod effective;
 pub mod placeholder;
 mod proxies;
+mod meta_insights;
 mod secret;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use serde::Deserialize;
 pub use cron_expr::parse_cron;
 pub use dashboard::{AdminPassword, DashboardSettings};
 pub use proxies::TrustedProxies;
+pub use meta_insights::{ActionReportTime, ActionTypes};
 pub use secret::Secret;
 
 /// The JWT secret shipped in `config/default.toml`; production refuses it.
@@ -93,6 +95,13 @@ pub struct MetaSettings {
     pub token_key: Secret,
     /// Percent (0–100] of any usage figure Meta reports at which an account's jobs pause.
     pub usage_threshold: f64,
+    /// The Meta app's secret; when set, every Graph request carries `appsecret_proof` (apps with
+    /// "Require App Secret" refuse calls without it). Empty: not sent.
+    pub app_secret: Secret,
+    /// When conversions are counted: `impression`, `conversion` or `mixed` (Ads Manager's).
+    pub action_report_time: ActionReportTime,
+    /// The action types behind each funnel step, first present wins.
+    pub action_types: ActionTypes,
 }
 
 /// The bytes of the token key: 32 bytes from base64, `None` when no key is set.
@@ -160,6 +169,7 @@ impl MetaSettings {
                 "must be a percentage above 0 and at most 100",
             ));
         }
+        self.action_types.validate()?;
         Ok(())
     }
 }

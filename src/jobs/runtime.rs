@@ -289,6 +289,8 @@ async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationT
             ctx.metrics
                 .rows_written(summary.raw_rows, summary.daily_rows, summary.sellpage_rows);
             ctx.metrics
+                .unmatched_rows(ctx.pipeline.provider_name(), summary.unmatched_rows);
+            ctx.metrics
                 .job_finished(&record.level, JobOutcome::Succeeded, elapsed);
             Ok(true)
         }

@@ -114,6 +114,11 @@ struct TierLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
     route: String,
@@ -156,6 +161,7 @@ struct Inner {
     last_tick: Gauge<f64, std::sync::atomic::AtomicU64>,
     tick_duration: Histogram,
     rows_written: Family<TierLabels, Counter>,
+    unmatched_rows: Family<ProviderLabels, Counter>,
     http_requests: Family<RequestLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, Buckets>,
     pool_size: Gauge,
@@ -232,6 +238,12 @@ impl Metrics {
             "Rows written by succeeded jobs, by tier (raw, daily, sellpage)",
             rows_written.clone(),
         );
+        let unmatched_rows = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "provider_unmatched_rows",
+            "Provider rows of succeeded jobs that matched no entity's external_id (left out, never written), by provider",
+            unmatched_rows.clone(),
+        );
         let http_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -277,6 +289,9 @@ impl Metrics {
         for outcome in ["ok", "failed"] {
             let _ = ticks.get_or_create(&TickLabels { outcome });
         }
+        for provider in ["mock", "meta"] {
+            let _ = unmatched_rows.get_or_create(&ProviderLabels { provider });
+        }
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -288,6 +303,7 @@ impl Metrics {
                 last_tick,
                 tick_duration,
                 rows_written,
+                unmatched_rows,
                 http_requests,
                 http_duration,
                 pool_size,
@@ -319,6 +335,15 @@ impl Metrics {
                 .get_or_create(&TierLabels { tier })
                 .inc_by(rows as u64);
         }
+    }
+
+    /// Rows a provider sent that matched none of our entities, in a succeeded job. `provider`
+    /// is the provider's name (`mock`, `meta`).
+    pub fn unmatched_rows(&self, provider: &'static str, rows: u64) {
+        self.inner
+            .unmatched_rows
+            .get_or_create(&ProviderLabels { provider })
+            .inc_by(rows);
     }
 
     /// A scheduler tick for the cron mark `at` ended; the last-tick time moves only on success,
