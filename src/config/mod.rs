@@ -7,9 +7,9 @@
 mod cron_expr;
 mod dashboard;
 pub mod effective;
+mod meta_insights;
 pub mod placeholder;
 mod proxies;
-mod meta_insights;
 mod secret;
 
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ use serde::Deserialize;
 
 pub use cron_expr::parse_cron;
 pub use dashboard::{AdminPassword, DashboardSettings};
-pub use proxies::TrustedProxies;
 pub use meta_insights::{ActionReportTime, ActionTypes};
+pub use proxies::TrustedProxies;
 pub use secret::Secret;
 
 /// The JWT secret shipped in `config/default.toml`; production refuses it.
