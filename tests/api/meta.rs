@@ -2008,7 +2008,7 @@ fn meta_account(
 /// PAUSED ad-7, and an ad set and ad under cmp-3 that Meta has DELETED. Meta ids on all of them
 /// (campaigns 12000k, ad sets 23000k, ads 34000k).
 fn account_catalog() -> Catalog {
-    let mut c = seller_catalog(SELLER);
+    let mut c = meta_catalog();
     let adset = |k: u32, campaign: u32, status: &str| ads_stats::db::models::NewAdset {
         id: format!("s1-adset-{k}"),
         seller_id: SELLER.into(),
