@@ -96,6 +96,7 @@ impl Application {
             settings.jobs.queue_capacity,
             settings.jobs.max_attempts,
         );
+        let queue = queue.with_max_active_per_seller(settings.jobs.max_active_per_seller);
         let tasks = TaskHealth::default();
         let faults = Arc::new(TaskFaults::default());
         let metrics = Metrics::new();
@@ -157,16 +158,24 @@ impl Application {
             metrics: metrics.clone(),
             metrics_enabled: settings.metrics.enabled,
             metrics_token: settings.metrics.bearer_token.clone(),
-            dashboard: http::Dashboard::from_settings(&settings.dashboard),
+            dashboard: http::Dashboard::from_settings(settings),
+            seller_gate: http::SellerGate::new(),
+            trusted_proxies: settings.server.trusted_proxies.clone(),
         });
         let server_state = state.clone();
+        let trusted_proxies = settings.server.trusted_proxies.clone();
         let server = HttpServer::new(move || {
             let metrics = metrics.clone();
+            let trusted_proxies = trusted_proxies.clone();
             App::new()
                 .wrap_fn(move |req, srv| {
                     let started = Instant::now();
                     let method = req.method().to_string();
                     let path = req.path().to_string();
+                    // Behind a trusted load balancer, the address it forwarded for, not its own.
+                    let client = http::client_ip(req.peer_addr(), req.headers(), &trusted_proxies)
+                        .map(|ip| ip.to_string())
+                        .unwrap_or_default();
                     let response = srv.call(req);
                     let metrics = metrics.clone();
                     async move {
@@ -180,9 +189,9 @@ impl Application {
                         // Load balancers probe /health every few seconds; keep those quiet
                         // unless they fail.
                         if path == "/health" && status == 200 {
-                            tracing::debug!(http.method = %method, http.path = %path, http.status = status, duration_ms, "request");
+                            tracing::debug!(http.method = %method, http.path = %path, http.status = status, client.ip = %client, duration_ms, "request");
                         } else {
-                            tracing::info!(http.method = %method, http.path = %path, http.status = status, duration_ms, "request");
+                            tracing::info!(http.method = %method, http.path = %path, http.status = status, client.ip = %client, duration_ms, "request");
                         }
                         Ok(response)
                     }

@@ -47,6 +47,8 @@ pub struct TokenVerifier {
     validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
+    /// `auth.max_token_lifetime` in seconds; `None` when off.
+    max_lifetime: Option<u64>,
 }
 
 impl TokenVerifier {
@@ -78,12 +80,19 @@ impl TokenVerifier {
             validation,
             issuer,
             audience,
+            max_lifetime: (!settings.max_token_lifetime.is_zero())
+                .then_some(settings.max_token_lifetime.as_secs()),
         }
     }
 
     /// The claims of a valid token. Expired, wrongly signed, `alg: none` and other algorithms fail.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
+        // RFC 7515 §4.1.11: a recipient must reject critical extensions it does not understand,
+        // and we understand none. The library does not look at `crit`, so we do, before anything.
+        if has_crit_header(token) {
+            return Err(AuthError::Invalid("a `crit` header is not accepted".into()));
+        }
         let data =
             decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
                 match e.kind() {
@@ -106,6 +115,16 @@ impl TokenVerifier {
                     _ => AuthError::Invalid("malformed token".into()),
                 }
             })?;
+        if let Some(max) = self.max_lifetime {
+            // From `iat` and from now: an `iat` set in the future must not stretch the lifetime.
+            let now = unix_now();
+            let from = data.claims.iat.map_or(now, |iat| iat.min(now));
+            if data.claims.exp.saturating_sub(from) > max {
+                return Err(AuthError::Invalid(format!(
+                    "`exp` is more than auth.max_token_lifetime ({max} s) away"
+                )));
+            }
+        }
         if data.claims.seller_id.trim().is_empty() {
             return Err(AuthError::Invalid("empty `sellerId` claim".into()));
         }
@@ -134,6 +153,20 @@ impl TokenVerifier {
     }
 }
 
+/// Whether the token's protected header (its first segment) names a `crit` parameter. A header
+/// that does not decode is left to the library, which refuses it.
+fn has_crit_header(token: &str) -> bool {
+    use base64::Engine;
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+        .is_ok_and(|h| h.contains_key("crit"))
+}
+
 fn non_empty(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_string())
@@ -157,6 +190,7 @@ mod tests {
             issuer: String::new(),
             audience: String::new(),
             leeway_seconds: 0,
+            max_token_lifetime: Duration::from_secs(86_400),
         }
     }
 
@@ -235,5 +269,60 @@ mod tests {
         assert!(strict.verify(&token).is_err());
         let token = strict.issue("s", Duration::from_secs(60)).unwrap();
         assert_eq!(strict.verify(&token).unwrap().seller_id, "s");
+    }
+
+    #[test]
+    fn a_lifetime_past_the_maximum_is_refused() {
+        let v = TokenVerifier::new(&settings("k"));
+        let now = unix_now();
+        let day = 86_400;
+        let ok = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "iat": now, "exp": now + day}),
+        );
+        assert_eq!(v.verify(&ok).unwrap().seller_id, "s");
+        let long = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "iat": now, "exp": now + day + 1}),
+        );
+        assert!(matches!(v.verify(&long), Err(AuthError::Invalid(_))));
+        // Issued long ago and still valid for a while: the lifetime counts from `iat`.
+        let old = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "iat": now - day, "exp": now + 60}),
+        );
+        assert!(v.verify(&old).is_err());
+        // No `iat`: counted from now. An `iat` in the future does not stretch it.
+        let no_iat = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "exp": now + 2 * day}),
+        );
+        assert!(v.verify(&no_iat).is_err());
+        let future_iat = signed(
+            "k",
+            serde_json::json!({"sellerId": "s", "iat": now + 10 * day, "exp": now + 10 * day + 60}),
+        );
+        assert!(v.verify(&future_iat).is_err());
+        let mut off = settings("k");
+        off.max_token_lifetime = Duration::ZERO;
+        assert_eq!(
+            TokenVerifier::new(&off).verify(&no_iat).unwrap().seller_id,
+            "s"
+        );
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        let now = unix_now();
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".into()]);
+        let token = encode(
+            &header,
+            &serde_json::json!({"sellerId": "s", "exp": now + 60}),
+            &EncodingKey::from_secret(b"k"),
+        )
+        .unwrap();
+        let v = TokenVerifier::new(&settings("k"));
+        assert!(matches!(v.verify(&token), Err(AuthError::Invalid(_))));
     }
 }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod backup;
 mod config;
 mod connection;
+mod dashboard;
 mod systemd;
 
 use crate::app::{shutdown_on_signal, Application, StartOptions};
@@ -90,6 +91,11 @@ pub enum Command {
         #[command(subcommand)]
         command: connection::ConnectionCommand,
     },
+    /// The operator dashboard's credentials.
+    Dashboard {
+        #[command(subcommand)]
+        command: dashboard::DashboardCommand,
+    },
     /// Seed a small demo data set, start the service with the scheduler, tick once at once, and
     /// print a token with ready-to-paste curl commands.
     Demo,
@@ -102,6 +108,10 @@ pub const EXIT_CONFIG: i32 = 2;
 pub fn run(cli: Cli) -> i32 {
     if let Some(Command::Config { check }) = &cli.command {
         return config::run(cli.config.as_deref(), *check);
+    }
+    // Needs no settings: it only turns a password into a hash for them.
+    if let Some(Command::Dashboard { command }) = &cli.command {
+        return dashboard::run(command);
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -145,6 +155,7 @@ pub fn run(cli: Cli) -> i32 {
             Command::CheckHealth { .. }
             | Command::Token { .. }
             | Command::Config { .. }
+            | Command::Dashboard { .. }
             | Command::Backup { .. } => Ok(()),
         }
     });
@@ -266,6 +277,14 @@ fn print_token(settings: &Settings, seller: &str, ttl: &str) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    let max = settings.auth.max_token_lifetime;
+    if !max.is_zero() && ttl > max {
+        eprintln!(
+            "ads-stats: --ttl is longer than auth.max_token_lifetime ({}); the service would refuse the token",
+            humantime::format_duration(max)
+        );
+        return EXIT_CONFIG;
+    }
     match TokenVerifier::new(&settings.auth).issue(seller, ttl) {
         Ok(token) => {
             println!("{token}");
@@ -278,6 +297,15 @@ fn print_token(settings: &Settings, seller: &str, ttl: &str) -> i32 {
     }
 }
 
+/// A day, or less when `auth.max_token_lifetime` is shorter (the service would refuse more).
+fn demo_token_ttl(settings: &Settings) -> Duration {
+    let day = Duration::from_secs(24 * 3600);
+    match settings.auth.max_token_lifetime {
+        max if max.is_zero() => day,
+        max => day.min(max),
+    }
+}
+
 async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
     if settings.is_production() {
         return Err(CommandError::Usage(
@@ -285,7 +313,7 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
         ));
     }
     settings.scheduler.enabled = true;
-    let dashboard_login = demo::dashboard_login(&mut settings);
+    let dashboard_login = demo::dashboard_login(&mut settings).map_err(failed)?;
     let db = Db::connect(&settings.database).map_err(failed)?;
     db.run_migrations(&settings.database_url())
         .await
@@ -305,7 +333,7 @@ async fn run_demo(mut settings: Settings) -> Result<(), CommandError> {
     .await
     .map_err(failed)?;
     let token = TokenVerifier::new(&settings.auth)
-        .issue(demo::DEMO_SELLER, Duration::from_secs(24 * 3600))
+        .issue(demo::DEMO_SELLER, demo_token_ttl(&settings))
         .map_err(failed)?;
     let host = match settings.server.host.as_str() {
         "0.0.0.0" | "::" => "127.0.0.1",

@@ -96,17 +96,18 @@ pub fn catalog() -> Catalog {
 /// Turns the dashboard on for the demo with user `admin` and a fresh random password, unless
 /// credentials are configured already. Returns the login to print, `None` when the configured
 /// one is kept (its password is not known here, only its hash).
-pub fn dashboard_login(settings: &mut crate::config::Settings) -> Option<(String, String)> {
-    use sha2::{Digest, Sha256};
+pub fn dashboard_login(
+    settings: &mut crate::config::Settings,
+) -> Result<Option<(String, String)>, String> {
     if settings.dashboard.admin().is_some() {
-        return None;
+        return Ok(None);
     }
     // 76 random bits from the OS generator: 20 hex digits of a v4 UUID, one of them the fixed
     // version digit. Short enough to type.
     let password = uuid::Uuid::new_v4().simple().to_string()[..20].to_string();
-    let digest = Sha256::digest(password.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let phc = crate::password::hash(&password)?;
     settings.dashboard.admin_user = "admin".into();
-    settings.dashboard.admin_password_sha256 = crate::config::Secret::new(hex);
-    Some(("admin".into(), password))
+    settings.dashboard.admin_password_hash = crate::config::Secret::new(phc);
+    settings.dashboard.admin_password_sha256 = crate::config::Secret::new("");
+    Ok(Some(("admin".into(), password)))
 }

@@ -58,6 +58,20 @@ pub fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
         .map_err(|_| format!("{text} is not a day of the calendar"))
 }
 
+/// Checks an ad account id (`ad_connections.external_account_id`) against Meta's shape,
+/// `^(act_)?[0-9]+$`. The id goes into the Graph API's URL path: anything else (a `/`, `..`, `?`,
+/// `#`) could point a request, and the account's token, at another endpoint.
+pub fn check_account_id(id: &str) -> Result<(), String> {
+    let digits = id.strip_prefix("act_").unwrap_or(id);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "account id {id:?} is not an ad account id (digits, optionally after `act_`)"
+        ))
+    }
+}
+
 /// An entity that delivers, with the daily budget the provider should assume for it (the mock),
 /// the connection (ad account) it runs under and the provider's own id for it (Meta).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,5 +195,25 @@ mod tests {
         assert_eq!(cpm, 8.5);
         assert_eq!(ctr, 2.0);
         assert_eq!(roas, 2.0);
+    }
+
+    #[test]
+    fn account_ids_are_digits_with_an_optional_act_prefix() {
+        for ok in ["act_1001", "1001", "act_0"] {
+            assert!(check_account_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "act_",
+            "act_s1",
+            "1/../../../me/accounts?fields=access_token#",
+            " 1001",
+            "1001 ",
+            "act_1001/x",
+            "ACT_1001",
+            "１２",
+        ] {
+            assert!(check_account_id(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod password;
 pub mod pipeline;
 pub mod providers;
 pub mod telemetry;

@@ -1,5 +1,9 @@
 //! `ads-stats connection …`: store an ad account's access token sealed (read from stdin, so it is
-//! never in the shell history or the process list) and set the account's time zone.
+//! never in the shell history or the process list) and set the account's time zone and id.
+//!
+//! Every command refuses (exit 2) an account id that is not `^(act_)?[0-9]+$`, given or stored:
+//! the id goes into the provider's URL path, so a token must never be stored for, nor a setting
+//! made on, an account that cannot be asked safely (fix it with `set --account-id`).
 
 use std::io::Read;
 
@@ -9,6 +13,7 @@ use super::{failed, CommandError};
 use crate::config::{ProviderKind, Secret, Settings};
 use crate::crypto::TokenSealer;
 use crate::db::{self, Db};
+use crate::domain::check_account_id;
 use crate::providers::{MetaProvider, StatProvider};
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +33,9 @@ pub enum ConnectionCommand {
         /// The IANA time zone the provider reports the account's days in, e.g. Europe/Berlin.
         #[arg(long, value_name = "ZONE")]
         timezone: Option<String>,
+        /// The provider's ad account id: digits, optionally after `act_` (e.g. act_1234567890).
+        #[arg(long, value_name = "ID")]
+        account_id: Option<String>,
     },
 }
 
@@ -37,7 +45,16 @@ pub async fn run(settings: &Settings, command: ConnectionCommand) -> Result<(), 
         ConnectionCommand::Set {
             connection,
             timezone,
-        } => set(settings, &connection, timezone.as_deref()).await,
+            account_id,
+        } => {
+            set(
+                settings,
+                &connection,
+                timezone.as_deref(),
+                account_id.as_deref(),
+            )
+            .await
+        }
     }
 }
 
@@ -74,6 +91,7 @@ async fn set_token(settings: &Settings, connection: &str) -> Result<(), CommandE
         .map_err(failed)?;
     let db = open(settings).await?;
     let mut conn = db.conn().await.map_err(failed)?;
+    valid_account(&mut conn, connection).await?;
     let (before, after) = db::connections::store_token(&mut conn, connection, &sealed)
         .await
         .map_err(failed)?
@@ -150,36 +168,70 @@ async fn set(
     settings: &Settings,
     connection: &str,
     timezone: Option<&str>,
+    account_id: Option<&str>,
 ) -> Result<(), CommandError> {
-    let Some(zone) = timezone else {
+    if timezone.is_none() && account_id.is_none() {
         return Err(CommandError::Usage(
-            "nothing to set; give --timezone ZONE".into(),
+            "nothing to set; give --timezone ZONE or --account-id ID".into(),
         ));
-    };
-    let zone = zone.trim();
-    let tz: chrono_tz::Tz = zone.parse().map_err(|_| {
-        CommandError::Usage(format!(
-            "--timezone `{zone}` is not an IANA time zone (e.g. UTC, Europe/Berlin)"
-        ))
-    })?;
+    }
+    let tz = timezone
+        .map(|zone| {
+            let zone = zone.trim();
+            zone.parse::<chrono_tz::Tz>().map_err(|_| {
+                CommandError::Usage(format!(
+                    "--timezone `{zone}` is not an IANA time zone (e.g. UTC, Europe/Berlin)"
+                ))
+            })
+        })
+        .transpose()?;
+    if let Some(id) = account_id {
+        check_account_id(id).map_err(|why| CommandError::Usage(format!("--account-id: {why}")))?;
+    }
     let db = open(settings).await?;
     let mut conn = db.conn().await.map_err(failed)?;
     known(&mut conn, connection).await?;
-    db::connections::set_timezone(&mut conn, connection, tz.name())
-        .await
-        .map_err(failed)?;
-    println!("connection {connection}: timezone = {}", tz.name());
-    let provider = db::connections::account_of(&mut conn, connection)
-        .await
-        .map_err(failed)?
-        .map(|a| a.provider)
-        .unwrap_or_default();
-    if provider.eq_ignore_ascii_case(crate::providers::meta::META) {
-        println!(
-            "note: Meta reports this account's zone; the next account read (set-token, or every meta.account_refresh) replaces it with Meta's"
-        );
+    match account_id {
+        Some(id) => {
+            db::connections::set_account_id(&mut conn, connection, id)
+                .await
+                .map_err(failed)?;
+            println!("connection {connection}: account id = {id}");
+        }
+        None => valid_account(&mut conn, connection).await?,
+    }
+    if let Some(tz) = tz {
+        db::connections::set_timezone(&mut conn, connection, tz.name())
+            .await
+            .map_err(failed)?;
+        println!("connection {connection}: timezone = {}", tz.name());
+        let provider = db::connections::account_of(&mut conn, connection)
+            .await
+            .map_err(failed)?
+            .map(|a| a.provider)
+            .unwrap_or_default();
+        if provider.eq_ignore_ascii_case(crate::providers::meta::META) {
+            println!(
+                "note: Meta reports this account's zone; the next account read (set-token, or every meta.account_refresh) replaces it with Meta's"
+            );
+        }
     }
     Ok(())
+}
+
+/// A usage error when the connection's stored account id is not one a provider may be asked
+/// with (or there is no such connection).
+async fn valid_account(conn: &mut db::DbConn, connection: &str) -> Result<(), CommandError> {
+    let id = db::connections::account_id(conn, connection)
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| CommandError::Usage(format!("no connection with id {connection}")))?;
+    check_account_id(&id).map_err(|why| {
+        CommandError::Usage(format!(
+            "connection {connection}: {why}; set the right one with \
+             `ads-stats connection set --connection {connection} --account-id act_<digits>`"
+        ))
+    })
 }
 
 async fn open(settings: &Settings) -> Result<Db, CommandError> {

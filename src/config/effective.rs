@@ -52,7 +52,13 @@ fn line(figment: &Figment, full_key: &str, key: &str, value: &Value) -> String {
     format!("{key} = {shown}  # {}\n", source_of(figment, full_key))
 }
 
+/// Keys whose names hold a secret word but whose values are not secrets (a duration).
+const NOT_SECRETS: [&str; 1] = ["auth.max_token_lifetime"];
+
 fn is_secret(full_key: &str) -> bool {
+    if NOT_SECRETS.contains(&full_key) {
+        return false;
+    }
     let last = full_key.rsplit('.').next().unwrap_or(full_key);
     SECRET_WORDS.iter().any(|w| last.contains(w))
 }
@@ -183,5 +189,6 @@ mod tests {
         }
         assert!(!is_secret("server.port"));
         assert!(!is_secret("dashboard.admin_user"));
+        assert!(!is_secret("auth.max_token_lifetime"));
     }
 }

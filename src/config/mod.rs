@@ -5,7 +5,11 @@
 //! a single readable line and exit code 2.
 
 mod cron_expr;
+mod dashboard;
 pub mod effective;
+mod meta_insights;
+pub mod placeholder;
+mod proxies;
 mod secret;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +21,9 @@ use figment::Figment;
 use serde::Deserialize;
 
 pub use cron_expr::parse_cron;
+pub use dashboard::{AdminPassword, DashboardSettings};
+pub use meta_insights::{ActionReportTime, ActionTypes};
+pub use proxies::TrustedProxies;
 pub use secret::Secret;
 
 /// The JWT secret shipped in `config/default.toml`; production refuses it.
@@ -92,6 +99,13 @@ pub struct MetaSettings {
     /// `connection set-token` reads it at once.
     #[serde(with = "duration")]
     pub account_refresh: Duration,
+    /// The Meta app's secret; when set, every Graph request carries `appsecret_proof` (apps with
+    /// "Require App Secret" refuse calls without it). Empty: not sent.
+    pub app_secret: Secret,
+    /// When conversions are counted: `impression`, `conversion` or `mixed` (Ads Manager's).
+    pub action_report_time: ActionReportTime,
+    /// The action types behind each funnel step, first present wins.
+    pub action_types: ActionTypes,
 }
 
 /// The bytes of the token key: 32 bytes from base64, `None` when no key is set.
@@ -160,6 +174,7 @@ impl MetaSettings {
                 "must be a percentage above 0 and at most 100",
             ));
         }
+        self.action_types.validate()?;
         Ok(())
     }
 }
@@ -185,6 +200,8 @@ pub struct ServerSettings {
     /// A request body still arriving after this long is answered 408.
     #[serde(with = "duration")]
     pub body_timeout: Duration,
+    /// Load balancers whose `X-Forwarded-For` names the client (see `http::client_ip`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +237,10 @@ pub struct AuthSettings {
     pub issuer: String,
     pub audience: String,
     pub leeway_seconds: u64,
+    /// The longest a token may live: one whose `exp` lies further than this past its `iat`, or
+    /// past now, is refused. A leaked token then stops working within this time. Zero is off.
+    #[serde(with = "duration")]
+    pub max_token_lifetime: Duration,
 }
 
 /// How raw rows fold into a daily row.
@@ -268,6 +289,9 @@ pub struct JobSettings {
     pub poll_interval: Duration,
     #[serde(with = "duration")]
     pub rescue_after: Duration,
+    /// Job records from manual syncs one seller may have QUEUED or RUNNING; a manual sync that
+    /// would pass it answers 429. 0 is no limit. Scheduled jobs are neither counted nor refused.
+    pub max_active_per_seller: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,66 +318,6 @@ pub struct SchedulerSettings {
     pub enabled: bool,
     pub cron: String,
     pub timezone: String,
-}
-
-/// The operator dashboard at `/dashboard`. Off (404) unless both the user and the password hash
-/// are set, so a fresh install never exposes it by accident.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DashboardSettings {
-    pub admin_user: String,
-    /// Hex SHA-256 of the admin password (`printf %s 'password' | sha256sum`). A secret type all
-    /// the same: an unsalted hash of a weak password is easy to reverse.
-    pub admin_password_sha256: Secret,
-    /// Marks the session cookie `Secure`; set true behind TLS.
-    pub secure_cookies: bool,
-    /// How long a login lasts.
-    #[serde(with = "duration")]
-    pub session_ttl: Duration,
-}
-
-impl DashboardSettings {
-    /// The admin user and password digest when both are set (the dashboard is on).
-    pub fn admin(&self) -> Option<(&str, [u8; 32])> {
-        let user = self.admin_user.trim();
-        let digest = parse_sha256_hex(self.admin_password_sha256.expose())?;
-        (!user.is_empty()).then_some((user, digest))
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let hash = self.admin_password_sha256.expose().trim();
-        if !hash.is_empty() && parse_sha256_hex(hash).is_none() {
-            return Err(ConfigError::new(
-                "dashboard.admin_password_sha256",
-                "is not 64 hex digits (make it with `printf %s 'password' | sha256sum`)",
-            ));
-        }
-        // SHA-256 of the empty string: a dashboard anyone opens by leaving the password blank.
-        if hash.eq_ignore_ascii_case(EMPTY_SHA256) {
-            return Err(ConfigError::new(
-                "dashboard.admin_password_sha256",
-                "is the digest of an empty password; choose a password",
-            ));
-        }
-        nonzero("dashboard.session_ttl", self.session_ttl)
-    }
-}
-
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-/// 32 bytes from 64 hex digits (either case, whitespace around ignored).
-fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim().as_bytes();
-    // from_str_radix alone would take a leading '+'.
-    if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Where the database lives, decided by the URL scheme.
@@ -456,6 +420,14 @@ impl Settings {
         self.environment == "production"
     }
 
+    /// Whether the dashboard's session cookie is `Secure`: `dashboard.secure_cookies` when set,
+    /// else only in production (served behind TLS; a laptop's plain http would lose the cookie).
+    pub fn secure_cookies(&self) -> bool {
+        self.dashboard
+            .secure_cookies
+            .unwrap_or(self.is_production())
+    }
+
     pub fn database_url(&self) -> DatabaseUrl {
         // validate() has already accepted the URL.
         DatabaseUrl::parse(&self.database.url).unwrap_or(DatabaseUrl::Sqlite("".into()))
@@ -512,6 +484,7 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", format!("not a tracing filter ({e})")))?;
         check_metrics_token(self.metrics.bearer_token.expose())?;
+        placeholder::check(self)?;
         self.meta.validate(self.provider, self.is_production())?;
         // Meta reports day-to-date totals: summing two syncs of one day would double them.
         if self.provider == ProviderKind::Meta && self.stats.aggregation == Aggregation::Sum {
@@ -891,14 +864,5 @@ mod tests {
             .map_err(figment_error)
             .unwrap_err();
         assert_eq!(err.key, "stats.aggregation");
-    }
-
-    #[test]
-    fn an_empty_dashboard_password_is_refused() {
-        let mut s = Settings::defaults_with(|_| {}).unwrap();
-        s.dashboard.admin_user = "admin".into();
-        s.dashboard.admin_password_sha256 = Secret::new(EMPTY_SHA256.to_uppercase());
-        let err = s.validate().unwrap_err();
-        assert_eq!(err.key, "dashboard.admin_password_sha256");
     }
 }

@@ -61,6 +61,11 @@ pub fn backup_sqlite(source: &Path, dest: &Path, force: bool) -> Result<BackupRe
     partial.push(format!(".partial-{}", std::process::id()));
     let partial = PathBuf::from(partial);
     let _ = std::fs::remove_file(&partial);
+    // The copy holds sealed tokens and every seller's data: it is created for its owner alone
+    // (0600) before SQLite writes a byte. `VACUUM INTO` fills an existing empty file and keeps
+    // its mode; a chmod afterwards would leave a window in which the copy is readable.
+    create_private(&partial)
+        .map_err(|e| failed(&format!("cannot create {}", partial.display()), &e))?;
 
     let source_url = source.to_string_lossy();
     let mut conn = SqliteConnection::establish(&source_url)
@@ -101,6 +106,15 @@ pub fn backup_sqlite(source: &Path, dest: &Path, force: bool) -> Result<BackupRe
         bytes,
         tables,
     })
+}
+
+/// An empty file only its owner may read or write.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
 }
 
 /// Rows per table in the SQLite file at `path`, read from the file itself (what a restore gets).

@@ -146,6 +146,59 @@ pub async fn delivering_tree(
     Ok(tree)
 }
 
+/// One of a seller's entities of one level whatever its status, with its campaign's connection.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct KnownEntity {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub connection_id: String,
+    #[diesel(sql_type = Text)]
+    pub external_id: String,
+}
+
+/// The query for [`entities_with_external_id`] at `level` (1: campaigns; 2: ad sets; 3: ads).
+fn known_entities_sql(depth: u8) -> &'static str {
+    match depth {
+        1 => {
+            "SELECT c.id AS id, c.connection_id AS connection_id, c.external_id AS external_id \
+             FROM campaigns c JOIN sellers s ON s.id = c.seller_id \
+             WHERE c.seller_id = $1 AND s.status = 'ACTIVE' AND c.external_id IS NOT NULL \
+             ORDER BY c.id"
+        }
+        2 => {
+            "SELECT a.id AS id, c.connection_id AS connection_id, a.external_id AS external_id \
+             FROM adsets a JOIN campaigns c ON c.id = a.campaign_id \
+             JOIN sellers s ON s.id = a.seller_id \
+             WHERE a.seller_id = $1 AND s.status = 'ACTIVE' AND a.external_id IS NOT NULL \
+             ORDER BY a.id"
+        }
+        _ => {
+            "SELECT d.id AS id, c.connection_id AS connection_id, d.external_id AS external_id \
+             FROM ads d JOIN adsets a ON a.id = d.adset_id JOIN campaigns c ON c.id = a.campaign_id \
+             JOIN sellers s ON s.id = d.seller_id \
+             WHERE d.seller_id = $1 AND s.status = 'ACTIVE' AND d.external_id IS NOT NULL \
+             ORDER BY d.id"
+        }
+    }
+}
+
+/// The seller's campaigns (`depth` 1), ad sets (2) or ads (3) that carry a provider id, of any
+/// status (their own or their parents'; the seller must be ACTIVE), ordered by id: a provider that reports what every
+/// object really did (Meta) has its rows for paused and archived ones written too.
+pub async fn entities_with_external_id(
+    conn: &mut DbConn,
+    seller_id: &str,
+    depth: u8,
+) -> QueryResult<Vec<KnownEntity>> {
+    let sql = known_entities_sql(depth);
+    db_run!(conn, {
+        crate::db::prepared(diesel::sql_query(sql).bind::<Text, _>(seller_id))
+            .load(conn)
+            .await
+    })
+}
+
 /// Sellers the scheduler syncs: ACTIVE, with an ACTIVE connection and a delivering campaign.
 pub async fn eligible_seller_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {
     let sql = format!("SELECT s.id FROM sellers s WHERE {ELIGIBLE} ORDER BY s.id");

@@ -105,6 +105,33 @@ pub async fn status(conn: &mut DbConn, connection_id: &str) -> QueryResult<Optio
     })
 }
 
+/// One connection's ad account id, or `None` when there is no such connection.
+pub async fn account_id(conn: &mut DbConn, connection_id: &str) -> QueryResult<Option<String>> {
+    db_run!(conn, {
+        c::table
+            .find(connection_id)
+            .select(c::external_account_id)
+            .first::<String>(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Sets the ad account id; the number of rows changed (0: no such connection). The caller checks
+/// the id's shape ([`crate::domain::check_account_id`]).
+pub async fn set_account_id(
+    conn: &mut DbConn,
+    connection_id: &str,
+    account_id: &str,
+) -> QueryResult<usize> {
+    db_run!(conn, {
+        diesel::update(c::table.find(connection_id))
+            .set(c::external_account_id.eq(account_id))
+            .execute(conn)
+            .await
+    })
+}
+
 /// Stores a sealed token; the number of rows changed (0: no such connection).
 pub async fn set_sealed_token(
     conn: &mut DbConn,

@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 use diesel::dsl::now as db_now;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Integer, Text, Timestamp};
+use diesel::sql_types::{BigInt, Date, Integer, SmallInt, Text, Timestamp};
 use diesel_async::RunQueryDsl;
 
 use super::models::{JobRecord, NewJobRecord};
@@ -53,14 +53,14 @@ macro_rules! job_columns_after_id {
     () => {
         "job_id, seller_id, level, date_from, date_to, triggered_by, status, attempts, \
          max_attempts, last_error, run_at, locked_by, heartbeat_at, entities, raw_rows, daily_rows, \
-         sellpage_rows, created_at, started_at, finished_at, updated_at"
+         sellpage_rows, created_at, started_at, finished_at, updated_at, priority"
     };
 }
 
 const INSERT_UNLESS_ACTIVE: &str = concat!(
     "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
-                            attempts, max_attempts, run_at, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8) \
+                            attempts, max_attempts, run_at, created_at, updated_at, priority) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8, $9) \
      ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING \
      RETURNING id, ",
     job_columns_after_id!()
@@ -81,7 +81,8 @@ pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobR
                     .bind::<Date, _>(job.date_to)
                     .bind::<Text, _>(&job.triggered_by)
                     .bind::<Integer, _>(job.max_attempts)
-                    .bind::<Timestamp, _>(job.run_at),
+                    .bind::<Timestamp, _>(job.run_at)
+                    .bind::<SmallInt, _>(job.priority),
             )
             .load(conn)
             .await
@@ -102,22 +103,22 @@ pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobR
     ))
 }
 
-/// Rows per multi-row INSERT on SQLite: 10 parameters a row keeps a chunk far below its limit.
+/// Rows per multi-row INSERT on SQLite: 11 parameters a row keeps a chunk far below its limit.
 const ENQUEUE_ROWS_PER_STATEMENT: usize = 500;
 const _: () = assert!(
-    ENQUEUE_ROWS_PER_STATEMENT * 10 < 32_766,
+    ENQUEUE_ROWS_PER_STATEMENT * 11 < 32_766,
     "SQLite's parameter limit"
 );
 
 /// SQLite: the SQL recording `rows` jobs at once, each unless the same job id is QUEUED or
-/// RUNNING; 10 parameters a row, in column order. Anonymous `?` placeholders: SQLite looks each
+/// RUNNING; 11 parameters a row, in column order. Anonymous `?` placeholders: SQLite looks each
 /// new `$n` up among the statement's names one by one, which made a 500-row statement (4,000
 /// names) spend most of an enqueue comparing strings.
 fn insert_many_sql(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, 'QUEUED', 0, ?, ?, ?, ?)";
+    let row = "(?, ?, ?, ?, ?, ?, 'QUEUED', 0, ?, ?, ?, ?, ?)";
     format!(
         "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
-                                attempts, max_attempts, run_at, created_at, updated_at) \
+                                attempts, max_attempts, run_at, created_at, updated_at, priority) \
          VALUES {} ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING id, job_id",
         vec![row; rows].join(", ")
     )
@@ -130,12 +131,13 @@ const ENQUEUE_ROWS_PER_ARRAY_INSERT: usize = 5_000;
 // 500-row VALUES list has 4,000 parameters to parse and plan each time).
 const INSERT_MANY_PG: &str = "\
     INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
-                           attempts, max_attempts, run_at, created_at, updated_at) \
+                           attempts, max_attempts, run_at, created_at, updated_at, priority) \
     SELECT job_id, seller_id, level, date_from, date_to, triggered_by, 'QUEUED', 0, \
-           max_attempts, run_at, run_at, run_at \
+           max_attempts, run_at, run_at, run_at, priority \
     FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], \
-                $7::int4[], $8::timestamp[]) \
-         AS u(job_id, seller_id, level, date_from, date_to, triggered_by, max_attempts, run_at) \
+                $7::int4[], $8::timestamp[], $9::int2[]) \
+         AS u(job_id, seller_id, level, date_from, date_to, triggered_by, max_attempts, run_at, \
+              priority) \
     ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING id, job_id";
 
 /// A record's identity: what an enqueue hands the workers and answers the caller with. A tick
@@ -178,7 +180,10 @@ async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Ve
                     .bind::<Array<Integer>, _>(
                         chunk.iter().map(|j| j.max_attempts).collect::<Vec<_>>(),
                     )
-                    .bind::<Array<Timestamp>, _>(chunk.iter().map(|j| j.run_at).collect::<Vec<_>>()),
+                    .bind::<Array<Timestamp>, _>(chunk.iter().map(|j| j.run_at).collect::<Vec<_>>())
+                    .bind::<Array<SmallInt>, _>(
+                        chunk.iter().map(|j| j.priority).collect::<Vec<_>>(),
+                    ),
             )
             .load(conn)
             .await?;
@@ -199,7 +204,8 @@ async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Ve
                     .bind::<Integer, _>(job.max_attempts)
                     .bind::<Timestamp, _>(job.run_at)
                     .bind::<Timestamp, _>(job.run_at)
-                    .bind::<Timestamp, _>(job.run_at);
+                    .bind::<Timestamp, _>(job.run_at)
+                    .bind::<SmallInt, _>(job.priority);
             }
             let rows: Vec<RecordedJob> = query.load(conn).await?;
             inserted.extend(rows);
@@ -350,11 +356,15 @@ pub async fn claim(
 // one another's row locks. The rows are picked in a MATERIALIZED CTE, evaluated exactly once: as
 // `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` the planner may run the subquery again
 // per row and claim far more than `n` (seen in the outage test: 595 RUNNING at concurrency 5).
+// The order is the claim order (class, then run_at, then id): the partial index
+// ix_sync_jobs_claim (priority, run_at, id) WHERE status = 'QUEUED' serves it as one Index Scan
+// read in order and stopped after `n` due rows, no Sort (EXPLAIN-checked by the fair_queue test).
+// The status literal must stay a literal: a bound parameter would not match the index predicate.
 const CLAIM_DUE: &str = concat!(
     "WITH picked AS MATERIALIZED ( \
         SELECT id FROM sync_jobs \
         WHERE status = 'QUEUED' AND run_at <= CURRENT_TIMESTAMP \
-        ORDER BY run_at, id \
+        ORDER BY priority, run_at, id \
         LIMIT $1 \
         FOR UPDATE SKIP LOCKED) \
     UPDATE sync_jobs \
@@ -385,12 +395,52 @@ pub async fn claim_due(
             )
             .load(conn)
             .await?;
-            // RETURNING gives no order; run the oldest first as `due` does.
-            claimed.sort_by_key(|r| (r.run_at, r.id));
+            // RETURNING gives no order; start them in claim order.
+            claimed.sort_by_key(|r| (r.priority, r.run_at, r.id));
             Ok(Some(claimed))
         }
         DbConn::Sqlite(_) => Ok(None),
     }
+}
+
+// SQLite: the same order through the same partial index (the status literal again). `$2` is the
+// time read inside the write transaction, so `started_at` orders claims as they happened.
+const CLAIM_NEXT_SQLITE: &str = concat!(
+    "UPDATE sync_jobs \
+     SET status = 'RUNNING', attempts = attempts + 1, locked_by = $1, \
+         heartbeat_at = $2, started_at = $2, updated_at = $2 \
+     WHERE id = (SELECT id FROM sync_jobs \
+                 WHERE status = 'QUEUED' AND run_at <= $2 \
+                 ORDER BY priority, run_at, id \
+                 LIMIT 1) \
+       AND status = 'QUEUED' \
+     RETURNING id, ",
+    job_columns_after_id!()
+);
+
+/// Claims the next due QUEUED record for `worker`, whichever it is: the lowest class first (see
+/// [`crate::jobs::Priority`]), then the earliest `run_at`, then the lowest id. `None` when no
+/// record is due. Workers claim this way rather than by the id they were handed, so a backfill
+/// queued first never runs ahead of a scheduled job or of a sync a person is waiting for.
+pub async fn claim_next(conn: &mut DbConn, worker: &str) -> QueryResult<Option<JobRecord>> {
+    if let DbConn::Postgres(_) = conn {
+        let claimed = claim_due(conn, worker, 1).await?.unwrap_or_default();
+        return Ok(claimed.into_iter().next());
+    }
+    // The time is read after BEGIN IMMEDIATE took the write lock: claims waiting for the lock
+    // then get times in the order they claim.
+    conn.transaction(async |conn: &mut DbConn| {
+        let now = super::now_utc();
+        let claimed: Vec<JobRecord> = db_run!(conn, {
+            diesel::sql_query(CLAIM_NEXT_SQLITE)
+                .bind::<Text, _>(worker)
+                .bind::<Timestamp, _>(now)
+                .load(conn)
+                .await
+        })?;
+        Ok(claimed.into_iter().next())
+    })
+    .await
 }
 
 /// Marks the leased run SUCCEEDED with its row counts. `false` when the lease was lost (the record
@@ -618,18 +668,23 @@ pub async fn rescue_orphans(
     })
 }
 
-/// QUEUED records whose time has come, oldest first.
+// The status literal lets both backends read ix_sync_jobs_claim in order (see CLAIM_DUE).
+const DUE: &str = "\
+    SELECT id, job_id FROM sync_jobs \
+    WHERE status = 'QUEUED' AND run_at <= $1 \
+    ORDER BY priority, run_at, id \
+    LIMIT $2";
+
+/// QUEUED records whose time has come, in claim order (class, then `run_at`, then id).
 pub async fn due(conn: &mut DbConn, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<i64>> {
-    db_run!(conn, {
-        j::sync_jobs
-            .filter(j::status.eq(QUEUED))
-            .filter(j::run_at.le(now))
-            .order((j::run_at, j::id))
-            .select(j::id)
-            .limit(limit)
+    let rows: Vec<RecordedJob> = db_run!(conn, {
+        diesel::sql_query(DUE)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(limit)
             .load(conn)
             .await
-    })
+    })?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 /// Deletes finished records that finished before `before`.
@@ -798,14 +853,16 @@ mod tests {
         crate::db::assert_placeholders_in_order(super::INSERT_UNLESS_ACTIVE);
         crate::db::assert_placeholders_in_order(super::REQUEUE_FAILED);
         crate::db::assert_placeholders_in_order(super::CLAIM_DUE);
+        crate::db::assert_placeholders_in_order(super::CLAIM_NEXT_SQLITE);
+        crate::db::assert_placeholders_in_order(super::DUE);
         crate::db::assert_placeholders_in_order(super::RESCUE_ORPHANS_PG);
     }
 
     #[test]
-    fn the_multi_row_insert_has_ten_placeholders_a_row() {
+    fn the_multi_row_insert_has_eleven_placeholders_a_row() {
         for rows in [1, 2, 500] {
             let sql = super::insert_many_sql(rows);
-            assert_eq!(sql.matches('?').count(), rows * 10, "{rows}");
+            assert_eq!(sql.matches('?').count(), rows * 11, "{rows}");
             assert!(!sql.contains('$'), "{sql}");
         }
     }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod connections;
 pub mod dashboard;
 mod error;
+pub mod job_admission;
 pub mod jobs;
 pub mod models;
 mod prepared;

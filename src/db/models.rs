@@ -192,6 +192,8 @@ pub struct JobRecord {
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
+    /// The claim class (see [`crate::jobs::Priority`]): claims take the lowest first.
+    pub priority: i16,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -209,4 +211,6 @@ pub struct NewJobRecord {
     pub run_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The claim class (see [`crate::jobs::Priority`]).
+    pub priority: i16,
 }

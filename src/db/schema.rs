@@ -171,6 +171,7 @@ diesel::table! {
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,
+        priority -> SmallInt,
     }
 }
 

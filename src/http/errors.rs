@@ -46,6 +46,11 @@ pub enum ApiError {
     DatabaseBusy(String),
     #[error("too many manual syncs for this seller; retry after {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
+    #[error(
+        "this seller already has {active} manual sync jobs queued or running and may have at \
+         most {limit} (jobs.max_active_per_seller); retry when some have finished"
+    )]
+    TooManyActiveJobs { active: i64, limit: usize },
     #[error("something went wrong on our side")]
     Internal(String),
 }
@@ -72,6 +77,7 @@ impl ApiError {
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::DatabaseBusy(_) => "database_busy",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyActiveJobs { .. } => "too_many_active_jobs",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -81,6 +87,8 @@ impl ApiError {
 const RETRY_AFTER_SECS: &str = "5";
 /// A busy database clears in moments (a lock released, a connection returned).
 const BUSY_RETRY_AFTER_SECS: &str = "1";
+/// A seller at `jobs.max_active_per_seller` waits for its own jobs to finish: a few jobs' time.
+const ACTIVE_JOBS_RETRY_AFTER_SECS: &str = "30";
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -96,7 +104,9 @@ impl ResponseError for ApiError {
             ApiError::QueueFull | ApiError::DatabaseUnavailable(_) | ApiError::DatabaseBusy(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyActiveJobs { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,6 +134,9 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
+            ApiError::TooManyActiveJobs { .. } => {
+                response.insert_header((header::RETRY_AFTER, ACTIVE_JOBS_RETRY_AFTER_SECS));
+            }
             _ => {}
         }
         response.json(json!({ "error": self.code(), "message": self.to_string() }))
@@ -150,6 +163,9 @@ impl From<EnqueueError> for ApiError {
     fn from(e: EnqueueError) -> Self {
         match e {
             EnqueueError::AtCapacity => ApiError::QueueFull,
+            EnqueueError::TooManyActiveJobs { active, limit } => {
+                ApiError::TooManyActiveJobs { active, limit }
+            }
             EnqueueError::Db(db) => db.into(),
         }
     }

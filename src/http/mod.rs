@@ -2,12 +2,14 @@
 //! `jobs` and `db` query functions; they never write SQL.
 
 mod auth;
+mod client_ip;
 mod dashboard;
 mod errors;
 mod health;
 mod metrics;
 mod openapi;
 mod rate_limit;
+mod seller_gate;
 mod stats;
 mod sync;
 
@@ -20,10 +22,12 @@ use crate::db::Db;
 use crate::jobs::{JobQueue, Scheduler, TaskHealth};
 use crate::telemetry::Metrics;
 
+pub use client_ip::client_ip;
 pub use dashboard::Dashboard;
 pub use errors::{ApiError, ErrorBody};
 pub use health::HealthProbe;
 pub use rate_limit::SyncRateLimiter;
+pub use seller_gate::SellerGate;
 
 /// Everything a handler may use; one instance per process, shared through `web::Data`.
 pub struct AppState {
@@ -47,6 +51,10 @@ pub struct AppState {
     pub metrics_token: crate::config::Secret,
     /// `None` when the dashboard is off (no admin credentials configured).
     pub dashboard: Option<Dashboard>,
+    /// Every seller route's check that the token's seller exists and is ACTIVE (cached briefly).
+    pub seller_gate: SellerGate,
+    /// `server.trusted_proxies`: whose `X-Forwarded-For` names the client ([`client_ip`]).
+    pub trusted_proxies: crate::config::TrustedProxies,
 }
 
 impl AppState {

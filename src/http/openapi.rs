@@ -3,9 +3,12 @@
 //! binary).
 
 use actix_web::{web, HttpResponse};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
+use super::stats::params::{DEFAULT_LIMIT, MAX_LIMIT, MAX_RANGE_DAYS};
 use super::stats::{daily, sellpages, summary, Page};
 use super::{health, metrics, sync, ErrorBody};
 
@@ -40,7 +43,7 @@ use super::{health, metrics, sync, ErrorBody};
         sellpages::SellpageRow,
         Page<sellpages::SellpageRow>,
     )),
-    modifiers(&BearerSchemes),
+    modifiers(&BearerSchemes, &Constraints),
     tags(
         (name = "sync", description = "Trigger syncs and follow their jobs"),
         (name = "stats", description = "Read the stats (JSON, or CSV with `Accept: text/csv`)"),
@@ -62,6 +65,77 @@ impl Modify for BearerSchemes {
             "metrics_token",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The shape `parse_day` accepts; the calendar check (no 30 February) comes on top.
+pub const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+/// A cursor as the API gives it: hex of `YYYY-MM-DD|<id>` (see `params::encode_cursor`), digits
+/// as `3x`, `-` as `2d`, `|` as `7c`; either case.
+pub const CURSOR_PATTERN: &str =
+    "^(3[0-9]){4}2[dD](3[0-9]){2}2[dD](3[0-9]){2}7[cC]([0-9a-fA-F]{2})*$";
+/// Ids in queries and paths: no control character (refused, and PostgreSQL text holds no NUL).
+pub const ID_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// What the API enforces on its inputs, stated in the document from the same constants the
+/// handlers use, so generated clients (and fuzzers such as schemathesis) send what is accepted:
+/// date shape, limit bounds, cursor and id shapes, the range rule, the sync body's date.
+struct Constraints;
+
+impl Modify for Constraints {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let string = |format: Option<KnownFormat>, pattern: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(format.map(SchemaFormat::KnownFormat))
+                .pattern(Some(pattern))
+                .build()
+        };
+        let range_rule = format!(
+            "`from` must not be after `to`, and the range covers at most {MAX_RANGE_DAYS} days, \
+             both ends included (otherwise 400 `invalid_range`)."
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(operation) = item.get.as_mut() else {
+                continue;
+            };
+            let mut has_range = false;
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let schema: Schema = match parameter.name.as_str() {
+                    "from" | "to" => {
+                        has_range = true;
+                        string(Some(KnownFormat::Date), DATE_PATTERN).into()
+                    }
+                    "limit" => ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .maximum(Some(MAX_LIMIT))
+                        .default(Some(DEFAULT_LIMIT.into()))
+                        .build()
+                        .into(),
+                    "cursor" => string(None, CURSOR_PATTERN).into(),
+                    "entityId" | "sellpageId" | "job_id" => string(None, ID_PATTERN).into(),
+                    _ => continue,
+                };
+                parameter.schema = Some(RefOr::T(schema));
+            }
+            if has_range && path.starts_with("/api/") {
+                operation.description = Some(match operation.description.take() {
+                    Some(text) if !text.is_empty() => format!("{text}\n\n{range_rule}"),
+                    _ => range_rule.clone(),
+                });
+            }
+        }
+        let body = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("TriggerBody"));
+        if let Some(RefOr::T(Schema::Object(body))) = body {
+            if let Some(RefOr::T(Schema::Object(date))) = body.properties.get_mut("date") {
+                date.format = Some(SchemaFormat::KnownFormat(KnownFormat::Date));
+                date.pattern = Some(DATE_PATTERN.to_string());
+            }
+        }
     }
 }
 

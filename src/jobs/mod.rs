@@ -4,6 +4,7 @@
 //! The database row is the truth: a job is recorded before it is acknowledged, the channel only
 //! carries ids, and anything the channel loses (full, restart) is found again by the sweeper.
 
+mod priority;
 mod queue;
 mod runtime;
 pub mod scheduler;
@@ -11,6 +12,7 @@ mod supervisor;
 
 use std::time::Duration;
 
+pub use priority::Priority;
 pub use queue::{EnqueueError, Enqueued, JobQueue, Trigger};
 pub use runtime::{JobRuntime, RuntimeSettings, DISPATCHER, SWEEPER};
 pub use scheduler::{Scheduler, SchedulerStatus, TickSummary, SCHEDULER};

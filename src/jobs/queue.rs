@@ -11,6 +11,8 @@ use crate::db::models::NewJobRecord;
 use crate::db::{self, Db, DbError};
 use crate::pipeline::SyncRequest;
 
+use super::Priority;
+
 /// What started a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Trigger {
@@ -34,6 +36,10 @@ pub enum EnqueueError {
     /// The channel has no room for the jobs asked for; nothing was recorded.
     #[error("the job queue is at capacity")]
     AtCapacity,
+    /// The seller's manual jobs QUEUED or RUNNING would pass `jobs.max_active_per_seller`;
+    /// nothing was recorded.
+    #[error("{active} manual sync jobs of this seller are queued or running (at most {limit})")]
+    TooManyActiveJobs { active: i64, limit: usize },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -60,6 +66,8 @@ pub struct JobQueue {
     in_channel: Arc<Mutex<HashSet<i64>>>,
     max_attempts: i32,
     capacity: usize,
+    /// `jobs.max_active_per_seller`: 0 is no limit.
+    max_active_per_seller: usize,
 }
 
 impl JobQueue {
@@ -71,21 +79,42 @@ impl JobQueue {
             in_channel: Arc::default(),
             max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
             capacity,
+            max_active_per_seller: 0,
         };
         (queue, receiver)
+    }
+
+    /// Caps a seller's active manual jobs (`jobs.max_active_per_seller`; 0 is no limit).
+    pub(crate) fn with_max_active_per_seller(mut self, limit: usize) -> Self {
+        self.max_active_per_seller = limit;
+        self
     }
 
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Records the jobs and hands the new ones to the workers, all or none: when the channel has
-    /// no room for every one of them, nothing is recorded and [`EnqueueError::AtCapacity`] is
-    /// returned (a manual sync then answers 503).
+    /// [`JobQueue::enqueue_as`] with the trigger's default class ([`Priority::default_for`]).
     pub async fn enqueue(
         &self,
         requests: &[SyncRequest],
         trigger: Trigger,
+    ) -> Result<Vec<Enqueued>, EnqueueError> {
+        self.enqueue_as(requests, trigger, Priority::default_for(trigger))
+            .await
+    }
+
+    /// Records the jobs in class `priority` and hands the new ones to the workers, all or none:
+    /// when the channel has no room for every one of them, nothing is recorded and
+    /// [`EnqueueError::AtCapacity`] is returned (a manual sync then answers 503). Manual jobs
+    /// past `jobs.max_active_per_seller` are refused with [`EnqueueError::TooManyActiveJobs`],
+    /// nothing recorded either; a manual enqueue that finds its jobs already QUEUED in a later
+    /// class raises them to `priority`.
+    pub async fn enqueue_as(
+        &self,
+        requests: &[SyncRequest],
+        trigger: Trigger,
+        priority: Priority,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
         let permits = match self.sender.try_reserve_many(requests.len()) {
             Ok(permits) => permits,
@@ -97,7 +126,7 @@ impl JobQueue {
                     .ok_or(EnqueueError::AtCapacity)
             }
         };
-        let enqueued = self.record(requests, trigger).await?;
+        let enqueued = self.record(requests, trigger, priority).await?;
         for (permit, job) in permits.zip(enqueued.iter()) {
             if job.created {
                 self.mark_in_channel(job.record.id);
@@ -115,7 +144,9 @@ impl JobQueue {
         requests: &[SyncRequest],
         trigger: Trigger,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
-        let enqueued = self.record(requests, trigger).await?;
+        let enqueued = self
+            .record(requests, trigger, Priority::default_for(trigger))
+            .await?;
         for job in enqueued.iter().filter(|j| j.created) {
             self.offer(job.record.id);
         }
@@ -139,8 +170,10 @@ impl JobQueue {
         let (enqueued, value) = conn
             .transaction(async |conn: &mut db::DbConn| {
                 let (requests, value) = plan(conn).await?;
+                let priority = Priority::default_for(trigger);
                 let enqueued =
-                    Self::record_each(conn, &requests, trigger, max_attempts, now).await?;
+                    Self::record_each(conn, &requests, trigger, priority, max_attempts, now)
+                        .await?;
                 Ok::<_, EnqueueError>((enqueued, value))
             })
             .await?;
@@ -184,21 +217,79 @@ impl JobQueue {
         &self,
         requests: &[SyncRequest],
         trigger: Trigger,
+        priority: Priority,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
         let mut conn = self.db.conn().await?;
         let now = db::now_utc();
+        let limit = self.max_active_per_seller;
         // One transaction for the lot: a tick's (or a manual sync's) jobs are recorded together
         // or not at all, at the cost of one commit (one fsync on SQLite) instead of one per job.
         conn.transaction(async |conn: &mut db::DbConn| {
-            Self::record_each(conn, requests, trigger, self.max_attempts, now).await
+            if trigger == Trigger::Manual && limit > 0 {
+                Self::admit(conn, requests, limit).await?;
+            }
+            let enqueued =
+                Self::record_each(conn, requests, trigger, priority, self.max_attempts, now)
+                    .await?;
+            if trigger == Trigger::Manual {
+                let known: Vec<&str> = enqueued
+                    .iter()
+                    .filter(|e| !e.created)
+                    .map(|e| e.record.job_id.as_str())
+                    .collect();
+                if !known.is_empty() {
+                    db::job_admission::raise_priority(conn, &known, priority.as_i16()).await?;
+                }
+            }
+            Ok(enqueued)
         })
         .await
+    }
+
+    /// Inside the enqueue transaction: refuses the lot when a seller's active manual jobs plus
+    /// the new ones would pass `limit`. Jobs already active add nothing (they deduplicate), so a
+    /// repeat of a sync still running is never refused. Each seller's check and the insert that
+    /// follows hold the seller's lock until commit, so racing requests cannot both pass.
+    async fn admit(
+        conn: &mut db::DbConn,
+        requests: &[SyncRequest],
+        limit: usize,
+    ) -> Result<(), EnqueueError> {
+        use std::collections::BTreeMap;
+        let mut by_seller: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for request in requests {
+            let ids = by_seller.entry(request.seller_id.as_str()).or_default();
+            let id = request.job_id();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        // Sellers in a fixed order: multi-seller enqueues may wait for each other, never deadlock.
+        for (seller, ids) in by_seller {
+            db::job_admission::lock_seller(conn, seller).await?;
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let already = db::job_admission::active_job_ids(conn, &ids).await?.len();
+            let new = ids.len().saturating_sub(already);
+            if new == 0 {
+                continue;
+            }
+            let active = db::job_admission::active_manual_count(conn, seller).await?;
+            if usize::try_from(active)
+                .unwrap_or(usize::MAX)
+                .saturating_add(new)
+                > limit
+            {
+                return Err(EnqueueError::TooManyActiveJobs { active, limit });
+            }
+        }
+        Ok(())
     }
 
     async fn record_each(
         conn: &mut db::DbConn,
         requests: &[SyncRequest],
         trigger: Trigger,
+        priority: Priority,
         max_attempts: i32,
         now: chrono::NaiveDateTime,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
@@ -217,6 +308,7 @@ impl JobQueue {
                 run_at: now,
                 created_at: now,
                 updated_at: now,
+                priority: priority.as_i16(),
             })
             .collect();
         Ok(db::jobs::enqueue_many(conn, &jobs)

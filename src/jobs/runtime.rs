@@ -1,5 +1,6 @@
-//! Workers: take record ids off the channel, claim the record, run the pipeline, and record the
-//! outcome. Beside them a sweeper finds due jobs (retries, jobs left by a restart, and on
+//! Workers: take record ids off the channel, each a turn to claim the next due record in claim
+//! order (class, then `run_at`, then id; see [`super::Priority`]), run the pipeline, and record
+//! the outcome. Beside them a sweeper finds due jobs (retries, jobs left by a restart, and on
 //! PostgreSQL jobs any instance enqueued, claimed straight from the table), takes back jobs
 //! orphaned by a dead process and prunes old records; a heartbeat task vouches for this
 //! instance's running jobs until the last of them has drained.
@@ -290,6 +291,8 @@ async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationT
             ctx.metrics
                 .rollup_currency_conflicts(summary.currency_conflicts);
             ctx.metrics
+                .unmatched_rows(ctx.pipeline.provider_name(), summary.unmatched_rows);
+            ctx.metrics
                 .job_finished(&record.level, JobOutcome::Succeeded, elapsed);
             Ok(true)
         }
@@ -514,9 +517,13 @@ async fn attempt(
     }
 }
 
-async fn claim(ctx: &Context, record_id: i64) -> Result<Option<JobRecord>, DbError> {
+/// Claims the next due job in claim order, not necessarily `_delivered`: an id on the channel is
+/// a turn to run a job, and the turn goes to the most urgent due record (see
+/// [`crate::jobs::Priority`]). The delivered record, if passed over, stays QUEUED for a later turn
+/// or the sweeper.
+async fn claim(ctx: &Context, _delivered: i64) -> Result<Option<JobRecord>, DbError> {
     let mut conn = ctx.db.conn().await?;
-    Ok(db::jobs::claim(&mut conn, record_id, &ctx.worker).await?)
+    Ok(db::jobs::claim_next(&mut conn, &ctx.worker).await?)
 }
 
 /// Keeps a record in this process's heartbeat while it lives.

@@ -26,6 +26,35 @@ pub async fn delivering_entities(
     })
 }
 
+/// The seller's entities of one level that carry a provider id but are not among `delivering`
+/// (paused, archived… themselves or through a parent), with no budget: for a provider that
+/// reports every status, their rows are written where the provider has them.
+pub async fn other_known_entities(
+    conn: &mut DbConn,
+    seller_id: &str,
+    level: Level,
+    delivering: &[EntityBudget],
+) -> diesel::QueryResult<Vec<EntityBudget>> {
+    let depth = match level {
+        Level::Campaign => 1,
+        Level::Adset => 2,
+        Level::Ad => 3,
+    };
+    let ours: std::collections::HashSet<&str> =
+        delivering.iter().map(|e| e.entity_id.as_str()).collect();
+    Ok(catalog::entities_with_external_id(conn, seller_id, depth)
+        .await?
+        .into_iter()
+        .filter(|e| !ours.contains(e.id.as_str()))
+        .map(|e| EntityBudget {
+            entity_id: e.id,
+            daily_budget_cents: 0,
+            connection_id: e.connection_id,
+            external_id: Some(e.external_id),
+        })
+        .collect())
+}
+
 /// A campaign spends its own budget.
 pub fn campaign_budgets(campaigns: &[DeliveringCampaign]) -> Vec<EntityBudget> {
     campaigns

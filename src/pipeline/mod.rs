@@ -72,6 +72,8 @@ pub struct SyncSummary {
     pub duration_ms: u64,
     /// Sellpage dates left out of the rollup: their campaigns span several currencies.
     pub currency_conflicts: usize,
+    /// Provider rows for objects that match none of our entities: counted, never written.
+    pub unmatched_rows: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +158,7 @@ impl PipelineError {
                 "the ad account's access token expired or was revoked; connect the account again"
             }
             PipelineError::Provider(ProviderError::NotConnected { .. }) => {
-                "the ad account has no usable access token"
+                "the ad account cannot be used: no usable access token, or an account id that is not valid"
             }
             PipelineError::Provider(ProviderError::Rejected(_)) => {
                 "the stats provider rejected the request"
@@ -192,6 +194,8 @@ impl From<diesel::result::Error> for PipelineError {
 pub struct Fetched {
     pub request: SyncRequest,
     pub entities: usize,
+    /// Provider rows that matched none of our entities (left out).
+    pub unmatched_rows: u64,
     pub rows: Vec<NewRawStat>,
     pub fetched_at: NaiveDateTime,
     started: Instant,
@@ -245,12 +249,24 @@ impl Pipeline {
                 "a job covers 1 to {MAX_RANGE_DAYS} days, not {days}"
             )));
         }
-        let (entities, accounts, now) = {
+        let (entities, others, accounts, now) = {
             let mut conn = self.db.conn().await?;
             let entities =
                 entities::delivering_entities(&mut conn, &request.seller_id, request.level)
                     .await
                     .map_err(DbError::from)?;
+            let others = if self.provider.reports_every_status() {
+                entities::other_known_entities(
+                    &mut conn,
+                    &request.seller_id,
+                    request.level,
+                    &entities,
+                )
+                .await
+                .map_err(DbError::from)?
+            } else {
+                Vec::new()
+            };
             let accounts = db::connections::active_accounts(&mut conn, &request.seller_id)
                 .await
                 .map_err(DbError::from)?;
@@ -264,9 +280,9 @@ impl Pipeline {
             } else {
                 None
             };
-            (entities, accounts, now)
+            (entities, others, accounts, now)
         };
-        let (entities, accounts) = self.served(request, entities, accounts);
+        let (entities, others, accounts) = self.served(request, entities, others, accounts);
         // On the clock job claims use, so a job deferred to `until` is not claimed early.
         if let Some(until) = now.and_then(|now| {
             accounts
@@ -278,8 +294,13 @@ impl Pipeline {
             return Err(PipelineError::Paused { until });
         }
         let (entities, accounts) = self.read_due_accounts(request, entities, accounts).await?;
-        let stats = if entities.is_empty() {
-            Vec::new()
+        // Entities of an account the read found inactive are left out with it.
+        let others: Vec<EntityBudget> = others
+            .into_iter()
+            .filter(|e| accounts.iter().any(|a| a.connection_id == e.connection_id))
+            .collect();
+        let (stats, unmatched_rows) = if entities.is_empty() && others.is_empty() {
+            (Vec::new(), 0)
         } else {
             let asked = FetchRequest {
                 seller_id: &request.seller_id,
@@ -287,17 +308,18 @@ impl Pipeline {
                 date_from: request.date_from,
                 date_to: request.date_to,
                 entities: &entities,
+                others: &others,
                 accounts: &accounts,
             };
             match self.provider.fetch_readings(&asked).await {
                 Ok(readings) => {
                     self.record_pauses(&readings.pauses).await;
-                    readings.stats
+                    (readings.stats, readings.unmatched_rows)
                 }
                 Err(e) => return Err(self.provider_failed(e).await),
             }
         };
-        check_readings(request, &entities, &stats)?;
+        check_readings(request, &entities, &others, &stats)?;
         let job_id = request.job_id();
         let fetched_at = db::now_utc();
         let provider = self.provider.name().to_string();
@@ -327,6 +349,7 @@ impl Pipeline {
         Ok(Fetched {
             request: request.clone(),
             entities: entities.len(),
+            unmatched_rows,
             rows,
             fetched_at,
             started,
@@ -334,13 +357,15 @@ impl Pipeline {
     }
 
     /// The entities the provider serves and the accounts they run under; the others are left
-    /// out with one warning per reason.
+    /// out with one warning per reason. Of the non-delivering `others`, those the provider does
+    /// not serve are left out silently (a paused campaign of a closed account is no news).
     fn served(
         &self,
         request: &SyncRequest,
         entities: Vec<EntityBudget>,
+        others: Vec<EntityBudget>,
         accounts: Vec<AdAccount>,
-    ) -> (Vec<EntityBudget>, Vec<AdAccount>) {
+    ) -> (Vec<EntityBudget>, Vec<EntityBudget>, Vec<AdAccount>) {
         let by_id: HashMap<&str, &AdAccount> = accounts
             .iter()
             .map(|a| (a.connection_id.as_str(), a))
@@ -367,11 +392,25 @@ impl Pipeline {
                 skipped = ids.len(), entities = %ids.join(","), "entities left out of the sync: {reason}"
             );
         }
+        let others: Vec<EntityBudget> = others
+            .into_iter()
+            .filter(|e| {
+                by_id
+                    .get(e.connection_id.as_str())
+                    .is_some_and(|account| self.provider.skip_reason(e, account).is_none())
+            })
+            .collect();
+        used.extend(others.iter().map(|e| e.connection_id.clone()));
         let accounts = accounts
             .into_iter()
             .filter(|a| used.contains(&a.connection_id))
             .collect();
-        (served, accounts)
+        (served, others, accounts)
+    }
+
+    /// The provider's name (`ad_stats_raw.provider`, the metrics' `provider` label).
+    pub fn provider_name(&self) -> &'static str {
+        self.provider.name()
     }
 
     /// Reads the accounts whose read is due (`account_read_due_at`) before their insights: their
@@ -658,6 +697,7 @@ async fn write_tiers(
         sellpage_rows,
         duration_ms: millis(fetched.started.elapsed()),
         currency_conflicts,
+        unmatched_rows: fetched.unmatched_rows,
     };
     if let Some(lease) = lease {
         let rows = RowsWritten {
@@ -673,17 +713,22 @@ async fn write_tiers(
     Ok(summary)
 }
 
-/// The provider must answer once for every entity asked about on every day of the range, and for
-/// nothing else.
+/// The provider must answer once for every delivering entity on every day of the range, at most
+/// once for each of the `others`, and for nothing else.
 fn check_readings(
     request: &SyncRequest,
     entities: &[EntityBudget],
+    others: &[EntityBudget],
     stats: &[ProviderStat],
 ) -> Result<(), PipelineError> {
     let asked: HashSet<&str> = entities.iter().map(|e| e.entity_id.as_str()).collect();
+    let optional: HashSet<&str> = others.iter().map(|e| e.entity_id.as_str()).collect();
     let mut seen = HashSet::new();
+    let mut seen_optional = 0;
     for s in stats {
-        if !asked.contains(s.entity_id.as_str()) {
+        if optional.contains(s.entity_id.as_str()) {
+            seen_optional += 1;
+        } else if !asked.contains(s.entity_id.as_str()) {
             return Err(PipelineError::ProviderOutput(format!(
                 "reading for unknown entity {}",
                 s.entity_id
@@ -703,7 +748,7 @@ fn check_readings(
         }
     }
     let days = request.dates().count();
-    if seen.len() != asked.len() * days {
+    if seen.len() - seen_optional != asked.len() * days {
         return Err(PipelineError::ProviderOutput(format!(
             "{} readings for {} entities over {days} day(s)",
             seen.len(),

@@ -31,7 +31,12 @@ pub struct FetchRequest<'a> {
     pub level: Level,
     pub date_from: NaiveDate,
     pub date_to: NaiveDate,
+    /// The delivering entities: one reading each per day (zeros for no delivery).
     pub entities: &'a [EntityBudget],
+    /// Known entities that are not delivering (paused, archived… in our catalogue), given only
+    /// to a provider that [`StatProvider::reports_every_status`]: a reading where the provider
+    /// has a row, none otherwise. Empty for the others.
+    pub others: &'a [EntityBudget],
     pub accounts: &'a [AdAccount],
 }
 
@@ -108,6 +113,8 @@ pub enum ProviderError {
 pub struct Readings {
     pub stats: Vec<ProviderStat>,
     pub pauses: Vec<AccountPause>,
+    /// Rows the provider sent for objects that match none of our entities: left out, counted.
+    pub unmatched_rows: u64,
 }
 
 /// An ad account (its connection) to pause until `until`.
@@ -152,7 +159,7 @@ pub trait StatProvider: Send + Sync {
     async fn fetch_readings(&self, request: &FetchRequest<'_>) -> Result<Readings, ProviderError> {
         Ok(Readings {
             stats: self.fetch(request).await?,
-            pauses: Vec::new(),
+            ..Readings::default()
         })
     }
 
@@ -163,6 +170,13 @@ pub trait StatProvider: Send + Sync {
         _account: &AdAccount,
     ) -> Result<Option<AccountInfo>, ProviderError> {
         Ok(None)
+    }
+
+    /// Whether the provider reports what entities really did whatever their status in our
+    /// catalogue (Meta), so the pipeline also asks about the entities that are not delivering
+    /// ([`FetchRequest::others`]). The mock makes numbers up from budgets: it must not.
+    fn reports_every_status(&self) -> bool {
+        false
     }
 }
 
@@ -193,6 +207,10 @@ impl<P: StatProvider> StatProvider for Delayed<P> {
 
     fn skip_reason(&self, entity: &EntityBudget, account: &AdAccount) -> Option<&'static str> {
         self.inner.skip_reason(entity, account)
+    }
+
+    fn reports_every_status(&self) -> bool {
+        self.inner.reports_every_status()
     }
 
     async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError> {
@@ -235,6 +253,7 @@ mod tests {
             date_from: date,
             date_to: date,
             entities: &entities,
+            others: &[],
             accounts: &[],
         };
         let started = std::time::Instant::now();

@@ -114,6 +114,11 @@ struct TierLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
     route: String,
@@ -157,6 +162,7 @@ struct Inner {
     tick_duration: Histogram,
     rows_written: Family<TierLabels, Counter>,
     rollup_currency_conflicts: Counter,
+    unmatched_rows: Family<ProviderLabels, Counter>,
     http_requests: Family<RequestLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, Buckets>,
     pool_size: Gauge,
@@ -239,6 +245,12 @@ impl Metrics {
             "Sellpage dates left out of the rollup because their campaigns report in several currencies",
             rollup_currency_conflicts.clone(),
         );
+        let unmatched_rows = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "provider_unmatched_rows",
+            "Provider rows of succeeded jobs that matched no entity's external_id (left out, never written), by provider",
+            unmatched_rows.clone(),
+        );
         let http_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -284,6 +296,9 @@ impl Metrics {
         for outcome in ["ok", "failed"] {
             let _ = ticks.get_or_create(&TickLabels { outcome });
         }
+        for provider in ["mock", "meta"] {
+            let _ = unmatched_rows.get_or_create(&ProviderLabels { provider });
+        }
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -296,6 +311,7 @@ impl Metrics {
                 tick_duration,
                 rows_written,
                 rollup_currency_conflicts,
+                unmatched_rows,
                 http_requests,
                 http_duration,
                 pool_size,
@@ -332,6 +348,15 @@ impl Metrics {
     /// Sellpage dates a succeeded job left out of the rollup (campaigns in several currencies).
     pub fn rollup_currency_conflicts(&self, n: usize) {
         self.inner.rollup_currency_conflicts.inc_by(n as u64);
+    }
+
+    /// Rows a provider sent that matched none of our entities, in a succeeded job. `provider`
+    /// is the provider's name (`mock`, `meta`).
+    pub fn unmatched_rows(&self, provider: &'static str, rows: u64) {
+        self.inner
+            .unmatched_rows
+            .get_or_create(&ProviderLabels { provider })
+            .inc_by(rows);
     }
 
     /// A scheduler tick for the cron mark `at` ended; the last-tick time moves only on success,

@@ -169,6 +169,7 @@ async fn token_is_refused_in_production_and_verifies_elsewhere() {
         issuer: String::new(),
         audience: String::new(),
         leeway_seconds: 0,
+        max_token_lifetime: std::time::Duration::from_secs(86_400),
     });
     let claims = verifier
         .verify(token.trim())

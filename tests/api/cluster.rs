@@ -39,6 +39,7 @@ fn queued(seller: &str, run_at: chrono::NaiveDateTime) -> NewJobRecord {
         run_at,
         created_at: run_at,
         updated_at: run_at,
+        priority: ads_stats::jobs::Priority::Interactive.as_i16(),
     }
 }
 

@@ -157,7 +157,27 @@ async fn killed_inside_the_write_transaction_nothing_is_lost_or_doubled() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // RUNNING is set before the provider is asked; the kill must come once all three jobs wait
+    // on the lock inside their write transactions, which PostgreSQL shows as ungranted locks on
+    // this schema's `ad_stats_daily`.
+    loop {
+        let mut conn = db.conn().await.unwrap();
+        let waiting = count(
+            &mut conn,
+            "SELECT COUNT(*) AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE NOT l.granted AND c.relname = 'ad_stats_daily' \
+             AND c.relnamespace = current_schema()::regnamespace",
+        )
+        .await;
+        if waiting == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the jobs never reached their write: {waiting} waiting on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     service.crash().await;
     blocker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(

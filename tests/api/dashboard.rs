@@ -314,7 +314,7 @@ async fn session_cookie_attributes_and_logout(backend: Backend) {
         let app = app(backend)
             .with_settings(move |s| {
                 with_dashboard(s);
-                s.dashboard.secure_cookies = secure;
+                s.dashboard.secure_cookies = Some(secure);
                 s.dashboard.session_ttl = Duration::from_secs(3600);
             })
             .spawn()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ads_stats::db::models::NewJobRecord;
 use ads_stats::db::{self, stats};
 use ads_stats::domain::Level;
-use ads_stats::jobs::Trigger;
+use ads_stats::jobs::{Priority, Trigger};
 use ads_stats::pipeline::{FaultPoint, SyncRequest};
 
 use crate::helpers::{
@@ -190,6 +190,7 @@ async fn queued_and_orphaned_jobs_are_recovered_on_start(backend: Backend) {
         run_at: long_ago,
         created_at: long_ago,
         updated_at: long_ago,
+        priority: Priority::Scheduled.as_i16(),
     };
     // s1: accepted before a crash, never started. s2: running when its process died.
     db::jobs::enqueue(&mut conn, &record("s1")).await.unwrap();
@@ -365,6 +366,7 @@ async fn old_finished_records_are_pruned(backend: Backend) {
                 run_at: at,
                 created_at: at,
                 updated_at: at,
+                priority: Priority::Scheduled.as_i16(),
             },
         )
         .await

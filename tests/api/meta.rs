@@ -32,6 +32,8 @@ pub(crate) const KEY: [u8; 32] = [42; 32];
 pub(crate) const TOKEN: &str = "EAAGm0PX4ZCpsBAPlainTokenThatMustNeverLeak0123456789";
 pub(crate) const SELLER: &str = "s1";
 pub(crate) const CONNECTION: &str = "s1-conn";
+/// The test seller's ad account: Meta's shape (`act_` and digits), the only one a job may ask.
+pub(crate) const ACCOUNT: &str = "act_1001";
 
 pub(crate) fn key_b64() -> String {
     base64::engine::general_purpose::STANDARD.encode(KEY)
@@ -221,7 +223,8 @@ fn empty_page() -> Reply {
     Reply::json(200, serde_json::json!({"data": []}))
 }
 
-/// A row as Meta sends it: every number a string.
+/// A `level=ad` row as Meta sends it: every number a string, and the three ids. `level_id` is the
+/// one the test cares about; the other two are made up from it (one ad per row and day).
 pub(crate) fn row(
     level_id: (&str, &str),
     date: &str,
@@ -229,10 +232,13 @@ pub(crate) fn row(
     impressions: &str,
     link_clicks: &str,
 ) -> serde_json::Value {
-    serde_json::json!({
-        level_id.0: level_id.1, "date_start": date, "date_stop": date,
+    let mut row = serde_json::json!({
+        "campaign_id": format!("1{}", level_id.1), "adset_id": format!("5{}", level_id.1),
+        "ad_id": format!("7{}", level_id.1), "date_start": date, "date_stop": date,
         "spend": spend, "impressions": impressions, "inline_link_clicks": link_clicks,
-    })
+    });
+    row[level_id.0] = level_id.1.into();
+    row
 }
 
 fn actions(list: &[(&str, &str)]) -> serde_json::Value {
@@ -278,8 +284,15 @@ pub(crate) async fn connect_account(conn: &mut DbConn) {
         .unwrap();
 }
 
+/// The test seller's catalogue, its connection on [`ACCOUNT`].
+pub(crate) fn meta_catalog() -> Catalog {
+    let mut catalog = seller_catalog(SELLER);
+    catalog.connections[0].external_account_id = ACCOUNT.into();
+    catalog
+}
+
 pub(crate) async fn meta_app(backend: Backend, graph: &FakeGraph) -> TestApp {
-    meta_app_with(backend, graph, seller_catalog(SELLER)).await
+    meta_app_with(backend, graph, meta_catalog()).await
 }
 
 pub(crate) async fn meta_app_with(
@@ -382,6 +395,9 @@ on_both_backends!(
     no_plain_token_in_the_database_or_the_logs,
     connection_commands_seal_the_token_and_set_the_time_zone,
     each_ad_account_is_asked_with_its_own_token,
+    a_redirect_is_a_failed_attempt_and_never_followed,
+    a_bad_account_id_fails_the_job_without_a_request,
+    connection_commands_refuse_a_bad_account_id,
 );
 
 /// Page 1: cmp-1 (event totals and pixel variants both present), a campaign we do not track,
@@ -528,7 +544,7 @@ async fn two_pages_map_to_the_cent(backend: Backend) {
     let seen = graph.seen();
     assert_eq!(seen.len(), 2, "{seen:#?}");
     for s in &seen {
-        assert_eq!(s.path, "/v23.0/act_s1/insights");
+        assert_eq!(s.path, "/v23.0/act_1001/insights");
         assert_eq!(
             s.authorization.as_deref(),
             Some(&*format!("Bearer {TOKEN}"))
@@ -540,7 +556,7 @@ async fn two_pages_map_to_the_cent(backend: Backend) {
         );
     }
     let first = &seen[0].query;
-    assert_eq!(first["level"], "campaign");
+    assert_eq!(first["level"], "ad");
     assert_eq!(first["time_increment"], "1");
     assert_eq!(first["limit"], "2");
     let range: serde_json::Value = serde_json::from_str(&first["time_range"]).unwrap();
@@ -550,6 +566,8 @@ async fn two_pages_map_to_the_cent(backend: Backend) {
     );
     for field in [
         "campaign_id",
+        "adset_id",
+        "ad_id",
         "spend",
         "impressions",
         "inline_link_clicks",
@@ -927,9 +945,7 @@ async fn no_plain_token_in_the_database_or_the_logs(backend: Backend) {
     let db = migrated_db(&test_db).await;
     {
         let mut conn = db.conn().await.unwrap();
-        insert_catalog(&mut conn, &seller_catalog(SELLER))
-            .await
-            .unwrap();
+        insert_catalog(&mut conn, &meta_catalog()).await.unwrap();
         connect_account(&mut conn).await;
         connections::set_sealed_token(&mut conn, CONNECTION, "placeholder")
             .await
@@ -1075,7 +1091,7 @@ async fn dump_database(db: &Db, test_db: &TestDb) -> String {
 async fn connection_commands_seal_the_token_and_set_the_time_zone(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let db = migrated_db(&test_db).await;
-    insert_catalog(&mut db.conn().await.unwrap(), &seller_catalog(SELLER))
+    insert_catalog(&mut db.conn().await.unwrap(), &meta_catalog())
         .await
         .unwrap();
     let key = key_b64();
@@ -1204,7 +1220,7 @@ async fn each_ad_account_is_asked_with_its_own_token(backend: Backend) {
     const OTHER_TOKEN: &str = "EAAOtherAccountTokenZZZ";
     let graph = FakeGraph::start(|_, seen, _| {
         let data = match seen.path.as_str() {
-            "/v23.0/act_s1/insights" => vec![row(
+            "/v23.0/act_1001/insights" => vec![row(
                 ("campaign_id", "120001"),
                 "2026-11-20",
                 "1.11",
@@ -1223,7 +1239,7 @@ async fn each_ad_account_is_asked_with_its_own_token(backend: Backend) {
         Reply::json(200, serde_json::json!({ "data": data }))
     })
     .await;
-    let mut catalog = seller_catalog(SELLER);
+    let mut catalog = meta_catalog();
     for (id, provider, account) in [
         ("s1-conn-2", "META", "act_777"),
         ("s1-conn-g", "GOOGLE", "g-1"),
@@ -1283,12 +1299,12 @@ async fn each_ad_account_is_asked_with_its_own_token(backend: Backend) {
         asked,
         vec![
             (
-                "/v23.0/act_777/insights".to_string(),
-                format!("Bearer {OTHER_TOKEN}")
+                "/v23.0/act_1001/insights".to_string(),
+                format!("Bearer {TOKEN}")
             ),
             (
-                "/v23.0/act_s1/insights".to_string(),
-                format!("Bearer {TOKEN}")
+                "/v23.0/act_777/insights".to_string(),
+                format!("Bearer {OTHER_TOKEN}")
             ),
         ]
     );
@@ -1349,6 +1365,20 @@ async fn meta_settings_are_checked_at_start_up() {
         &["meta.usage_threshold"],
     )
     .await;
+    // Meta's fourth value, `lifetime`, is not one we offer: the error names the key.
+    crate::cli::config_errors(
+        &[("ADS_STATS_META__ACTION_REPORT_TIME", "lifetime")],
+        &["meta.action_report_time"],
+    )
+    .await;
+    crate::cli::config_errors(
+        &[(
+            "ADS_STATS_META__ACTION_TYPES__PURCHASE",
+            "purchase,,omni_purchase",
+        )],
+        &["meta.action_types.purchase"],
+    )
+    .await;
     // The token travels in a header: plain http only to a loopback host.
     for url in [
         "http://graph.facebook.com",
@@ -1365,12 +1395,32 @@ async fn the_token_key_prints_redacted() {
     let out = ads_stats()
         .arg("config")
         .env("ADS_STATS_META__TOKEN_KEY", &key)
+        .env("ADS_STATS_META__APP_SECRET", APP_SECRET)
+        .env(
+            "ADS_STATS_META__ACTION_TYPES__PURCHASE",
+            "omni_purchase,purchase",
+        )
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!stdout.contains(&key), "{stdout}");
+    assert!(!stdout.contains(APP_SECRET), "{stdout}");
+    assert!(
+        stdout.contains(
+            "app_secret = \"<redacted>\"  # environment variable ADS_STATS_META__APP_SECRET"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("action_report_time = \"mixed\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("purchase = \"omni_purchase,purchase\""),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "token_key = \"<redacted>\"  # environment variable ADS_STATS_META__TOKEN_KEY"
@@ -1383,8 +1433,8 @@ async fn the_token_key_prints_redacted() {
 // ---------- deleted objects, paging, rejected requests, EXPIRED races ----------
 
 /// Meta leaves deleted objects out of insights unless the filter names their status: the fake
-/// sends cmp-3's row only when `filtering` asks for DELETED, as Meta would. Without it cmp-3's
-/// real spend would be overwritten by a reading of zeros.
+/// sends the row of cmp-3's ad only when `filtering` asks for DELETED ads, as Meta would. Without
+/// it cmp-3's real spend would be overwritten by a reading of zeros.
 async fn deleted_and_archived_objects_are_asked_for(backend: Backend) {
     let graph = FakeGraph::start(|_, seen, _| {
         let filter: serde_json::Value = seen
@@ -1394,7 +1444,7 @@ async fn deleted_and_archived_objects_are_asked_for(backend: Backend) {
             .unwrap_or_default();
         let asks_deleted = filter.as_array().is_some_and(|f| {
             f.iter().any(|c| {
-                c["field"] == "campaign.effective_status"
+                c["field"] == "ad.effective_status"
                     && c["operator"] == "IN"
                     && c["value"]
                         .as_array()
@@ -1499,9 +1549,7 @@ async fn an_expired_token_marks_only_the_token_that_failed(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let db = migrated_db(&test_db).await;
     let mut conn = db.conn().await.unwrap();
-    insert_catalog(&mut conn, &seller_catalog(SELLER))
-        .await
-        .unwrap();
+    insert_catalog(&mut conn, &meta_catalog()).await.unwrap();
     let sealer = TokenSealer::new(&KEY);
     let old = sealer.seal(CONNECTION, &Secret::new("EAAold")).unwrap();
     let new = sealer.seal(CONNECTION, &Secret::new("EAAnew")).unwrap();
@@ -1603,6 +1651,1098 @@ async fn one_meta_id_on_two_entities_fails_the_job(backend: Backend) {
         jobs[0].last_error.as_deref(),
         Some("the stats provider answered with unexpected data")
     );
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
+    drop(app.shutdown().await);
+}
+
+/// A 302 from the Graph host to another host is not followed: each attempt fails (and is retried
+/// until the attempts run out), the other host is never asked, and nothing is written as zeros.
+async fn a_redirect_is_a_failed_attempt_and_never_followed(backend: Backend) {
+    let elsewhere = FakeGraph::start(|_, _, _| empty_page()).await;
+    let target = format!("{}/v23.0/{ACCOUNT}/insights", elsewhere.url);
+    let graph = FakeGraph::start(move |_, _, _| Reply {
+        status: 302,
+        headers: vec![("Location", target.clone())],
+        body: String::new(),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let app = meta_app(backend, &graph).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    let jobs = app
+        .wait_for_jobs(Duration::from_secs(20), |jobs| {
+            jobs.len() == 1 && jobs[0].status == "FAILED"
+        })
+        .await;
+    let max_attempts = app.settings.jobs.max_attempts as i32;
+    assert!(max_attempts > 1, "the test needs retries");
+    assert_eq!(jobs[0].attempts, max_attempts, "{jobs:#?}");
+    assert_eq!(
+        jobs[0].last_error.as_deref(),
+        Some("the stats provider request failed")
+    );
+    assert_eq!(graph.requests(), max_attempts as usize);
+    assert_eq!(elsewhere.requests(), 0, "the redirect was followed");
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0), "nothing written");
+    drop(app.shutdown().await);
+}
+
+/// An account id that is not Meta's shape (here one that would walk the URL path to
+/// `/me/accounts`) fails the job at its first attempt, before any request.
+async fn a_bad_account_id_fails_the_job_without_a_request(backend: Backend) {
+    let graph = FakeGraph::start(|_, _, _| empty_page()).await;
+    let mut catalog = meta_catalog();
+    catalog.connections[0].external_account_id =
+        "1/../../../me/accounts?fields=access_token#".into();
+    let app = meta_app_with(backend, &graph, catalog).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    let jobs = app
+        .wait_for_jobs(Duration::from_secs(10), |jobs| {
+            jobs.len() == 1 && jobs[0].status == "FAILED"
+        })
+        .await;
+    assert_eq!(jobs[0].attempts, 1, "failed at once: {jobs:#?}");
+    assert!(
+        jobs[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("account id")),
+        "{jobs:#?}"
+    );
+    assert_eq!(graph.requests(), 0, "{:?}", graph.seen());
+    assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
+    drop(app.shutdown().await);
+}
+
+/// `connection set --account-id` takes only `(act_)digits`, and the other connection commands
+/// refuse a connection whose stored id is anything else: exit 2, one line, nothing stored.
+async fn connection_commands_refuse_a_bad_account_id(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = migrated_db(&test_db).await;
+    let bad = "1/../../../me/accounts?fields=access_token#";
+    let mut catalog = meta_catalog();
+    catalog.connections[0].external_account_id = bad.into();
+    insert_catalog(&mut db.conn().await.unwrap(), &catalog)
+        .await
+        .unwrap();
+    let envs = [
+        ("DATABASE_URL".to_string(), test_db.url.clone()),
+        ("ADS_STATS_META__TOKEN_KEY".to_string(), key_b64()),
+    ];
+    let refused = |out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{}", text(out));
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+        assert!(err.contains("account id"), "{err}");
+    };
+    let set = |extra: &[&'static str]| {
+        let mut args = vec!["connection", "set", "--connection", CONNECTION];
+        args.extend_from_slice(extra);
+        args
+    };
+    refused(
+        &run_with_stdin(
+            &["connection", "set-token", "--connection", CONNECTION],
+            &envs,
+            TOKEN,
+        )
+        .await,
+    );
+    refused(&run_with_stdin(&set(&["--timezone", "Europe/Berlin"]), &envs, "").await);
+    for wrong in ["act_s1", "12/../me", "act_", " 1001", "act_1001?x=1"] {
+        let mut args = set(&["--account-id"]);
+        args.push(wrong);
+        refused(&run_with_stdin(&args, &envs, "").await);
+    }
+    let stored = |db: &Db| {
+        let db = db.clone();
+        async move {
+            connections::account_id(&mut db.conn().await.unwrap(), CONNECTION)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(stored(&db).await.as_deref(), Some(bad), "nothing changed");
+    assert_eq!(connection_row(&db).await.1, None, "no token stored");
+
+    // The right id is taken, and then the token is.
+    let out = run_with_stdin(&set(&["--account-id", "act_1001"]), &envs, "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stored(&db).await.as_deref(), Some("act_1001"));
+    let out = run_with_stdin(
+        &["connection", "set-token", "--connection", CONNECTION],
+        &envs,
+        TOKEN,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(connection_row(&db).await.1.is_some());
+}
+
+// ---------- a Meta-like account: ad rows, attribution, statuses, appsecret_proof ----------
+
+/// The app secret the Meta-like fake requires when a test says so, and the proof Meta expects for
+/// [`TOKEN`]: HMAC-SHA256 of the token keyed by the secret, in lowercase hex (computed outside
+/// this code base, with Python's `hmac`).
+const APP_SECRET: &str = "app-secret-for-tests";
+const TOKEN_PROOF: &str = "82b45da93e67067d1230a5595a269c71fa48adabf5efbd66dcf7b872b7cd515e";
+
+/// Every `effective_status` Meta documents for ads.
+const AD_STATUSES: [&str; 12] = [
+    "ACTIVE",
+    "PAUSED",
+    "DELETED",
+    "PENDING_REVIEW",
+    "DISAPPROVED",
+    "PREAPPROVED",
+    "PENDING_BILLING_INFO",
+    "CAMPAIGN_PAUSED",
+    "ARCHIVED",
+    "ADSET_PAUSED",
+    "IN_PROCESS",
+    "WITH_ISSUES",
+];
+
+/// One ad as Meta knows it: its ids, status, its ad set's attribution setting and its days.
+#[derive(Debug, Clone)]
+struct FakeAd {
+    campaign: &'static str,
+    adset: &'static str,
+    ad: &'static str,
+    status: &'static str,
+    attribution: &'static str,
+    days: Vec<FakeDay>,
+}
+
+/// One ad's day: money in cents (the fake writes it as Meta's decimal strings), counts, and the
+/// action types with their counts and values (cents).
+#[derive(Debug, Clone)]
+struct FakeDay {
+    date: &'static str,
+    spend: i64,
+    impressions: i64,
+    clicks: i64,
+    actions: Vec<(&'static str, i64)>,
+    values: Vec<(&'static str, i64)>,
+}
+
+fn money(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+fn graph_refusal(code: i64, kind: &str, message: &str) -> Reply {
+    Reply::json(
+        400,
+        serde_json::json!({"error": {"message": message, "type": kind, "code": code,
+            "fbtrace_id": "AbCdEfGhIjK"}}),
+    )
+}
+
+/// `act_1001/insights` as Meta documents it, over `ads`:
+/// - with `secret`, a request without the right `appsecret_proof` is refused (code 100);
+/// - `level` groups the ads' rows (ad, adset, campaign); a campaign or ad set whose ads use
+///   different attribution settings gets its row WITHOUT `actions`/`action_values`, as Meta
+///   answers, so only ad-level requests see every conversion;
+/// - `filtering` on `<level>.effective_status` picks the ads by status; without it, deleted and
+///   archived ads are left out;
+/// - only the `fields` asked for are sent; `time_range` and `time_increment=1` give one row per
+///   day; pages of `limit` rows with a `paging.next` link carrying the token, as Meta's do;
+/// - every answer carries the four usage headers, far below any threshold.
+fn meta_account(
+    ads: Vec<FakeAd>,
+    secret: bool,
+) -> impl Fn(usize, &Seen, &str) -> Reply + Send + Sync + 'static {
+    move |_, seen, base| {
+        if secret {
+            match seen.query.get("appsecret_proof").map(String::as_str) {
+                None => {
+                    return graph_refusal(
+                        100,
+                        "GraphMethodException",
+                        "API calls from the server require an appsecret_proof argument",
+                    )
+                }
+                Some(p) if p != TOKEN_PROOF => {
+                    return graph_refusal(
+                        100,
+                        "GraphMethodException",
+                        "Invalid appsecret_proof provided in the API argument",
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        if seen.path != "/v23.0/act_1001/insights" {
+            return graph_refusal(100, "GraphMethodException", "Unsupported get request.");
+        }
+        let level = seen.query.get("level").map_or("account", String::as_str);
+        if !["ad", "adset", "campaign"].contains(&level) {
+            return graph_refusal(100, "OAuthException", "(#100) level must be one of ...");
+        }
+        let q = |k: &str| seen.query.get(k).cloned().unwrap_or_default();
+        let fields: Vec<String> = q("fields").split(',').map(str::to_string).collect();
+        let asked = |f: &str| fields.iter().any(|x| x == f);
+        let filtering: serde_json::Value =
+            serde_json::from_str(&q("filtering")).unwrap_or_default();
+        let statuses: Vec<String> = filtering
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| {
+                c["operator"] == "IN"
+                    && c["field"]
+                        .as_str()
+                        .is_some_and(|f| f.ends_with(".effective_status"))
+            })
+            .and_then(|c| c["value"].as_array())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_else(|| {
+                AD_STATUSES
+                    .iter()
+                    .filter(|s| !["DELETED", "ARCHIVED"].contains(s))
+                    .map(|s| s.to_string())
+                    .collect()
+            });
+        let range: serde_json::Value = serde_json::from_str(&q("time_range")).unwrap_or_default();
+        let (since, until) = (
+            range["since"].as_str().unwrap_or("").to_string(),
+            range["until"].as_str().unwrap_or("").to_string(),
+        );
+        // Group the ads' days by (date, the level's id), keeping the attributions met.
+        type Group = (
+            Vec<&'static str>,
+            Vec<FakeDay>,
+            &'static str,
+            &'static str,
+            &'static str,
+        );
+        let mut groups: std::collections::BTreeMap<(String, String), Group> = Default::default();
+        for ad in ads
+            .iter()
+            .filter(|a| statuses.iter().any(|s| s == a.status))
+        {
+            let key = match level {
+                "campaign" => ad.campaign,
+                "adset" => ad.adset,
+                _ => ad.ad,
+            };
+            for d in ad
+                .days
+                .iter()
+                .filter(|d| since.as_str() <= d.date && d.date <= until.as_str())
+            {
+                let g = groups
+                    .entry((d.date.to_string(), key.to_string()))
+                    .or_insert_with(|| (Vec::new(), Vec::new(), ad.campaign, ad.adset, ad.ad));
+                g.0.push(ad.attribution);
+                g.1.push(d.clone());
+            }
+        }
+        let rows: Vec<serde_json::Value> = groups
+            .into_iter()
+            .map(|((date, _), (attributions, days, campaign, adset, ad))| {
+                let mut row = serde_json::json!({"date_start": date, "date_stop": date});
+                for (field, id, from) in [
+                    ("campaign_id", campaign, "campaign"),
+                    ("adset_id", adset, "adset"),
+                    ("ad_id", ad, "ad"),
+                ] {
+                    // A grouped row has the ids of its level and above only.
+                    let above = match level {
+                        "campaign" => from == "campaign",
+                        "adset" => from != "ad",
+                        _ => true,
+                    };
+                    if asked(field) && above {
+                        row[field] = id.into();
+                    }
+                }
+                let sum = |f: fn(&FakeDay) -> i64| days.iter().map(f).sum::<i64>();
+                if asked("spend") {
+                    row["spend"] = money(sum(|d| d.spend)).into();
+                }
+                if asked("impressions") {
+                    row["impressions"] = sum(|d| d.impressions).to_string().into();
+                }
+                if asked("inline_link_clicks") {
+                    row["inline_link_clicks"] = sum(|d| d.clicks).to_string().into();
+                }
+                let one_attribution = attributions.iter().all(|a| *a == attributions[0]);
+                if one_attribution {
+                    let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
+                    let mut values: std::collections::BTreeMap<&str, i64> = Default::default();
+                    for d in &days {
+                        for (t, n) in &d.actions {
+                            *counts.entry(t).or_default() += n;
+                        }
+                        for (t, v) in &d.values {
+                            *values.entry(t).or_default() += v;
+                        }
+                    }
+                    if asked("actions") && !counts.is_empty() {
+                        row["actions"] = counts
+                            .iter()
+                            .map(|(t, n)| serde_json::json!({"action_type": t, "value": n.to_string()}))
+                            .collect();
+                    }
+                    if asked("action_values") && !values.is_empty() {
+                        row["action_values"] = values
+                            .iter()
+                            .map(|(t, v)| serde_json::json!({"action_type": t, "value": money(*v)}))
+                            .collect();
+                    }
+                }
+                row
+            })
+            .collect();
+        let limit: usize = q("limit").parse().unwrap_or(25);
+        let offset: usize = seen
+            .query
+            .get("after")
+            .and_then(|a| a.strip_prefix("row"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let page: Vec<_> = rows.iter().skip(offset).take(limit).cloned().collect();
+        let mut body = serde_json::json!({ "data": page });
+        if offset + limit < rows.len() {
+            let mut next = reqwest::Url::parse(&format!("{base}{}", seen.path)).unwrap();
+            next.query_pairs_mut()
+                .extend_pairs(seen.query.iter().filter(|(k, _)| k.as_str() != "after"))
+                .append_pair("access_token", TOKEN)
+                .append_pair("after", &format!("row{}", offset + limit));
+            body["paging"] = serde_json::json!({"cursors": {"after": format!("row{}", offset + limit)},
+                "next": next.as_str()});
+        }
+        Reply::json(200, body)
+            .header("X-Business-Use-Case-Usage", usage_header(3, 0))
+            .header(
+                "X-Ad-Account-Usage",
+                serde_json::json!({"acc_id_util_pct": 2.5, "reset_time_duration": 0,
+                    "ads_api_access_tier": "standard_access"}),
+            )
+            .header(
+                "X-App-Usage",
+                serde_json::json!({"call_count": 4, "total_cputime": 1, "total_time": 2}),
+            )
+            .header(
+                "X-FB-Ads-Insights-Throttle",
+                serde_json::json!({"app_id_util_pct": 1.5, "acc_id_util_pct": 2.5,
+                    "ads_api_access_tier": "standard_access"}),
+            )
+    }
+}
+
+/// Our catalogue for the Meta-like account: the test seller plus an ARCHIVED ad set (ad-4) and an
+/// ad set with an ad under cmp-2, a PAUSED campaign cmp-5 (page-2) with an ad set and ad, a
+/// PAUSED ad-7, and an ad set and ad under cmp-3 that Meta has DELETED. Meta ids on all of them
+/// (campaigns 12000k, ad sets 23000k, ads 34000k).
+fn account_catalog() -> Catalog {
+    let mut c = meta_catalog();
+    let adset = |k: u32, campaign: u32, status: &str| ads_stats::db::models::NewAdset {
+        id: format!("s1-adset-{k}"),
+        seller_id: SELLER.into(),
+        campaign_id: format!("s1-cmp-{campaign}"),
+        name: format!("Ad set {k}"),
+        status: status.into(),
+        daily_budget_cents: None,
+    };
+    let ad = |k: u32, adset: u32, status: &str| ads_stats::db::models::NewAd {
+        id: format!("s1-ad-{k}"),
+        seller_id: SELLER.into(),
+        adset_id: format!("s1-adset-{adset}"),
+        name: format!("Ad {k}"),
+        status: status.into(),
+    };
+    c.campaigns.push(NewCampaign {
+        id: "s1-cmp-5".into(),
+        seller_id: SELLER.into(),
+        connection_id: CONNECTION.into(),
+        sellpage_id: Some("s1-page-2".into()),
+        name: "Campaign 5".into(),
+        status: "PAUSED".into(),
+        daily_budget_cents: 3_000,
+    });
+    c.adsets.extend([
+        adset(3, 1, "ARCHIVED"),
+        adset(4, 2, "ACTIVE"),
+        adset(5, 5, "ACTIVE"),
+        adset(6, 3, "ACTIVE"),
+    ]);
+    c.ads.extend([
+        ad(4, 3, "ACTIVE"),
+        ad(5, 4, "ACTIVE"),
+        ad(6, 5, "ACTIVE"),
+        ad(7, 2, "PAUSED"),
+        ad(8, 6, "ACTIVE"),
+    ]);
+    c
+}
+
+async fn set_account_ids(app: &TestApp) {
+    let mut conn = app.conn().await;
+    let mut ids = vec![(
+        HierarchyTable::Campaigns,
+        "s1-cmp-5".to_string(),
+        "120005".to_string(),
+    )];
+    for k in 3..=6 {
+        ids.push((
+            HierarchyTable::Adsets,
+            format!("s1-adset-{k}"),
+            format!("23000{k}"),
+        ));
+    }
+    for k in 2..=8 {
+        ids.push((
+            HierarchyTable::Ads,
+            format!("s1-ad-{k}"),
+            format!("34000{k}"),
+        ));
+    }
+    for (table, id, ext) in ids {
+        assert_eq!(
+            catalog::set_external_id(&mut conn, table, &id, Some(&ext))
+                .await
+                .unwrap(),
+            1,
+            "{id}"
+        );
+    }
+}
+
+fn fake_day(
+    date: &'static str,
+    spend: i64,
+    impressions: i64,
+    clicks: i64,
+    actions: &[(&'static str, i64)],
+    values: &[(&'static str, i64)],
+) -> FakeDay {
+    FakeDay {
+        date,
+        spend,
+        impressions,
+        clicks,
+        actions: actions.to_vec(),
+        values: values.to_vec(),
+    }
+}
+
+/// The account's ads over 2026-11-20..21. cmp-1's ad sets use different attribution settings
+/// (so a campaign-level answer for it has no conversions); ad 340099 is not in our catalogue
+/// (its campaign and ad set are), ad 349999 is in nothing of ours.
+fn account_ads() -> Vec<FakeAd> {
+    let (d1, d2) = ("2026-11-20", "2026-11-21");
+    let ad = |campaign, adset, ad, status, attribution, days| FakeAd {
+        campaign,
+        adset,
+        ad,
+        status,
+        attribution,
+        days,
+    };
+    vec![
+        ad(
+            "120001",
+            "230001",
+            "340001",
+            "ACTIVE",
+            "7d_click_1d_view",
+            vec![
+                fake_day(
+                    d1,
+                    1234,
+                    1000,
+                    20,
+                    &[
+                        ("view_content", 30),
+                        ("offsite_conversion.fb_pixel_view_content", 28),
+                        ("add_to_cart", 5),
+                        ("initiate_checkout", 3),
+                        ("purchase", 2),
+                        ("offsite_conversion.fb_pixel_purchase", 2),
+                        ("omni_purchase", 3),
+                    ],
+                    &[
+                        ("purchase", 5998),
+                        ("offsite_conversion.fb_pixel_purchase", 5998),
+                        ("omni_purchase", 8997),
+                    ],
+                ),
+                fake_day(
+                    d2,
+                    2050,
+                    1500,
+                    31,
+                    &[("view_content", 41), ("purchase", 1), ("omni_purchase", 1)],
+                    &[("purchase", 1999), ("omni_purchase", 1999)],
+                ),
+            ],
+        ),
+        ad(
+            "120001",
+            "230001",
+            "340002",
+            "ACTIVE",
+            "7d_click_1d_view",
+            vec![fake_day(
+                d1,
+                29,
+                41,
+                1,
+                &[
+                    ("offsite_conversion.fb_pixel_add_to_cart", 1),
+                    ("offsite_conversion.fb_pixel_purchase", 1),
+                ],
+                &[("offsite_conversion.fb_pixel_purchase", 1999)],
+            )],
+        ),
+        ad(
+            "120001",
+            "230002",
+            "340003",
+            "ACTIVE",
+            "1d_click",
+            vec![
+                fake_day(
+                    d1,
+                    777,
+                    700,
+                    7,
+                    &[("initiate_checkout", 2), ("purchase", 1)],
+                    &[("purchase", 4500)],
+                ),
+                fake_day(d2, 801, 810, 9, &[], &[]),
+            ],
+        ),
+        ad(
+            "120001",
+            "230003",
+            "340004",
+            "ARCHIVED",
+            "1d_click",
+            vec![fake_day(
+                d1,
+                333,
+                333,
+                3,
+                &[("purchase", 1)],
+                &[("purchase", 1001)],
+            )],
+        ),
+        ad(
+            "120002",
+            "230004",
+            "340005",
+            "ACTIVE",
+            "7d_click_1d_view",
+            vec![
+                fake_day(
+                    d1,
+                    5122,
+                    6025,
+                    120,
+                    &[("view_content", 84), ("add_to_cart", 10), ("purchase", 2)],
+                    &[("purchase", 15136)],
+                ),
+                fake_day(
+                    d2,
+                    7010,
+                    8000,
+                    160,
+                    &[("purchase", 3)],
+                    &[("purchase", 29997)],
+                ),
+            ],
+        ),
+        ad(
+            "120005",
+            "230005",
+            "340006",
+            "CAMPAIGN_PAUSED",
+            "7d_click_1d_view",
+            vec![fake_day(
+                d1,
+                1500,
+                900,
+                12,
+                &[("purchase", 1)],
+                &[("purchase", 3000)],
+            )],
+        ),
+        ad(
+            "120001",
+            "230002",
+            "340007",
+            "PAUSED",
+            "1d_click",
+            vec![fake_day(d1, 110, 110, 1, &[], &[])],
+        ),
+        ad(
+            "120003",
+            "230006",
+            "340008",
+            "DELETED",
+            "7d_click_1d_view",
+            vec![fake_day(
+                d2,
+                725,
+                70,
+                7,
+                &[("purchase", 1)],
+                &[("purchase", 1250)],
+            )],
+        ),
+        ad(
+            "120001",
+            "230001",
+            "340099",
+            "ACTIVE",
+            "7d_click_1d_view",
+            vec![
+                fake_day(d1, 200, 200, 2, &[("purchase", 1)], &[("purchase", 500)]),
+                fake_day(d2, 300, 300, 3, &[], &[]),
+            ],
+        ),
+        ad(
+            "129999",
+            "239999",
+            "349999",
+            "ACTIVE",
+            "7d_click_1d_view",
+            vec![
+                fake_day(d1, 100000, 1, 1, &[], &[]),
+                fake_day(d2, 100000, 1, 1, &[], &[]),
+            ],
+        ),
+    ]
+}
+
+/// What a reader computes from the fake's ad rows with the default action types: per (entity of
+/// `level`, date) the sums of every metric we keep, keyed by our entity id (rows whose id at that
+/// level is none of ours are left out), and the number of ad rows left out.
+fn reader_sums(
+    level: Level,
+    ours: &HashMap<&str, &str>,
+) -> (HashMap<(String, NaiveDate), [i64; 8]>, u64) {
+    let first = |list: &[(&str, i64)], types: [&str; 2]| {
+        types
+            .iter()
+            .find_map(|t| list.iter().find(|(x, _)| x == t).map(|(_, n)| *n))
+            .unwrap_or(0)
+    };
+    let mut sums: HashMap<(String, NaiveDate), [i64; 8]> = HashMap::new();
+    let mut unmatched = 0;
+    for ad in account_ads() {
+        let ext = match level {
+            Level::Campaign => ad.campaign,
+            Level::Adset => ad.adset,
+            Level::Ad => ad.ad,
+        };
+        for d in &ad.days {
+            let Some(id) = ours.get(ext) else {
+                unmatched += 1;
+                continue;
+            };
+            let s = sums.entry((id.to_string(), day(d.date))).or_default();
+            let row = [
+                d.spend,
+                d.impressions,
+                d.clicks,
+                first(
+                    &d.actions,
+                    ["view_content", "offsite_conversion.fb_pixel_view_content"],
+                ),
+                first(
+                    &d.actions,
+                    ["add_to_cart", "offsite_conversion.fb_pixel_add_to_cart"],
+                ),
+                first(
+                    &d.actions,
+                    [
+                        "initiate_checkout",
+                        "offsite_conversion.fb_pixel_initiate_checkout",
+                    ],
+                ),
+                first(
+                    &d.actions,
+                    ["purchase", "offsite_conversion.fb_pixel_purchase"],
+                ),
+                first(
+                    &d.values,
+                    ["purchase", "offsite_conversion.fb_pixel_purchase"],
+                ),
+            ];
+            for (a, b) in s.iter_mut().zip(row) {
+                *a += b;
+            }
+        }
+    }
+    (sums, unmatched)
+}
+
+fn totals_of(d: &ads_stats::db::models::DailyStat) -> [i64; 8] {
+    [
+        d.spend_cents,
+        d.impressions,
+        d.clicks,
+        d.content_views,
+        d.add_to_cart,
+        d.checkouts,
+        d.purchases,
+        d.revenue_cents,
+    ]
+}
+
+async fn daily_rows(app: &TestApp, level: &str) -> Vec<ads_stats::db::models::DailyStat> {
+    use ads_stats::db::models::DailyStat;
+    use ads_stats::db::schema::ad_stats_daily;
+    let mut conn = app.conn().await;
+    let conn = &mut conn;
+    db_run!(conn, {
+        ad_stats_daily::table
+            .filter(ad_stats_daily::seller_id.eq(SELLER))
+            .filter(ad_stats_daily::level.eq(level))
+            .select(DailyStat::as_select())
+            .load(conn)
+            .await
+            .unwrap()
+    })
+}
+
+/// The app against the Meta-like fake over [`account_catalog`], with the Meta settings adjusted.
+async fn account_app(
+    backend: Backend,
+    graph: &FakeGraph,
+    adjust: impl FnOnce(&mut MetaSettings),
+) -> TestApp {
+    let mut meta = meta_settings(&graph.url);
+    adjust(&mut meta);
+    let provider = Arc::new(MetaProvider::new(&meta).unwrap());
+    let app = app(backend)
+        .with_catalog(account_catalog())
+        .with_settings(move |s| {
+            s.provider = ProviderKind::Meta;
+            s.stats.aggregation = Aggregation::Latest;
+            s.meta = meta;
+        })
+        .with_provider(provider)
+        .spawn()
+        .await;
+    connect_account(&mut app.conn().await).await;
+    set_account_ids(&app).await;
+    app
+}
+
+/// The value of `ads_stats_provider_unmatched_rows_total{provider="meta"}`, polled until it is
+/// `expected` (it is recorded a moment after the job's record commits) or the deadline passes.
+async fn unmatched_rows_metric(app: &TestApp, expected: f64) -> f64 {
+    let started = Instant::now();
+    loop {
+        let response = app
+            .send(app.request(reqwest::Method::GET, "/metrics"))
+            .await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        let value = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("ads_stats_provider_unmatched_rows_total{provider=\"meta\"} ")
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        if value == expected || started.elapsed() > Duration::from_secs(10) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+on_both_backends!(
+    ad_rows_sum_to_every_level_to_the_cent,
+    action_type_settings_choose_the_counted_type,
+    appsecret_proof_is_sent_exactly_when_a_secret_is_set,
+);
+
+/// Campaign, ad-set and ad jobs over two days: every number written equals, to the cent, the sum
+/// a reader computes from the fake's ad rows, including a PAUSED campaign, an ARCHIVED ad set, a
+/// PAUSED ad and an ad Meta DELETED; cmp-1 (mixed attribution) keeps its purchases; rows of ads we
+/// do not know are counted and not written; the sellpage rollup adds the campaigns up.
+async fn ad_rows_sum_to_every_level_to_the_cent(backend: Backend) {
+    let graph = FakeGraph::start(meta_account(account_ads(), false)).await;
+    let app = account_app(backend, &graph, |_| {}).await;
+    for level in [Level::Campaign, Level::Adset, Level::Ad] {
+        enqueue(&app, level, "2026-11-20", "2026-11-21").await;
+    }
+    app.wait_until_idle(Duration::from_secs(30)).await;
+    let jobs = app.jobs().await;
+    assert!(
+        jobs.iter()
+            .all(|j| j.status == "SUCCEEDED" && j.attempts == 1),
+        "{jobs:#?}"
+    );
+    // Meta id → ours, and which of ours deliver (ACTIVE themselves and above).
+    let campaigns = HashMap::from([
+        ("120001", "s1-cmp-1"),
+        ("120002", "s1-cmp-2"),
+        ("120003", "s1-cmp-3"),
+        ("120005", "s1-cmp-5"),
+    ]);
+    let adsets: HashMap<&str, &str> = HashMap::from([
+        ("230001", "s1-adset-1"),
+        ("230002", "s1-adset-2"),
+        ("230003", "s1-adset-3"),
+        ("230004", "s1-adset-4"),
+        ("230005", "s1-adset-5"),
+        ("230006", "s1-adset-6"),
+    ]);
+    let ads: HashMap<&str, &str> = HashMap::from([
+        ("340001", "s1-ad-1"),
+        ("340002", "s1-ad-2"),
+        ("340003", "s1-ad-3"),
+        ("340004", "s1-ad-4"),
+        ("340005", "s1-ad-5"),
+        ("340006", "s1-ad-6"),
+        ("340007", "s1-ad-7"),
+        ("340008", "s1-ad-8"),
+    ]);
+    let delivering: [(&str, Level, Vec<&str>); 3] = [
+        (
+            "CAMPAIGN",
+            Level::Campaign,
+            vec!["s1-cmp-1", "s1-cmp-2", "s1-cmp-3"],
+        ),
+        (
+            "ADSET",
+            Level::Adset,
+            vec!["s1-adset-1", "s1-adset-2", "s1-adset-4", "s1-adset-6"],
+        ),
+        (
+            "AD",
+            Level::Ad,
+            vec!["s1-ad-1", "s1-ad-2", "s1-ad-3", "s1-ad-5", "s1-ad-8"],
+        ),
+    ];
+    let mut unmatched_total = 0;
+    let mut campaign_sums = HashMap::new();
+    for (name, level, delivering) in delivering {
+        let ours = match level {
+            Level::Campaign => &campaigns,
+            Level::Adset => &adsets,
+            Level::Ad => &ads,
+        };
+        let (mut expected, unmatched) = reader_sums(level, ours);
+        unmatched_total += unmatched;
+        // A delivering entity without rows on a day reads zeros; the others only have their rows.
+        for id in delivering {
+            for date in ["2026-11-20", "2026-11-21"] {
+                expected.entry((id.to_string(), day(date))).or_default();
+            }
+        }
+        let written: HashMap<(String, NaiveDate), [i64; 8]> = daily_rows(&app, name)
+            .await
+            .iter()
+            .map(|d| ((d.entity_id.clone(), d.stat_date), totals_of(d)))
+            .collect();
+        let mut keys: Vec<_> = expected.keys().collect();
+        keys.sort();
+        for key in keys {
+            assert_eq!(written.get(key), Some(&expected[key]), "{name} {key:?}");
+        }
+        assert_eq!(written.len(), expected.len(), "{name}: {written:#?}");
+        if level == Level::Campaign {
+            campaign_sums = expected;
+        }
+    }
+    // The regression this guards: cmp-1's ad sets differ in attribution, so only ad rows carry
+    // its purchases (2 + 1 + 1 + 1 of ours, and the one of ad 340099 we do not track).
+    assert_eq!(
+        campaign_sums[&("s1-cmp-1".to_string(), day("2026-11-20"))][6],
+        6
+    );
+    // The PAUSED campaign's spend of the 20th and the DELETED ad's of the 21st are kept.
+    assert_eq!(
+        campaign_sums[&("s1-cmp-5".to_string(), day("2026-11-20"))][0],
+        1500
+    );
+    assert_eq!(
+        campaign_sums[&("s1-cmp-3".to_string(), day("2026-11-21"))][0],
+        725
+    );
+    // Sellpages add their campaigns up: page-1 = cmp-1 + cmp-2, page-2 = cmp-3 + cmp-5.
+    for (page, members) in [
+        ("s1-page-1", ["s1-cmp-1", "s1-cmp-2"]),
+        ("s1-page-2", ["s1-cmp-3", "s1-cmp-5"]),
+    ] {
+        for date in ["2026-11-20", "2026-11-21"] {
+            let mut sum = [0i64; 8];
+            for c in members {
+                if let Some(t) = campaign_sums.get(&(c.to_string(), day(date))) {
+                    for (a, b) in sum.iter_mut().zip(t) {
+                        *a += b;
+                    }
+                }
+            }
+            let row = stats::sellpage_row(&mut app.conn().await, page, day(date))
+                .await
+                .unwrap()
+                .expect("sellpage row");
+            let got = [
+                row.ad_spend_cents,
+                row.impressions,
+                row.clicks,
+                row.content_views,
+                row.add_to_cart,
+                row.checkouts,
+                row.purchases,
+                row.revenue_cents,
+            ];
+            assert_eq!(got, sum, "{page} {date}");
+        }
+    }
+    // Ad 349999's two rows at each level, and ad 340099's two at ad level.
+    assert_eq!(unmatched_total, 8);
+    assert_eq!(unmatched_rows_metric(&app, 8.0).await, 8.0);
+    // Every request asked as Ads Manager shows: ad rows with the three ids, every status,
+    // each ad set's own attribution, conversions reported the `mixed` way.
+    let seen = graph.seen();
+    assert!(
+        seen.len() >= 3 * 2,
+        "paged at 2 rows a page: {}",
+        seen.len()
+    );
+    for s in seen.iter().filter(|s| !s.query.contains_key("after")) {
+        assert_eq!(s.query["level"], "ad");
+        assert_eq!(s.query["time_increment"], "1");
+        assert_eq!(s.query["use_unified_attribution_setting"], "true");
+        assert_eq!(s.query["action_report_time"], "mixed");
+        assert!(
+            !s.query.contains_key("appsecret_proof"),
+            "no app secret set"
+        );
+        let fields: Vec<&str> = s.query["fields"].split(',').collect();
+        for f in [
+            "campaign_id",
+            "adset_id",
+            "ad_id",
+            "date_start",
+            "spend",
+            "impressions",
+            "inline_link_clicks",
+            "actions",
+            "action_values",
+        ] {
+            assert!(fields.contains(&f), "{f} in {fields:?}");
+        }
+        let filtering: serde_json::Value = serde_json::from_str(&s.query["filtering"]).unwrap();
+        assert_eq!(filtering.as_array().map(Vec::len), Some(1), "{filtering}");
+        assert_eq!(filtering[0]["field"], "ad.effective_status");
+        assert_eq!(filtering[0]["operator"], "IN");
+        let mut asked: Vec<&str> = filtering[0]["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        asked.sort();
+        let mut all = AD_STATUSES.to_vec();
+        all.sort();
+        assert_eq!(asked, all);
+    }
+    drop(app.shutdown().await);
+}
+
+/// `meta.action_types.purchase = ["omni_purchase", "purchase"]`: ad-1's purchases and revenue
+/// come from `omni_purchase` (3 and 89.97 where `purchase` says 2 and 59.98); the other steps
+/// keep their defaults. `meta.action_report_time = "impression"` is what Meta is asked.
+async fn action_type_settings_choose_the_counted_type(backend: Backend) {
+    let graph = FakeGraph::start(meta_account(account_ads(), false)).await;
+    let app = account_app(backend, &graph, |m| {
+        m.action_types.purchase = vec!["omni_purchase".into(), "purchase".into()];
+        m.action_types.content_view = vec!["offsite_conversion.fb_pixel_view_content".into()];
+        m.action_report_time = ads_stats::config::ActionReportTime::Impression;
+    })
+    .await;
+    enqueue(&app, Level::Ad, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(20)).await;
+    assert_eq!(app.jobs().await[0].status, "SUCCEEDED");
+    let ad1 = stats::daily_row(&mut app.conn().await, "AD", "s1-ad-1", day("2026-11-20"))
+        .await
+        .unwrap()
+        .expect("ad-1's row");
+    assert_eq!(
+        (
+            ad1.purchases,
+            ad1.revenue_cents,
+            ad1.content_views,
+            ad1.add_to_cart
+        ),
+        (3, 8997, 28, 5)
+    );
+    // Ad-3 has no omni_purchase: the next type in the list counts.
+    let ad3 = stats::daily_row(&mut app.conn().await, "AD", "s1-ad-3", day("2026-11-20"))
+        .await
+        .unwrap()
+        .expect("ad-3's row");
+    assert_eq!((ad3.purchases, ad3.revenue_cents), (1, 4500));
+    for s in graph.seen() {
+        assert_eq!(s.query["action_report_time"], "impression");
+    }
+    drop(app.shutdown().await);
+}
+
+/// An app that requires the app secret: with `meta.app_secret` set every request (every page)
+/// carries Meta's proof and the job succeeds; without it no request carries one, Meta refuses
+/// with code 100 and the job fails at once, writing nothing.
+async fn appsecret_proof_is_sent_exactly_when_a_secret_is_set(backend: Backend) {
+    let graph = FakeGraph::start(meta_account(account_ads(), true)).await;
+    let app = account_app(backend, &graph, |m| m.app_secret = Secret::new(APP_SECRET)).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-21").await;
+    app.wait_until_idle(Duration::from_secs(20)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("SUCCEEDED", 1),
+        "{jobs:#?}"
+    );
+    let seen = graph.seen();
+    assert!(seen.len() >= 2, "more than one page: {}", seen.len());
+    for s in &seen {
+        assert_eq!(
+            s.query.get("appsecret_proof").map(String::as_str),
+            Some(TOKEN_PROOF)
+        );
+        assert!(
+            !s.raw_target.contains(APP_SECRET),
+            "the secret itself never travels"
+        );
+    }
+    assert_eq!(
+        raw(&app, "CAMPAIGN", "s1-cmp-2", "2026-11-21").await[0].spend_cents,
+        7010
+    );
+    drop(app.shutdown().await);
+
+    let graph = FakeGraph::start(meta_account(account_ads(), true)).await;
+    let app = account_app(backend, &graph, |_| {}).await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
+    app.wait_until_idle(Duration::from_secs(20)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("FAILED", 1),
+        "{jobs:#?}"
+    );
+    assert_eq!(
+        jobs[0].last_error.as_deref(),
+        Some("the stats provider rejected the request")
+    );
+    assert_eq!(graph.requests(), 1);
+    assert!(!graph.seen()[0].query.contains_key("appsecret_proof"));
     assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
     drop(app.shutdown().await);
 }

@@ -14,10 +14,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::helpers::{app, migrated_db, seller_catalog, today, Backend, TestApp, TestDb};
+use crate::helpers::{app, migrated_db, today, Backend, TestApp, TestDb};
 use crate::meta::{
-    connect_account, enqueue, graph_error, key_b64, meta_app, raw, row, run_with_stdin, text,
-    FakeGraph, Reply, CONNECTION, SELLER, TOKEN,
+    connect_account, enqueue, graph_error, key_b64, meta_app, meta_catalog, raw, row,
+    run_with_stdin, text, FakeGraph, Reply, CONNECTION, SELLER, TOKEN,
 };
 use crate::on_both_backends;
 
@@ -35,7 +35,7 @@ pub(crate) fn account_reply(zone: &str, currency: &str, status: i64) -> Reply {
     Reply::json(
         200,
         serde_json::json!({"name": "Test shop", "timezone_name": zone, "currency": currency,
-            "account_status": status, "id": "act_s1"}),
+            "account_status": status, "id": "act_1001"}),
     )
 }
 
@@ -121,7 +121,7 @@ async fn set_token_reads_the_account_and_meta_zone_wins(backend: Backend) {
     graph.set_account(account_reply("Asia/Tokyo", "JPY", 1));
     let test_db = TestDb::new(backend).await;
     let db = migrated_db(&test_db).await;
-    insert_catalog(&mut db.conn().await.unwrap(), &seller_catalog(SELLER))
+    insert_catalog(&mut db.conn().await.unwrap(), &meta_catalog())
         .await
         .unwrap();
     let envs = cli_envs(&test_db, &graph);
@@ -163,7 +163,7 @@ async fn set_token_reads_the_account_and_meta_zone_wins(backend: Backend) {
     assert!(!printed.contains(TOKEN), "{printed}");
     let reads = graph.account_reads();
     assert_eq!(reads.len(), 1, "one read: {reads:#?}");
-    assert_eq!(reads[0].path, "/v23.0/act_s1");
+    assert_eq!(reads[0].path, "/v23.0/act_1001");
     assert_eq!(
         reads[0].query.get("fields").map(String::as_str),
         Some("name,timezone_name,currency,account_status")
@@ -192,9 +192,7 @@ async fn a_due_read_at_the_start_of_a_job_logs_a_zone_change(backend: Backend) {
     let db = migrated_db(&test_db).await;
     {
         let mut conn = db.conn().await.unwrap();
-        insert_catalog(&mut conn, &seller_catalog(SELLER))
-            .await
-            .unwrap();
+        insert_catalog(&mut conn, &meta_catalog()).await.unwrap();
         connect_account(&mut conn).await;
         connections::set_timezone(&mut conn, CONNECTION, "Europe/Berlin")
             .await
@@ -513,7 +511,7 @@ async fn read_rows_carry_their_currency(app: &TestApp, date: chrono::NaiveDate) 
 /// USD only) is rolled up and its row says USD. Once both accounts report in one currency the
 /// next sync rolls page-1 up again.
 async fn a_sellpage_of_two_currencies_is_not_rolled_up(backend: Backend) {
-    let mut catalog = seller_catalog(SELLER);
+    let mut catalog = meta_catalog();
     catalog
         .connections
         .push(ads_stats::db::models::NewAdConnection {

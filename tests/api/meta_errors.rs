@@ -165,11 +165,13 @@ async fn the_app_limit_pauses_every_meta_connection(backend: Backend) {
         }
     })
     .await;
-    let app = meta_app_with(
-        backend,
-        &graph,
-        merge(seller_catalog("s1"), seller_catalog("s2")),
-    )
+    let app = meta_app_with(backend, &graph, {
+        let mut both = merge(seller_catalog("s1"), seller_catalog("s2"));
+        for (n, c) in both.connections.iter_mut().enumerate() {
+            c.external_account_id = format!("act_{}", 1001 + n);
+        }
+        both
+    })
     .await;
     {
         let mut conn = app.conn().await;

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::helpers::{app, Backend};
+use crate::helpers::{app, seller_catalog, Backend};
+use crate::on_both_backends;
 
 /// (path, method) pairs in the document.
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
@@ -202,4 +203,241 @@ async fn the_interactive_page_is_served_from_the_binary() {
     // The page's script and styles come from the binary, not a CDN.
     assert!(!html.contains("https://"), "{html}");
     app.shutdown().await;
+}
+
+/// Which of `samples` the ECMA-style `pattern` matches, by Python's `re` (the patterns here use
+/// only syntax both share), as an independent reader of the document would.
+fn pattern_matches(pattern: &str, samples: &[&str]) -> Vec<bool> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, re, sys\n\
+             p = re.compile(sys.argv[1])\n\
+             print(json.dumps([p.search(s) is not None for s in json.loads(sys.argv[2])]))",
+            pattern,
+            &serde_json::to_string(samples).unwrap(),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn parameter<'a>(doc: &'a Value, path: &str, name: &str) -> &'a Value {
+    doc["paths"][path]["get"]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path} has no parameters"))
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{path} has no parameter {name}"))
+}
+
+on_both_backends!(the_document_states_the_constraints_the_server_enforces);
+
+/// The document is as strict as the server, checked against the running server rather than
+/// restated: dates (format and pattern), the level enum, `limit` bounds, the cursor's shape, id
+/// shapes, the range rule, and the 403 of every seller route. What the document allows, the
+/// server accepts; what it rules out, the server refuses with 400.
+async fn the_document_states_the_constraints_the_server_enforces(backend: Backend) {
+    let owned = app(backend)
+        .with_catalog(seller_catalog("s1"))
+        .spawn()
+        .await;
+    let app = &owned;
+    let doc: Value = app
+        .send(app.request(reqwest::Method::GET, "/api/openapi.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = app.token("s1");
+    // Rows today, so the paged reads give a cursor.
+    app.enqueue_campaign_sync("s1").await;
+    app.wait_for_jobs(std::time::Duration::from_secs(20), |jobs| {
+        !jobs.is_empty() && jobs.iter().all(|j| j.status == "SUCCEEDED")
+    })
+    .await;
+    let status = |path: String| {
+        let request = app.request(reqwest::Method::GET, &path).bearer_auth(&token);
+        async move { app.send(request).await.status().as_u16() }
+    };
+    let reads = [
+        ("/api/ads-manager/stats", "level=AD&"),
+        ("/api/ads-manager/stats/summary", "level=AD&"),
+        ("/api/ads-manager/sellpages/stats", ""),
+    ];
+    for (path, level) in reads {
+        // Dates: format date and a pattern; the server takes what it matches and refuses the rest.
+        for name in ["from", "to"] {
+            let schema = &parameter(&doc, path, name)["schema"];
+            assert_eq!(schema["format"], "date", "{path} {name}");
+            let pattern = schema["pattern"].as_str().expect("a date pattern");
+            let samples = [
+                "2026-11-02",
+                "2026-1-02",
+                "26-11-02",
+                "2026/11/02",
+                "2026-11-02x",
+                "x2026-11-02",
+                "",
+            ];
+            for (sample, allowed) in samples.iter().zip(pattern_matches(pattern, &samples)) {
+                let got = status(format!("{path}?{level}from={sample}&to=2026-11-03")).await;
+                assert_eq!(
+                    got,
+                    if allowed { 200 } else { 400 },
+                    "{path} from={sample:?}"
+                );
+            }
+        }
+        // The range rule is stated with the server's number of days, and holds.
+        let description = doc["paths"][path]["get"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        let days: i64 = description
+            .split("at most ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{path}: no range rule in {description:?}"));
+        let from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let to = |n: i64| from + chrono::Duration::days(n - 1);
+        assert_eq!(
+            status(format!("{path}?{level}from={from}&to={}", to(days))).await,
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            status(format!("{path}?{level}from={from}&to={}", to(days + 1))).await,
+            400,
+            "{path}"
+        );
+        assert_eq!(
+            status(format!("{path}?{level}from=2026-11-03&to=2026-11-02")).await,
+            400,
+            "{path}"
+        );
+        let responses = doc["paths"][path]["get"]["responses"].as_object().unwrap();
+        assert!(
+            responses.contains_key("403"),
+            "{path} documents the seller gate"
+        );
+    }
+    // The level enum: every value works, and nothing else is documented.
+    for path in ["/api/ads-manager/stats", "/api/ads-manager/stats/summary"] {
+        let schema = &parameter(&doc, path, "level")["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => schema,
+        };
+        let levels: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(levels, ["CAMPAIGN", "ADSET", "AD"]);
+        for level in levels {
+            assert_eq!(
+                status(format!(
+                    "{path}?level={level}&from=2026-11-01&to=2026-11-02"
+                ))
+                .await,
+                200
+            );
+        }
+        assert_eq!(
+            status(format!(
+                "{path}?level=CAMPAIGNS&from=2026-11-01&to=2026-11-02"
+            ))
+            .await,
+            400
+        );
+    }
+    for path in ["/api/ads-manager/stats", "/api/ads-manager/sellpages/stats"] {
+        // CAMPAIGN: the level synced today, so the first page has a next one.
+        let level = if path.contains("sellpages") {
+            ""
+        } else {
+            "level=CAMPAIGN&"
+        };
+        let base = format!("{path}?{level}from=2026-11-01&to=2026-11-02");
+        // limit: the documented bounds are the server's.
+        let limit = &parameter(&doc, path, "limit")["schema"];
+        let (min, max) = (
+            limit["minimum"].as_i64().unwrap(),
+            limit["maximum"].as_i64().unwrap(),
+        );
+        assert_eq!((min, max), (1, 1000), "{path}");
+        for (n, expected) in [(min, 200), (max, 200), (min - 1, 400), (max + 1, 400)] {
+            assert_eq!(
+                status(format!("{base}&limit={n}")).await,
+                expected,
+                "{path} limit={n}"
+            );
+        }
+        // cursor: a cursor the server gave matches the pattern; what the pattern refuses, the
+        // server refuses too.
+        let pattern = parameter(&doc, path, "cursor")["schema"]["pattern"]
+            .as_str()
+            .expect("a cursor pattern");
+        let day = crate::helpers::today();
+        let first: Value = app
+            .send(
+                app.request(
+                    reqwest::Method::GET,
+                    &format!("{path}?{level}from={day}&to={day}&limit=1"),
+                )
+                .bearer_auth(&token),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let given = first["nextCursor"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: a second page: {first}"))
+            .to_string();
+        let samples = [given.as_str(), "zz", "00", "32303236", "", "2026-11-01|x"];
+        let verdicts = pattern_matches(pattern, &samples);
+        assert!(verdicts[0], "the server's own cursor matches {pattern}");
+        for (sample, allowed) in samples.iter().zip(verdicts).skip(1) {
+            assert!(!allowed, "{sample:?} matches {pattern}");
+            assert_eq!(
+                status(format!("{base}&cursor={sample}")).await,
+                400,
+                "{path} cursor={sample:?}"
+            );
+        }
+    }
+    // Ids: no control characters, in the document as on the server.
+    let id_pattern = parameter(&doc, "/api/ads-manager/stats", "entityId")["schema"]["pattern"]
+        .as_str()
+        .expect("an id pattern")
+        .to_string();
+    assert_eq!(
+        pattern_matches(
+            &id_pattern,
+            &["cmp-1", "a,b \"c\"", "a\u{0}b", "a\nb", "\u{85}"]
+        ),
+        [true, true, false, false, false]
+    );
+    assert_eq!(
+        status(
+            "/api/ads-manager/stats?level=AD&from=2026-11-01&to=2026-11-02&entityId=a%00b".into()
+        )
+        .await,
+        400
+    );
+    let job = &doc["paths"]["/api/ads-manager/sync/{job_id}"]["get"];
+    assert!(job["responses"].as_object().unwrap().contains_key("403"));
+    // The sync body's date: the same shape.
+    let date = &doc["components"]["schemas"]["TriggerBody"]["properties"]["date"];
+    assert_eq!(date["format"], "date");
+    assert!(date["pattern"].is_string());
+    owned.shutdown().await;
 }

@@ -512,6 +512,55 @@ fn the_systemd_unit_verifies() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `systemd-analyze security --offline=yes` rates the shipped unit's sandbox at an exposure of 1.5
+/// or less (0 is fully locked down, 10 is none at all). Fails, never skips, without the tool.
+#[test]
+fn the_systemd_unit_is_sandboxed_to_an_exposure_of_at_most_1_5() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("config/systemd/ads-stats.service")).unwrap();
+    for directive in [
+        "UMask=0077",
+        "ProtectProc=invisible",
+        "ProcSubset=pid",
+        "RemoveIPC=yes",
+        "SystemCallFilter=~@privileged @resources",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.trim() == directive),
+            "{directive} is missing"
+        );
+    }
+    let dir = tempdir();
+    let copy = dir.join("ads-stats.service");
+    // As for `verify`: the installed path does not exist here; the unit must name a real file.
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/ads-stats", env!("CARGO_BIN_EXE_ads-stats")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&copy)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "systemd-analyze does not run ({e}): apt-get install -y --no-install-recommends \
+                 systemd (.ci/setup does it)"
+            )
+        });
+    let _ = std::fs::remove_dir_all(dir);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    // "→ Overall exposure level for ads-stats.service: 1.4 OK 🙂"
+    let exposure: f64 = said
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for "))
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure level in: {said}"));
+    assert!(exposure <= 1.5, "exposure {exposure} > 1.5:\n{said}");
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("ads-stats-vm-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -32,10 +32,10 @@ pub async fn log_in(
     form_data: Option<web::Form<LoginForm>>,
 ) -> Result<HttpResponse, ApiError> {
     let access = access(&state)?;
-    // The peer address, not X-Forwarded-For: a header the client writes cannot buy more tries.
-    let client = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
+    // The peer, or behind a trusted load balancer the address it forwarded for: a header the
+    // client writes itself never buys more tries (see `http::client_ip`).
+    let client = crate::http::client_ip(req.peer_addr(), req.headers(), &state.trusted_proxies)
+        .map(|ip| ip.to_string())
         .unwrap_or_default();
     if let Err(wait) = access.allow_login_attempt(&client) {
         tracing::info!("dashboard login throttled");
@@ -50,9 +50,17 @@ pub async fn log_in(
         }
         return Ok(response);
     }
-    let accepted = form_data
-        .as_ref()
-        .is_some_and(|f| access.check_password(&f.user, &f.password));
+    // argon2 takes tens of milliseconds of CPU: off the actix worker, which serves other requests.
+    let accepted = match form_data {
+        Some(form_data) => {
+            let admin = access.admin();
+            let LoginForm { user, password } = form_data.into_inner();
+            web::block(move || admin.check(&user, &password))
+                .await
+                .map_err(|e| ApiError::Internal(format!("password check did not finish: {e}")))?
+        }
+        None => false,
+    };
     if !accepted {
         // Neither the name nor the password is logged: a password typed into the wrong field
         // would otherwise end up in the log.

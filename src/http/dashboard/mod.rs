@@ -21,7 +21,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::errors::{method_not_allowed, ApiError};
 use super::AppState;
-use crate::config::DashboardSettings;
+use crate::config::{AdminPassword, Settings};
 use session::{Access, Session};
 
 /// The dashboard's state: who may sign in and who has. Present in [`AppState`] only when the
@@ -31,17 +31,33 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// `None` (the dashboard is off) unless `admin_user` and `admin_password_sha256` are both set.
-    pub fn from_settings(settings: &DashboardSettings) -> Option<Self> {
+    /// `None` (the dashboard is off) unless `admin_user` and a password hash are both set.
+    /// Called once at start, so its warnings (the dashboard stays off, the deprecated SHA-256
+    /// digest) are logged once, not at every login.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
         let access = Access::from_settings(settings);
-        if access.is_none()
-            && (!settings.admin_user.trim().is_empty()
-                || !settings.admin_password_sha256.expose().trim().is_empty())
+        let dashboard = &settings.dashboard;
+        if access.is_none() && (!dashboard.admin_user.trim().is_empty() || dashboard.has_password())
         {
             tracing::warn!(
                 "the dashboard stays off: set both dashboard.admin_user and \
-                 dashboard.admin_password_sha256"
+                 dashboard.admin_password_hash"
             );
+        }
+        let sha256_set = !dashboard.admin_password_sha256.expose().trim().is_empty();
+        if access.is_some() && sha256_set {
+            match dashboard.admin() {
+                Some((_, AdminPassword::Argon2(_))) => tracing::warn!(
+                    "dashboard.admin_password_hash and the deprecated \
+                     dashboard.admin_password_sha256 are both set; using admin_password_hash \
+                     (remove admin_password_sha256)"
+                ),
+                _ => tracing::warn!(
+                    "dashboard.admin_password_sha256 is deprecated and will be removed in the \
+                     next release; set dashboard.admin_password_hash from \
+                     `ads-stats dashboard hash-password`"
+                ),
+            }
         }
         Some(Self { access: access? })
     }

@@ -12,7 +12,7 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
 
-use crate::config::DashboardSettings;
+use crate::config::{AdminPassword, Settings};
 
 /// The session cookie's name; scoped to `/dashboard`, so the API never sees it.
 pub const COOKIE: &str = "ads_stats_dashboard";
@@ -20,10 +20,24 @@ pub const COOKIE: &str = "ads_stats_dashboard";
 /// creates a session, so this only bounds memory against a script logging in in a loop.
 const MAX_SESSIONS: usize = 256;
 
-/// The configured admin: a user name and the SHA-256 of the password.
-struct Admin {
+/// The configured admin: a user name and how to check the password.
+pub struct Admin {
     user_digest: [u8; 32],
-    password_digest: [u8; 32],
+    password: AdminPassword,
+}
+
+impl Admin {
+    /// Whether `user` and `password` are the admin's. Both checks always run (the argon2 one
+    /// takes tens of milliseconds: call this on a blocking thread), and the user name is compared
+    /// in constant time: the answer's timing says nothing about which part was wrong.
+    pub fn check(&self, user: &str, password: &str) -> bool {
+        let user_ok = constant_time_eq(&sha256(user.as_bytes()), &self.user_digest);
+        let password_ok = match &self.password {
+            AdminPassword::Argon2(phc) => crate::password::verify(phc, password),
+            AdminPassword::Sha256(digest) => constant_time_eq(&sha256(password.as_bytes()), digest),
+        };
+        user_ok & password_ok
+    }
 }
 
 /// A signed-in browser.
@@ -39,7 +53,7 @@ const LOGINS_PER_MINUTE: u32 = 10;
 
 /// Credentials, live sessions and cookie policy: the dashboard's whole access control.
 pub struct Access {
-    admin: Admin,
+    admin: std::sync::Arc<Admin>,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     ttl: Duration,
     secure_cookies: bool,
@@ -48,17 +62,18 @@ pub struct Access {
 }
 
 impl Access {
-    /// `None` unless both the admin user and the password hash are configured.
-    pub fn from_settings(settings: &DashboardSettings) -> Option<Self> {
-        let (user, password_digest) = settings.admin()?;
+    /// `None` unless both the admin user and a password hash are configured. The cookie is
+    /// `Secure` as [`Settings::secure_cookies`] decides (by default in production).
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        let (user, password) = settings.dashboard.admin()?;
         Some(Self {
-            admin: Admin {
+            admin: std::sync::Arc::new(Admin {
                 user_digest: sha256(user.as_bytes()),
-                password_digest,
-            },
+                password,
+            }),
             sessions: Mutex::default(),
-            ttl: settings.session_ttl,
-            secure_cookies: settings.secure_cookies,
+            ttl: settings.dashboard.session_ttl,
+            secure_cookies: settings.secure_cookies(),
             logins: crate::http::SyncRateLimiter::per_minute(LOGINS_PER_MINUTE)?,
         })
     }
@@ -68,14 +83,9 @@ impl Access {
         self.logins.check(client)
     }
 
-    /// Whether `user` and `password` are the admin's. Both comparisons always run, over digests
-    /// of equal length, in constant time: the answer's timing says nothing about which part was
-    /// wrong or how much of it matched.
-    pub fn check_password(&self, user: &str, password: &str) -> bool {
-        let user_ok = constant_time_eq(&sha256(user.as_bytes()), &self.admin.user_digest);
-        let password_ok =
-            constant_time_eq(&sha256(password.as_bytes()), &self.admin.password_digest);
-        user_ok & password_ok
+    /// The admin's credentials, to check a password on a blocking thread ([`Admin::check`]).
+    pub fn admin(&self) -> std::sync::Arc<Admin> {
+        self.admin.clone()
     }
 
     /// Starts a session; returns the token for the cookie.
@@ -134,7 +144,7 @@ impl Access {
     }
 
     /// `Set-Cookie` for a new session: unreadable by scripts, never sent cross-site, only under
-    /// `/dashboard`, `Secure` when configured (behind TLS).
+    /// `/dashboard`, `Secure` in production or as `dashboard.secure_cookies` says.
     pub fn session_cookie(&self, token: &str) -> String {
         self.cookie(token, self.ttl.as_secs())
     }
@@ -209,21 +219,40 @@ mod tests {
             s.dashboard.admin_user = "admin".into();
             // printf %s 'correct horse' | sha256sum
             s.dashboard.admin_password_sha256 = Secret::new(hex(&sha256(b"correct horse")));
-            s.dashboard.secure_cookies = secure;
+            s.dashboard.secure_cookies = Some(secure);
         })
         .expect("settings");
-        Access::from_settings(&settings.dashboard).expect("configured")
+        Access::from_settings(&settings).expect("configured")
     }
 
     #[test]
     fn off_unless_user_and_hash_are_both_set() {
         let mut s = Settings::defaults_with(|_| {}).unwrap();
-        assert!(Access::from_settings(&s.dashboard).is_none());
+        assert!(Access::from_settings(&s).is_none());
         s.dashboard.admin_user = "admin".into();
-        assert!(Access::from_settings(&s.dashboard).is_none());
+        assert!(Access::from_settings(&s).is_none());
         s.dashboard.admin_user = String::new();
         s.dashboard.admin_password_sha256 = Secret::new("ab".repeat(32));
-        assert!(Access::from_settings(&s.dashboard).is_none());
+        assert!(Access::from_settings(&s).is_none());
+        s.dashboard.admin_password_sha256 = Secret::new("");
+        s.dashboard.admin_password_hash = Secret::new(crate::password::hash("pw").unwrap());
+        assert!(Access::from_settings(&s).is_none());
+        s.dashboard.admin_user = "admin".into();
+        assert!(Access::from_settings(&s).is_some());
+    }
+
+    #[test]
+    fn an_argon2_hash_checks_user_and_password() {
+        let s = Settings::defaults_with(|s| {
+            s.dashboard.admin_user = "admin".into();
+            s.dashboard.admin_password_hash =
+                Secret::new(crate::password::hash("correct horse").unwrap());
+        })
+        .unwrap();
+        let admin = Access::from_settings(&s).unwrap().admin();
+        assert!(admin.check("admin", "correct horse"));
+        assert!(!admin.check("admin", "correct horse "));
+        assert!(!admin.check("Admin", "correct horse"));
     }
 
     #[test]
@@ -241,11 +270,11 @@ mod tests {
 
     #[test]
     fn only_the_right_user_and_password_pass() {
-        let a = access(false);
-        assert!(a.check_password("admin", "correct horse"));
-        assert!(!a.check_password("admin", "correct horse "));
-        assert!(!a.check_password("Admin", "correct horse"));
-        assert!(!a.check_password("", ""));
+        let a = access(false).admin();
+        assert!(a.check("admin", "correct horse"));
+        assert!(!a.check("admin", "correct horse "));
+        assert!(!a.check("Admin", "correct horse"));
+        assert!(!a.check("", ""));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! CSV for the spreadsheet people: the same rows as the JSON, a header row, RFC 4180 quoting.
+//! CSV for the spreadsheet people: the same rows as the JSON, a header row, RFC 4180 quoting,
+//! and text cells guarded against formula injection.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
@@ -6,14 +7,43 @@ use actix_web::{HttpRequest, HttpResponse};
 /// A row that can be written as CSV: its header and its fields, in the same order as its JSON.
 pub trait CsvRow {
     const HEADER: &'static [&'static str];
-    fn fields(&self) -> Vec<String>;
+    fn fields(&self) -> Vec<Cell>;
+}
+
+/// One CSV cell. Text (ids, levels) comes from the platform's catalogue, so a spreadsheet must
+/// not read it as a formula; numbers and timestamps are written by us and stay as they are (a
+/// leading `'` would turn a negative number into text).
+pub enum Cell {
+    Text(String),
+    Number(String),
+}
+
+impl Cell {
+    pub fn text(value: impl Into<String>) -> Self {
+        Cell::Text(value.into())
+    }
+
+    pub fn number(value: impl ToString) -> Self {
+        Cell::Number(value.to_string())
+    }
+
+    /// The cell's text as written: OWASP's advice for CSV injection, a leading `'` on text that
+    /// begins with `=`, `+`, `-`, `@`, a tab or a carriage return.
+    fn written(self) -> String {
+        match self {
+            Cell::Text(t) if t.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{t}"),
+            Cell::Text(t) | Cell::Number(t) => t,
+        }
+    }
 }
 
 /// A float written exactly as the JSON writes it (`0.0`, not `0`), so both formats agree.
-pub fn float(value: f64) -> String {
-    serde_json::Number::from_f64(value)
-        .map(|n| n.to_string())
-        .unwrap_or_default()
+pub fn float(value: f64) -> Cell {
+    Cell::Number(
+        serde_json::Number::from_f64(value)
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+    )
 }
 
 /// True when the client prefers CSV: `text/csv` listed with a quality above 0, and no JSON
@@ -64,7 +94,11 @@ pub fn render<R: CsvRow>(rows: &[R]) -> String {
     let mut out = R::HEADER.join(",");
     out.push_str("\r\n");
     for row in rows {
-        let fields: Vec<String> = row.fields().iter().map(|f| field(f)).collect();
+        let fields: Vec<String> = row
+            .fields()
+            .into_iter()
+            .map(|f| field(&f.written()))
+            .collect();
         out.push_str(&fields.join(","));
         out.push_str("\r\n");
     }
@@ -89,8 +123,8 @@ mod tests {
     struct Row(&'static str, i64);
     impl CsvRow for Row {
         const HEADER: &'static [&'static str] = &["name", "n"];
-        fn fields(&self) -> Vec<String> {
-            vec![self.0.to_string(), self.1.to_string()]
+        fn fields(&self) -> Vec<Cell> {
+            vec![Cell::text(self.0), Cell::number(self.1)]
         }
     }
 
@@ -131,5 +165,31 @@ mod tests {
             csv,
             "name,n\r\nplain,1\r\n\"a,b\",2\r\n\"say \"\"hi\"\"\",3\r\n\"two\nlines\",4\r\n"
         );
+    }
+
+    #[test]
+    fn text_that_a_spreadsheet_would_run_gets_a_leading_quote() {
+        let csv = render(&[
+            Row("=1+1", 1),
+            Row("+1", 2),
+            Row("-1", 3),
+            Row("@SUM(A1)", 4),
+            Row("\tx", 5),
+            Row("\rx", 6),
+            Row("a=b", 7),
+        ]);
+        assert_eq!(
+            csv,
+            "name,n\r\n'=1+1,1\r\n'+1,2\r\n'-1,3\r\n'@SUM(A1),4\r\n'\tx,5\r\n\"'\rx\",6\r\na=b,7\r\n"
+        );
+        // Numbers are ours: a negative one stays a number.
+        struct Negative;
+        impl CsvRow for Negative {
+            const HEADER: &'static [&'static str] = &["n"];
+            fn fields(&self) -> Vec<Cell> {
+                vec![Cell::number(-5)]
+            }
+        }
+        assert_eq!(render(&[Negative]), "n\r\n-5\r\n");
     }
 }

@@ -7,7 +7,7 @@ pub mod sellpages;
 pub mod summary;
 
 mod csv;
-mod params;
+pub(super) mod params;
 
 pub use params::LevelName;
 

@@ -9,7 +9,7 @@ use super::daily::timestamp;
 use super::{params, Page};
 use crate::db::models::SellpageStat;
 use crate::db::reads::{self, SellpagePage};
-use crate::http::auth::AuthenticatedSeller;
+use crate::http::seller_gate::ActiveSeller;
 use crate::http::{ApiError, AppState};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -101,24 +101,24 @@ impl CsvRow for SellpageRow {
         "currency",
     ];
 
-    fn fields(&self) -> Vec<String> {
+    fn fields(&self) -> Vec<csv::Cell> {
         vec![
-            self.sellpage_id.clone(),
-            self.date.to_string(),
-            self.ad_spend_cents.to_string(),
-            self.impressions.to_string(),
-            self.clicks.to_string(),
-            self.content_views.to_string(),
-            self.add_to_cart.to_string(),
-            self.checkouts.to_string(),
-            self.purchases.to_string(),
-            self.revenue_cents.to_string(),
+            csv::Cell::text(self.sellpage_id.clone()),
+            csv::Cell::number(self.date),
+            csv::Cell::number(self.ad_spend_cents),
+            csv::Cell::number(self.impressions),
+            csv::Cell::number(self.clicks),
+            csv::Cell::number(self.content_views),
+            csv::Cell::number(self.add_to_cart),
+            csv::Cell::number(self.checkouts),
+            csv::Cell::number(self.purchases),
+            csv::Cell::number(self.revenue_cents),
             csv::float(self.cpm),
             csv::float(self.ctr),
             csv::float(self.roas),
-            self.campaign_count.to_string(),
-            timestamp(self.updated_at),
-            self.currency.clone(),
+            csv::Cell::number(self.campaign_count),
+            csv::Cell::Number(timestamp(self.updated_at)),
+            csv::Cell::text(self.currency.clone()),
         ]
     }
 }
@@ -135,6 +135,7 @@ impl CsvRow for SellpageRow {
             headers(("X-Next-Cursor" = String, description = "CSV only: the next page's cursor, absent on the last page"))),
         (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_limit`, `invalid_cursor` or `invalid_query`", body = crate::http::ErrorBody),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 403, description = "`forbidden`: the seller does not exist or is suspended", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
     ),
     security(("bearer" = []))
@@ -142,7 +143,7 @@ impl CsvRow for SellpageRow {
 pub async fn sellpage_stats(
     req: HttpRequest,
     state: web::Data<AppState>,
-    AuthenticatedSeller(seller_id): AuthenticatedSeller,
+    ActiveSeller(seller_id): ActiveSeller,
     query: web::Query<SellpageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();

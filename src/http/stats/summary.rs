@@ -9,7 +9,7 @@ use super::csv::{self, CsvRow};
 use super::params;
 use crate::db::reads::{self, EntityTotals};
 use crate::domain::{ratios, Level};
-use crate::http::auth::AuthenticatedSeller;
+use crate::http::seller_gate::ActiveSeller;
 use crate::http::{ApiError, AppState};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -152,23 +152,23 @@ impl CsvRow for SummaryRow {
         "currency",
     ];
 
-    fn fields(&self) -> Vec<String> {
+    fn fields(&self) -> Vec<csv::Cell> {
         vec![
-            self.level.clone(),
-            self.entity_id.clone().unwrap_or_default(),
-            self.spend_cents.to_string(),
-            self.impressions.to_string(),
-            self.clicks.to_string(),
-            self.content_views.to_string(),
-            self.add_to_cart.to_string(),
-            self.checkouts.to_string(),
-            self.purchases.to_string(),
-            self.revenue_cents.to_string(),
+            csv::Cell::text(self.level.clone()),
+            csv::Cell::text(self.entity_id.clone().unwrap_or_default()),
+            csv::Cell::number(self.spend_cents),
+            csv::Cell::number(self.impressions),
+            csv::Cell::number(self.clicks),
+            csv::Cell::number(self.content_views),
+            csv::Cell::number(self.add_to_cart),
+            csv::Cell::number(self.checkouts),
+            csv::Cell::number(self.purchases),
+            csv::Cell::number(self.revenue_cents),
             csv::float(self.cpm),
             csv::float(self.ctr),
             csv::float(self.roas),
-            self.raw_count.to_string(),
-            self.currency.clone().unwrap_or_default(),
+            csv::Cell::number(self.raw_count),
+            csv::Cell::text(self.currency.clone().unwrap_or_default()),
         ]
     }
 }
@@ -185,6 +185,7 @@ impl CsvRow for SummaryRow {
             content((SummaryBody = "application/json"), (String = "text/csv"))),
         (status = 400, description = "`invalid_date`, `invalid_range`, `invalid_level` or `invalid_query`", body = crate::http::ErrorBody),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 403, description = "`forbidden`: the seller does not exist or is suspended", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
     ),
     security(("bearer" = []))
@@ -192,7 +193,7 @@ impl CsvRow for SummaryRow {
 pub async fn stats_summary(
     req: HttpRequest,
     state: web::Data<AppState>,
-    AuthenticatedSeller(seller_id): AuthenticatedSeller,
+    ActiveSeller(seller_id): ActiveSeller,
     query: web::Query<SummaryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();

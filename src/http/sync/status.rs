@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::db;
-use crate::http::auth::AuthenticatedSeller;
+use crate::http::seller_gate::ActiveSeller;
 use crate::http::{ApiError, AppState};
 
 /// The latest run of a job of the caller's; another seller's job is answered like a missing one.
@@ -17,6 +17,7 @@ use crate::http::{ApiError, AppState};
     responses(
         (status = 200, description = "The job's latest run", body = JobStatus),
         (status = 401, description = "`unauthorized`", body = crate::http::ErrorBody),
+        (status = 403, description = "`forbidden`: the seller does not exist or is suspended", body = crate::http::ErrorBody),
         (status = 404, description = "`not_found`: no such job for this seller", body = crate::http::ErrorBody),
         (status = 503, description = "`database_busy` or `database_unavailable`", body = crate::http::ErrorBody),
     ),
@@ -24,7 +25,7 @@ use crate::http::{ApiError, AppState};
 )]
 pub async fn sync_status(
     state: web::Data<AppState>,
-    AuthenticatedSeller(seller_id): AuthenticatedSeller,
+    ActiveSeller(seller_id): ActiveSeller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let job_id = path.into_inner();

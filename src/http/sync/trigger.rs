@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::db;
 use crate::domain::{parse_day, Level};
-use crate::http::auth::AuthenticatedSeller;
+use crate::http::seller_gate::ActiveSeller;
 use crate::http::{ApiError, AppState};
 use crate::jobs::scheduler::local_todays;
-use crate::jobs::Trigger;
+use crate::jobs::{EnqueueError, Priority, Trigger};
 use crate::pipeline::SyncRequest;
 
 /// How far back a manual sync may reach; providers keep about three years.
@@ -50,14 +50,15 @@ pub struct SyncAccepted {
         (status = 408, description = "`request_timeout`: the body did not arrive in time", body = crate::http::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = crate::http::ErrorBody),
         (status = 422, description = "`nothing_to_sync`", body = crate::http::ErrorBody),
-        (status = 429, description = "`rate_limited` (see `Retry-After`)", body = crate::http::ErrorBody),
+        (status = 429, description = "`rate_limited`: over `rate_limit.manual_syncs_per_minute`; or `too_many_active_jobs`: the seller's manual jobs queued or running would pass `jobs.max_active_per_seller`, and nothing was recorded", body = crate::http::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 503, description = "`queue_full`, `database_busy` or `database_unavailable` (see `Retry-After`)", body = crate::http::ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn trigger_sync(
     state: web::Data<AppState>,
-    AuthenticatedSeller(seller_id): AuthenticatedSeller,
+    ActiveSeller(seller_id): ActiveSeller,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(limiter) = &state.sync_limiter {
@@ -92,16 +93,32 @@ pub async fn trigger_sync(
                     let latest = todays.last().copied().unwrap_or(now.date_naive());
                     vec![validate_date(text, latest)?]
                 }
-                None => todays,
+                None => todays.clone(),
             };
             check_seller(&facts)?;
+            // One class for the request: its dates are the local todays, or the one date asked.
+            let latest = dates.iter().max().copied().unwrap_or(now.date_naive());
+            let priority = Priority::of_manual_sync(latest, &todays);
             let requests: Vec<SyncRequest> = dates
                 .iter()
                 .flat_map(|date| {
                     Level::ALL.map(|level| SyncRequest::one_day(seller.clone(), level, *date))
                 })
                 .collect();
-            Ok((queue.enqueue(&requests, Trigger::Manual).await?, dates))
+            let enqueued = queue
+                .enqueue_as(&requests, Trigger::Manual, priority)
+                .await
+                .inspect_err(|e| {
+                    if let EnqueueError::TooManyActiveJobs { active, .. } = e {
+                        // Debug, like the rate limit: a client retrying in a loop must not
+                        // flood the log.
+                        tracing::debug!(
+                            seller.id = %seller, active,
+                            "manual sync refused: too many active jobs"
+                        );
+                    }
+                })?;
+            Ok((enqueued, dates))
         })
         .await?;
     let job_ids: Vec<&str> = enqueued.iter().map(|e| e.record.job_id.as_str()).collect();

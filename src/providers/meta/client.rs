@@ -87,6 +87,7 @@ pub async fn insights(
     base_url: &str,
     first: Url,
     token: &Secret,
+    proof: Option<&str>,
     usage_threshold: f64,
 ) -> Result<Insights, CallError> {
     let mut rows = Vec::new();
@@ -113,8 +114,14 @@ pub async fn insights(
                 "paging.next repeats a page already read (page {pages})"
             )));
         }
+        let mut request = url.clone();
+        if let Some(proof) = proof {
+            request
+                .query_pairs_mut()
+                .append_pair(APPSECRET_PROOF, proof);
+        }
         let answer = http
-            .get(url.clone())
+            .get(request)
             .bearer_auth(token.expose())
             .send()
             .await
@@ -152,8 +159,28 @@ pub async fn insights(
     }
 }
 
+/// The query parameter carrying [`appsecret_proof`].
+pub const APPSECRET_PROOF: &str = "appsecret_proof";
+
+/// Meta's `appsecret_proof`: lowercase hex of HMAC-SHA256 over the access token, keyed by the app
+/// secret. Apps with "Require App Secret" refuse every Graph call without it; a stolen token is
+/// then useless without the secret. Every Graph request of a connection carries the same proof.
+pub fn appsecret_proof(token: &str, app_secret: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    // HMAC takes a key of any length: new_from_slice cannot fail for it.
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(token.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `paging.next` as given, provided it points back to the Graph API (the token is sent along), with
-/// any `access_token` parameter Meta put in it dropped: the header carries the token.
+/// any `access_token` parameter Meta put in it dropped (the header carries the token) and any
+/// `appsecret_proof` too (each request adds its own).
 fn next_page(base_url: &str, link: &str) -> Result<Url, CallError> {
     let base = Url::parse(base_url).map_err(|e| CallError::Malformed(e.to_string()))?;
     let mut url =
@@ -166,7 +193,7 @@ fn next_page(base_url: &str, link: &str) -> Result<Url, CallError> {
     }
     let kept: Vec<(String, String)> = url
         .query_pairs()
-        .filter(|(k, _)| k != "access_token")
+        .filter(|(k, _)| k != "access_token" && k != APPSECRET_PROOF)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     url.query_pairs_mut().clear().extend_pairs(kept);
@@ -174,6 +201,11 @@ fn next_page(base_url: &str, link: &str) -> Result<Url, CallError> {
 }
 
 pub(super) fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallError {
+    // Redirects are not followed (see `MetaProvider::new`); the Graph API does not send them, so
+    // one is a fault on the way, worth another attempt later.
+    if status.is_redirection() {
+        return CallError::Transient(format!("HTTP {status}: redirects are not followed"));
+    }
     let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) else {
         let text = format!("HTTP {status} without a Graph API error body");
         return if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -244,6 +276,25 @@ mod tests {
         assert!(url.as_str().contains("after=abc"), "{url}");
         assert!(next_page(base, "https://evil.example/v23.0/act_1/insights").is_err());
         assert!(next_page(base, "http://graph.facebook.com/x").is_err());
+    }
+
+    #[test]
+    fn appsecret_proof_is_hex_hmac_sha256_of_the_token() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            appsecret_proof("what do ya want for nothing?", "Jefe"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn next_pages_lose_a_proof_meta_put_in_them() {
+        let url = next_page(
+            "https://graph.facebook.com",
+            "https://graph.facebook.com/v23.0/act_1/insights?appsecret_proof=OLD&after=abc",
+        )
+        .unwrap();
+        assert!(!url.as_str().contains("OLD"), "{url}");
     }
 
     #[test]

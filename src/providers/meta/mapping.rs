@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::config::ActionTypes;
 use crate::domain::{Level, Metrics};
 
 /// Why a value of an insights row does not map to our metrics.
@@ -60,13 +61,10 @@ pub struct ActionStat {
     pub value: String,
 }
 
-/// The insights `fields` for a level: the level's id, the day, and what the funnel needs.
-pub fn fields(level: Level) -> String {
-    format!(
-        "{},date_start,spend,impressions,inline_link_clicks,actions,action_values",
-        id_field(level)
-    )
-}
+/// The insights `fields` of every request: the three ids (rows are per ad, summed up to the
+/// job's level here), the day, and what the funnel needs.
+pub const FIELDS: &str =
+    "campaign_id,adset_id,ad_id,date_start,spend,impressions,inline_link_clicks,actions,action_values";
 
 /// The row field holding the provider's id of an entity of `level`.
 pub fn id_field(level: Level) -> &'static str {
@@ -78,6 +76,7 @@ pub fn id_field(level: Level) -> &'static str {
 }
 
 impl InsightRow {
+    /// The id of the row's entity at `level`: its ad, or the ad set or campaign the ad is in.
     pub fn entity_external_id(&self, level: Level) -> Option<&str> {
         match level {
             Level::Campaign => self.campaign_id.as_deref(),
@@ -86,23 +85,28 @@ impl InsightRow {
         }
     }
 
-    /// Our metrics for this row; the error names the field that does not parse.
-    pub fn metrics(&self) -> Result<Metrics, MappingError> {
+    /// Our metrics for this row, each funnel step from the first of its `types` present; the
+    /// error names the field that does not parse.
+    pub fn metrics(&self, types: &ActionTypes) -> Result<Metrics, MappingError> {
         let spend_cents = opt(&self.spend, "spend", parse_cents)?;
         let impressions = opt(&self.impressions, "impressions", parse_count)?;
         let clicks = opt(&self.inline_link_clicks, "inline_link_clicks", parse_count)?;
-        let count = |event: &str| -> Result<i64, MappingError> {
-            action_value(&self.actions, event)
-                .map(|v| parse_count(v).map_err(|e| e.in_field(format!("actions {event}"))))
-                .unwrap_or(Ok(0))
+        let count = |types: &[String]| -> Result<i64, MappingError> {
+            match first_present(&self.actions, types) {
+                Some(a) => parse_count(&a.value)
+                    .map_err(|e| e.in_field(format!("actions {}", a.action_type))),
+                None => Ok(0),
+            }
         };
-        let content_views = count("view_content")?;
-        let add_to_cart = count("add_to_cart")?;
-        let checkouts = count("initiate_checkout")?;
-        let purchases = count("purchase")?;
-        let revenue_cents = action_value(&self.action_values, "purchase")
-            .map(|v| parse_cents(v).map_err(|e| e.in_field("action_values purchase")))
-            .unwrap_or(Ok(0))?;
+        let content_views = count(&types.content_view)?;
+        let add_to_cart = count(&types.add_to_cart)?;
+        let checkouts = count(&types.checkout)?;
+        let purchases = count(&types.purchase)?;
+        let revenue_cents = match first_present(&self.action_values, &types.purchase) {
+            Some(a) => parse_cents(&a.value)
+                .map_err(|e| e.in_field(format!("action_values {}", a.action_type)))?,
+            None => 0,
+        };
         Ok(Metrics::from_totals(
             spend_cents,
             impressions,
@@ -127,16 +131,13 @@ fn opt(
     }
 }
 
-/// The value of a funnel event: Meta's own total for the event (`purchase`) when the row has one,
-/// else the pixel's (`offsite_conversion.fb_pixel_purchase`). Never both added: the total already
-/// includes the pixel's events, so a sum would count them twice.
-pub fn action_value<'a>(actions: &'a [ActionStat], event: &str) -> Option<&'a str> {
-    let pixel = format!("offsite_conversion.fb_pixel_{event}");
-    actions
+/// The first of `types` (in the settings' order) that the row reports. Never a sum: Meta's
+/// variants of one event overlap (`purchase` already includes the pixel's
+/// `offsite_conversion.fb_pixel_purchase`), so adding them would count events twice.
+pub fn first_present<'a>(actions: &'a [ActionStat], types: &[String]) -> Option<&'a ActionStat> {
+    types
         .iter()
-        .find(|a| a.action_type == event)
-        .or_else(|| actions.iter().find(|a| a.action_type == pixel))
-        .map(|a| a.value.as_str())
+        .find_map(|t| actions.iter().find(|a| a.action_type == *t))
 }
 
 /// A non-negative whole number as Meta writes counts ("1234"; "12.0" is taken, "12.5" is not).
@@ -223,17 +224,31 @@ mod tests {
         }
     }
 
+    fn defaults() -> ActionTypes {
+        crate::config::Settings::defaults_with(|_| {})
+            .expect("default settings")
+            .meta
+            .action_types
+    }
+
     #[test]
-    fn the_event_total_wins_over_the_pixel_and_the_pixel_fills_in() {
+    fn the_first_listed_type_present_wins() {
         let actions = vec![
             action("offsite_conversion.fb_pixel_purchase", "3"),
             action("purchase", "4"),
             action("offsite_conversion.fb_pixel_add_to_cart", "9"),
             action("link_click", "50"),
         ];
-        assert_eq!(action_value(&actions, "purchase"), Some("4"));
-        assert_eq!(action_value(&actions, "add_to_cart"), Some("9"));
-        assert_eq!(action_value(&actions, "view_content"), None);
+        let types = defaults();
+        let value = |list: &[String]| first_present(&actions, list).map(|a| a.value.as_str());
+        assert_eq!(value(&types.purchase), Some("4"));
+        assert_eq!(value(&types.add_to_cart), Some("9"));
+        assert_eq!(value(&types.content_view), None);
+        let pixel_first = vec![
+            "offsite_conversion.fb_pixel_purchase".to_string(),
+            "purchase".to_string(),
+        ];
+        assert_eq!(value(&pixel_first), Some("3"));
     }
 
     #[test]
@@ -249,10 +264,22 @@ mod tests {
             actions: vec![action("purchase", "1")],
             action_values: vec![action("purchase", value)],
         };
-        assert_eq!(row("1.50", "9.99").metrics().unwrap().revenue_cents, 999);
-        let e = row("-1.50", "9.99").metrics().unwrap_err().to_string();
+        assert_eq!(
+            row("1.50", "9.99")
+                .metrics(&defaults())
+                .unwrap()
+                .revenue_cents,
+            999
+        );
+        let e = row("-1.50", "9.99")
+            .metrics(&defaults())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("spend: `-1.50`"), "{e}");
-        let e = row("1.50", "-9.99").metrics().unwrap_err().to_string();
+        let e = row("1.50", "-9.99")
+            .metrics(&defaults())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("action_values purchase"), "{e}");
     }
 }

@@ -1,13 +1,18 @@
-//! Meta's Graph API insights as a [`StatProvider`]: one query per ad account and level for a job's
-//! whole range (`time_range`, `time_increment=1`), rows matched to our entities by `external_id`,
-//! and a reading of zeros for an entity Meta has no row for on a day (no delivery that day).
+//! Meta's Graph API insights as a [`StatProvider`]: one `level=ad` query chain per ad account for a
+//! job's whole range (`time_range`, `time_increment=1`), each ad's row summed into the job's level
+//! (campaign, ad set or ad) matched by `external_id`, and a reading of zeros for a delivering
+//! entity Meta has no row for on a day (no delivery that day).
+//!
+//! Why ad level: Meta returns no conversion metrics for a campaign (or ad set) whose parts use
+//! different attribution settings, so campaign-level requests would show 0 purchases there; ad
+//! rows always carry them, and every metric we keep adds up.
 
 pub mod account;
 mod client;
 pub mod limits;
 pub mod mapping;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -16,16 +21,19 @@ use reqwest::Url;
 use super::{
     AccountInfo, AccountPause, FetchRequest, ProviderError, ProviderStat, Readings, StatProvider,
 };
-use crate::config::{MetaSettings, Secret};
+use crate::config::{ActionReportTime, ActionTypes, MetaSettings, Secret};
 use crate::crypto::TokenSealer;
 use crate::domain::{AdAccount, EntityBudget, Metrics};
 use client::CallError;
 
+pub use client::{appsecret_proof, APPSECRET_PROOF};
+
 /// `ad_connections.provider` of the connections this provider serves.
 pub const META: &str = "META";
 
-/// Every `effective_status` Meta documents for campaigns, ad sets and ads. Insights leave deleted
-/// and archived objects out unless the filter names them.
+/// Every `effective_status` Meta documents for ads (an ad's status includes its campaign's and ad
+/// set's: `CAMPAIGN_PAUSED`, `ADSET_PAUSED`). Insights leave deleted and archived objects out
+/// unless the filter names them.
 pub const EFFECTIVE_STATUSES: [&str; 12] = [
     "ACTIVE",
     "PAUSED",
@@ -49,6 +57,10 @@ pub struct MetaProvider {
     usage_threshold: f64,
     /// `None` without `meta.token_key`: every sync then fails with a clear error.
     sealer: Option<TokenSealer>,
+    /// `None` when `meta.app_secret` is empty: no `appsecret_proof` is sent.
+    app_secret: Option<Secret>,
+    action_report_time: ActionReportTime,
+    action_types: ActionTypes,
 }
 
 impl MetaProvider {
@@ -60,6 +72,9 @@ impl MetaProvider {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("ads-stats/", env!("CARGO_PKG_VERSION")))
+            // A redirect would take the request elsewhere, and whatever answers there would be
+            // read as Meta's rows (an empty page becomes zeros): a 3xx is a failed attempt.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ProviderError::Settings(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -69,7 +84,18 @@ impl MetaProvider {
             page_size: settings.page_size,
             usage_threshold: settings.usage_threshold,
             sealer: key.as_ref().map(TokenSealer::new),
+            app_secret: Some(settings.app_secret.clone()).filter(|s| !s.expose().trim().is_empty()),
+            action_report_time: settings.action_report_time,
+            action_types: settings.action_types.clone(),
         })
+    }
+
+    /// The `appsecret_proof` for `token` when an app secret is set (see [`appsecret_proof`]);
+    /// every Graph request of the connection carries it.
+    pub fn proof(&self, token: &Secret) -> Option<String> {
+        self.app_secret
+            .as_ref()
+            .map(|secret| appsecret_proof(token.expose(), secret.expose().trim()))
     }
 
     /// The plain token, and the sealed one it was opened from.
@@ -96,14 +122,18 @@ impl MetaProvider {
         request: &FetchRequest<'_>,
         account: &AdAccount,
     ) -> Result<Url, ProviderError> {
-        let id = account.external_account_id.trim();
+        // The id goes into the URL path: only the shape Meta gives ad accounts, or no request.
+        let id = account.external_account_id.as_str();
+        crate::domain::check_account_id(id).map_err(|detail| ProviderError::NotConnected {
+            connection_id: account.connection_id.clone(),
+            detail,
+        })?;
         let id = id.strip_prefix("act_").unwrap_or(id);
         let path = format!("{}/{}/act_{id}/insights", self.base_url, self.api_version);
-        // Without a status filter Meta leaves deleted and archived objects out, and their real
-        // spend would be overwritten by the zeros of "no row": ask for every status.
-        let level = request.level.as_str().to_ascii_lowercase();
+        // Without a status filter Meta leaves deleted and archived ads out, and their real spend
+        // would be missing from their campaign's sum: ask for every status.
         let filtering = serde_json::json!([{
-            "field": format!("{level}.effective_status"),
+            "field": "ad.effective_status",
             "operator": "IN",
             "value": EFFECTIVE_STATUSES,
         }]);
@@ -114,70 +144,147 @@ impl MetaProvider {
         Url::parse_with_params(
             &path,
             [
-                ("level", level),
+                ("level", "ad".to_string()),
                 ("time_range", time_range.to_string()),
                 ("time_increment", "1".to_string()),
-                ("fields", mapping::fields(request.level)),
+                ("fields", mapping::FIELDS.to_string()),
                 ("limit", self.page_size.to_string()),
                 ("filtering", filtering.to_string()),
+                // Each ad set's own attribution setting, as Ads Manager shows it.
+                ("use_unified_attribution_setting", "true".to_string()),
+                (
+                    "action_report_time",
+                    self.action_report_time.as_str().to_string(),
+                ),
             ],
         )
         .map_err(|e| ProviderError::Request(format!("insights URL: {e}")))
     }
 
-    /// The readings of one account's entities (Meta's rows; a missing one is filled with zeros
-    /// by the caller), and the pause the last page's usage asks for.
+    /// The readings of one account's entities: its ads' rows summed by day and entity of the
+    /// job's level (a delivering entity without rows is filled with zeros by the caller), the
+    /// number of rows that matched none of our entities, and the pause the last page's usage
+    /// asks for.
     async fn fetch_account(
         &self,
         request: &FetchRequest<'_>,
         account: &AdAccount,
         entities: &[&EntityBudget],
-    ) -> Result<(HashMap<(NaiveDate, String), Metrics>, Option<AccountPause>), ProviderError> {
+    ) -> Result<AccountReadings, ProviderError> {
         let (token, sealed) = self.token(account)?;
         let url = self.first_page(request, account)?;
+        let proof = self.proof(&token);
         let answer = client::insights(
             &self.http,
             &self.base_url,
             url,
             &token,
+            proof.as_deref(),
             self.usage_threshold,
         )
         .await
         .map_err(|e| call_error(account, &sealed, e))?;
         let ours = by_external_id(entities)?;
-        let mut readings = HashMap::new();
+        let mut sums: HashMap<(NaiveDate, String), Totals> = HashMap::new();
+        let mut ads_seen = HashSet::new();
+        let mut unmatched = 0;
         for row in answer.rows {
-            // Rows for objects we do not track are skipped.
-            let Some(entity_id) = row
-                .entity_external_id(request.level)
-                .and_then(|x| ours.get(x.trim()))
-            else {
-                continue;
-            };
+            let malformed =
+                |what: String| ProviderError::Malformed(format!("insights row: {what}"));
             let date = crate::domain::parse_day(&row.date_start)
-                .map_err(|e| ProviderError::Malformed(format!("date_start: {e}")))?;
+                .map_err(|e| malformed(format!("date_start: {e}")))?;
             if date < request.date_from || date > request.date_to {
-                return Err(ProviderError::Malformed(format!(
+                return Err(malformed(format!(
                     "a row for {date}, outside the range asked for"
                 )));
             }
-            let metrics = row
-                .metrics()
-                .map_err(|e| ProviderError::Malformed(format!("insights row: {e}")))?;
-            if readings
-                .insert((date, entity_id.to_string()), metrics)
-                .is_some()
-            {
-                return Err(ProviderError::Malformed(format!(
-                    "two rows for one entity on {date}"
-                )));
+            let ad = row
+                .ad_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .ok_or_else(|| malformed("no ad_id in a level=ad row".into()))?;
+            if !ads_seen.insert((date, ad.to_string())) {
+                return Err(malformed(format!("two rows for ad {ad} on {date}")));
             }
+            let field = mapping::id_field(request.level);
+            let external = row
+                .entity_external_id(request.level)
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .ok_or_else(|| malformed(format!("no {field} in the row of ad {ad}")))?;
+            // Rows for objects we do not know are counted, never written.
+            let Some(entity_id) = ours.get(external) else {
+                unmatched += 1;
+                continue;
+            };
+            let metrics = row
+                .metrics(&self.action_types)
+                .map_err(|e| malformed(e.to_string()))?;
+            sums.entry((date, entity_id.to_string()))
+                .or_default()
+                .add(&metrics)
+                .map_err(|()| malformed(format!("the sums for {entity_id} on {date} overflow")))?;
         }
-        let pause = answer.pause.map(|p| AccountPause {
-            connection_id: account.connection_id.clone(),
-            until: pause_end(p),
-        });
-        Ok((readings, pause))
+        if unmatched > 0 {
+            tracing::info!(
+                connection.id = %account.connection_id, level = %request.level, unmatched_rows = unmatched,
+                "insights rows for ads whose {} is in no external_id were left out", mapping::id_field(request.level)
+            );
+        }
+        Ok(AccountReadings {
+            readings: sums.into_iter().map(|(k, t)| (k, t.metrics())).collect(),
+            unmatched,
+            pause: answer.pause.map(|p| AccountPause {
+                connection_id: account.connection_id.clone(),
+                until: pause_end(p),
+            }),
+        })
+    }
+}
+
+/// What one account's insights gave.
+struct AccountReadings {
+    readings: HashMap<(NaiveDate, String), Metrics>,
+    unmatched: u64,
+    pause: Option<AccountPause>,
+}
+
+/// The additive metrics of an entity and day while its ads' rows are summed; the ratios are
+/// computed once from the totals (a sum of ratios means nothing).
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals([i64; 8]);
+
+impl Totals {
+    fn add(&mut self, m: &Metrics) -> Result<(), ()> {
+        let add = [
+            m.spend_cents,
+            m.impressions,
+            m.clicks,
+            m.content_views,
+            m.add_to_cart,
+            m.checkouts,
+            m.purchases,
+            m.revenue_cents,
+        ];
+        for (sum, x) in self.0.iter_mut().zip(add) {
+            *sum = sum.checked_add(x).ok_or(())?;
+        }
+        Ok(())
+    }
+
+    fn metrics(self) -> Metrics {
+        let [spend, impressions, clicks, views, carts, checkouts, purchases, revenue] = self.0;
+        Metrics::from_totals(
+            spend,
+            impressions,
+            clicks,
+            views,
+            carts,
+            checkouts,
+            purchases,
+            revenue,
+        )
     }
 }
 
@@ -263,21 +370,26 @@ impl StatProvider for MetaProvider {
     async fn fetch_readings(&self, request: &FetchRequest<'_>) -> Result<Readings, ProviderError> {
         let mut readings = HashMap::new();
         let mut pauses = Vec::new();
+        let mut unmatched = 0;
         // Accounts one after the other: they share the app's rate limit.
         for account in request.accounts {
             let entities: Vec<&EntityBudget> = request
                 .entities
                 .iter()
+                .chain(request.others)
                 .filter(|e| e.connection_id == account.connection_id)
                 .collect();
             if entities.is_empty() {
                 continue;
             }
-            let (account_readings, pause) = self.fetch_account(request, account, &entities).await?;
-            readings.extend(account_readings);
-            pauses.extend(pause);
+            let answer = self.fetch_account(request, account, &entities).await?;
+            readings.extend(answer.readings);
+            pauses.extend(answer.pause);
+            unmatched += answer.unmatched;
         }
-        // Day by day in the order asked, as the mock answers; no row means no delivery: zeros.
+        // Day by day in the order asked, as the mock answers; no row for a delivering entity
+        // means no delivery: zeros. Other entities (paused, archived… in our catalogue) get a
+        // reading only where Meta has a row.
         let mut stats = Vec::new();
         for date in request.dates() {
             for e in request.entities {
@@ -290,8 +402,27 @@ impl StatProvider for MetaProvider {
                     metrics,
                 });
             }
+            for e in request.others {
+                if let Some(metrics) = readings.remove(&(date, e.entity_id.clone())) {
+                    stats.push(ProviderStat {
+                        date,
+                        entity_id: e.entity_id.clone(),
+                        metrics,
+                    });
+                }
+            }
         }
-        Ok(Readings { stats, pauses })
+        Ok(Readings {
+            stats,
+            pauses,
+            unmatched_rows: unmatched,
+        })
+    }
+
+    /// Meta reports what an ad really did whatever its status in our catalogue: yesterday's
+    /// spend of a campaign paused this morning is real spend.
+    fn reports_every_status(&self) -> bool {
+        true
     }
 
     /// `GET act_{id}` (see `account.rs`); connections of other providers have nothing to read.
