@@ -12,6 +12,7 @@ mod backup;
 mod config;
 mod connection;
 mod dashboard;
+mod meta;
 mod systemd;
 
 use crate::app::{shutdown_on_signal, Application, StartOptions};
@@ -91,6 +92,11 @@ pub enum Command {
         #[command(subcommand)]
         command: connection::ConnectionCommand,
     },
+    /// Meta connections: compare a day's numbers with Meta's before trusting them.
+    Meta {
+        #[command(subcommand)]
+        command: meta::MetaCommand,
+    },
     /// The operator dashboard's credentials.
     Dashboard {
         #[command(subcommand)]
@@ -152,6 +158,7 @@ pub fn run(cli: Cli) -> i32 {
             } => sync(&settings, &seller, date.as_deref(), level.as_deref()).await,
             Command::Demo => run_demo(settings).await,
             Command::Connection { command } => connection::run(&settings, command).await,
+            Command::Meta { command } => meta::run(&settings, command).await,
             Command::CheckHealth { .. }
             | Command::Token { .. }
             | Command::Config { .. }

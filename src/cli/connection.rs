@@ -234,7 +234,7 @@ async fn valid_account(conn: &mut db::DbConn, connection: &str) -> Result<(), Co
     })
 }
 
-async fn open(settings: &Settings) -> Result<Db, CommandError> {
+pub(super) async fn open(settings: &Settings) -> Result<Db, CommandError> {
     let db = Db::connect(&settings.database).map_err(failed)?;
     if settings.database.run_migrations {
         db.run_migrations(&settings.database_url())

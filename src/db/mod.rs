@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod connection_totals;
 pub mod connections;
 pub mod dashboard;
 mod error;

@@ -1784,7 +1784,7 @@ async fn connection_commands_refuse_a_bad_account_id(backend: Backend) {
 /// The app secret the Meta-like fake requires when a test says so, and the proof Meta expects for
 /// [`TOKEN`]: HMAC-SHA256 of the token keyed by the secret, in lowercase hex (computed outside
 /// this code base, with Python's `hmac`).
-const APP_SECRET: &str = "app-secret-for-tests";
+pub(crate) const APP_SECRET: &str = "app-secret-for-tests";
 const TOKEN_PROOF: &str = "82b45da93e67067d1230a5595a269c71fa48adabf5efbd66dcf7b872b7cd515e";
 
 /// Every `effective_status` Meta documents for ads.
@@ -1805,25 +1805,25 @@ const AD_STATUSES: [&str; 12] = [
 
 /// One ad as Meta knows it: its ids, status, its ad set's attribution setting and its days.
 #[derive(Debug, Clone)]
-struct FakeAd {
-    campaign: &'static str,
-    adset: &'static str,
-    ad: &'static str,
-    status: &'static str,
-    attribution: &'static str,
-    days: Vec<FakeDay>,
+pub(crate) struct FakeAd {
+    pub(crate) campaign: &'static str,
+    pub(crate) adset: &'static str,
+    pub(crate) ad: &'static str,
+    pub(crate) status: &'static str,
+    pub(crate) attribution: &'static str,
+    pub(crate) days: Vec<FakeDay>,
 }
 
 /// One ad's day: money in cents (the fake writes it as Meta's decimal strings), counts, and the
 /// action types with their counts and values (cents).
 #[derive(Debug, Clone)]
-struct FakeDay {
-    date: &'static str,
-    spend: i64,
-    impressions: i64,
-    clicks: i64,
-    actions: Vec<(&'static str, i64)>,
-    values: Vec<(&'static str, i64)>,
+pub(crate) struct FakeDay {
+    pub(crate) date: &'static str,
+    pub(crate) spend: i64,
+    pub(crate) impressions: i64,
+    pub(crate) clicks: i64,
+    pub(crate) actions: Vec<(&'static str, i64)>,
+    pub(crate) values: Vec<(&'static str, i64)>,
 }
 
 fn money(cents: i64) -> String {
@@ -1848,7 +1848,7 @@ fn graph_refusal(code: i64, kind: &str, message: &str) -> Reply {
 /// - only the `fields` asked for are sent; `time_range` and `time_increment=1` give one row per
 ///   day; pages of `limit` rows with a `paging.next` link carrying the token, as Meta's do;
 /// - every answer carries the four usage headers, far below any threshold.
-fn meta_account(
+pub(crate) fn meta_account(
     ads: Vec<FakeAd>,
     secret: bool,
 ) -> impl Fn(usize, &Seen, &str) -> Reply + Send + Sync + 'static {
@@ -2040,7 +2040,7 @@ fn meta_account(
 /// ad set with an ad under cmp-2, a PAUSED campaign cmp-5 (page-2) with an ad set and ad, a
 /// PAUSED ad-7, and an ad set and ad under cmp-3 that Meta has DELETED. Meta ids on all of them
 /// (campaigns 12000k, ad sets 23000k, ads 34000k).
-fn account_catalog() -> Catalog {
+pub(crate) fn account_catalog() -> Catalog {
     let mut c = meta_catalog();
     let adset = |k: u32, campaign: u32, status: &str| ads_stats::db::models::NewAdset {
         id: format!("s1-adset-{k}"),
@@ -2082,7 +2082,7 @@ fn account_catalog() -> Catalog {
     c
 }
 
-async fn set_account_ids(app: &TestApp) {
+pub(crate) async fn set_account_ids(app: &TestApp) {
     let mut conn = app.conn().await;
     let mut ids = vec![(
         HierarchyTable::Campaigns,
@@ -2135,7 +2135,7 @@ fn fake_day(
 /// The account's ads over 2026-11-20..21. cmp-1's ad sets use different attribution settings
 /// (so a campaign-level answer for it has no conversions); ad 340099 is not in our catalogue
 /// (its campaign and ad set are), ad 349999 is in nothing of ours.
-fn account_ads() -> Vec<FakeAd> {
+pub(crate) fn account_ads() -> Vec<FakeAd> {
     let (d1, d2) = ("2026-11-20", "2026-11-21");
     let ad = |campaign, adset, ad, status, attribution, days| FakeAd {
         campaign,
@@ -2415,7 +2415,7 @@ async fn daily_rows(app: &TestApp, level: &str) -> Vec<ads_stats::db::models::Da
 }
 
 /// The app against the Meta-like fake over [`account_catalog`], with the Meta settings adjusted.
-async fn account_app(
+pub(crate) async fn account_app(
     backend: Backend,
     graph: &FakeGraph,
     adjust: impl FnOnce(&mut MetaSettings),

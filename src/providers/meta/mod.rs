@@ -8,6 +8,7 @@
 //! rows always carry them, and every metric we keep adds up.
 
 pub mod account;
+pub mod check;
 mod client;
 pub mod limits;
 pub mod mapping;
