@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::{failed, CommandError};
 use crate::config::Settings;
+use crate::db;
 use crate::db::connection_totals::{self, StoredDay};
-use crate::db::{self};
 use crate::domain::{parse_day, Metrics};
 use crate::providers::meta::check::AccountDay;
 use crate::providers::meta::META;
@@ -226,12 +226,13 @@ fn money(cents: i64, currency: &str) -> String {
 }
 
 impl Report<'_> {
+    /// `ACTIVE`, or why the account cannot run ads (e.g. `account_status 2 (DISABLED)`).
     fn status(&self) -> &str {
         self.day
             .account
             .inactive_reason
             .as_deref()
-            .unwrap_or("ACTIVE (account_status 1)")
+            .unwrap_or("ACTIVE")
     }
 
     fn table(&self) -> String {
@@ -239,14 +240,18 @@ impl Report<'_> {
         let currency = info.currency.as_str();
         let stored_currency = self.stored_currency;
         let diff = self.stored.minus(self.meta);
+        let name = info
+            .name
+            .as_deref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default();
+        let status = match info.inactive_reason {
+            None => "ACTIVE (account_status 1)",
+            Some(_) => self.status(),
+        };
         let mut out = format!(
-            "connection {}: Meta ad account {} \"{}\"\n  zone {}, currency {}, status {}\n",
-            self.connection,
-            self.account_id,
-            info.name.as_deref().unwrap_or(""),
-            info.timezone,
-            currency,
-            self.status(),
+            "connection {}: Meta ad account {}{name}\n  zone {}, currency {}, status {status}\n",
+            self.connection, self.account_id, info.timezone, currency,
         );
         let which = if self.date_given {
             "as given"

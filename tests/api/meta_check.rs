@@ -248,6 +248,7 @@ async fn after_a_sync_meta_and_stored_numbers_sit_side_by_side(backend: Backend)
     assert_eq!(report["account"]["timezone"], zone);
     assert_eq!(report["account"]["currency"], "EUR");
     assert_eq!(report["account"]["active"], true);
+    assert_eq!(report["account"]["status"], "ACTIVE");
     assert_eq!(four(&report["meta"]), meta);
     assert_eq!(four(&report["stored"]), stored);
     assert_eq!(report["stored"]["currency"], "EUR");
@@ -259,6 +260,18 @@ async fn after_a_sync_meta_and_stored_numbers_sit_side_by_side(backend: Backend)
         four(&report["metaUnknownCampaigns"]),
         sums(&ads, &t, |c| !ours(c))
     );
+
+    // A disabled account still answers: exit 0 with its status, and nothing recorded.
+    graph.set_account(account_reply(zone, "EUR", 2));
+    let out = meta_check(&envs, &[CONNECTION]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("status account_status 2 (DISABLED)"),
+        "{}",
+        text(&out)
+    );
+    let status = connections::status(&mut app.conn().await, CONNECTION).await;
+    assert_eq!(status.unwrap().as_deref(), Some("ACTIVE"));
 }
 
 /// Meta refusing the account read (expired token), refusing the insights (no permission), or no
