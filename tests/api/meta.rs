@@ -1879,6 +1879,9 @@ pub(crate) struct AsyncMeta {
     pub(crate) outcome: &'static str,
     /// The first poll of all (over every run) answers only after this long.
     pub(crate) first_poll_delay: Duration,
+    /// After its first poll, the first run is gone: Meta answers code 100 subcode 33 ("does not
+    /// exist, cannot be loaded due to missing permissions"), as for a run it no longer keeps.
+    pub(crate) forget_first_run: bool,
 }
 
 impl Default for AsyncMeta {
@@ -1889,6 +1892,7 @@ impl Default for AsyncMeta {
             running_polls: 2,
             outcome: "Job Completed",
             first_poll_delay: Duration::ZERO,
+            forget_first_run: false,
         }
     }
 }
@@ -2000,6 +2004,16 @@ pub(crate) fn meta_graph(
                 runs.polls.push(id.to_string());
                 let first_of_all = runs.polls.len() == 1;
                 let polled = runs.polls.iter().filter(|p| p == id).count();
+                if opts.forget_first_run && *id == run_id(0) && polled > 1 {
+                    return Reply::json(
+                        400,
+                        graph_error(
+                            100,
+                            33,
+                            "Unsupported get request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation",
+                        ),
+                    );
+                }
                 let (status, percent) = if polled <= opts.running_polls {
                     let percent = (polled - 1) * 100 / (opts.running_polls + 1);
                     let status = if polled == 1 {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ads_stats::config::{MetaSettings, Secret};
-use ads_stats::db::schema::sync_jobs;
+use ads_stats::db::schema::{ad_connections, sync_jobs};
 use ads_stats::db::{self, connections, stats};
 use ads_stats::db_run;
 use ads_stats::domain::Level;
@@ -30,6 +30,7 @@ on_both_backends!(
     failed_and_skipped_runs_fail_the_attempt,
     async_timeout_gives_up_and_the_retry_polls_the_same_run,
     a_retried_attempt_polls_the_same_run,
+    a_kept_run_meta_no_longer_knows_is_replaced,
     appsecret_proof_on_the_account_read_and_every_async_call,
     done_when_a_28_day_sync_through_an_async_run_matches_the_ad_rows_to_the_cent,
 );
@@ -274,6 +275,57 @@ async fn a_retried_attempt_polls_the_same_run(backend: Backend) {
     assert_eq!(runs.posts.len(), 1, "the retry started no second run");
     assert!(runs.polls.iter().all(|p| *p == run_id(0)));
     assert_eq!(kept_runs(&app).await["CAMPAIGN"], kept(0));
+    assert_eq!(
+        raw(&app, "CAMPAIGN", "s1-cmp-2", "2026-11-21").await[0].spend_cents,
+        7010
+    );
+    drop(app.shutdown().await);
+}
+
+/// A kept run Meta no longer knows (it keeps runs for a limited time; it answers code 100
+/// subcode 33, which elsewhere means a missing permission) is not an error of the connection: the
+/// retry starts a new run, reads it, and the connection stays ACTIVE.
+async fn a_kept_run_meta_no_longer_knows_is_replaced(backend: Backend) {
+    let opts = AsyncMeta {
+        first_poll_delay: Duration::from_secs(3),
+        forget_first_run: true,
+        ..AsyncMeta::default()
+    };
+    let (graph, runs) = graph(account_ads(), false, opts).await;
+    let app = account_app(backend, &graph, |m| {
+        fast_polls(m);
+        m.async_after_days = 1;
+    })
+    .await;
+    enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-21").await;
+    app.wait_until_idle(Duration::from_secs(20)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(
+        (jobs[0].status.as_str(), jobs[0].attempts),
+        ("SUCCEEDED", 2),
+        "{jobs:#?}"
+    );
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.posts.len(), 2, "the forgotten run was replaced once");
+    assert_eq!(
+        runs.polls.iter().filter(|p| **p == run_id(0)).count(),
+        2,
+        "the cut-off poll, then the one Meta answered `does not exist`"
+    );
+    assert_eq!(kept_runs(&app).await["CAMPAIGN"], kept(1));
+    let status: String = {
+        let mut conn = app.conn().await;
+        let conn = &mut conn;
+        db_run!(conn, {
+            ad_connections::table
+                .find(CONNECTION)
+                .select(ad_connections::status)
+                .first(conn)
+                .await
+                .unwrap()
+        })
+    };
+    assert_eq!(status, "ACTIVE");
     assert_eq!(
         raw(&app, "CAMPAIGN", "s1-cmp-2", "2026-11-21").await[0].spend_cents,
         7010

@@ -1,7 +1,8 @@
 //! Meta's Graph API insights as a [`StatProvider`]: one `level=ad` query chain per ad account for a
 //! job's whole range (`time_range`, `time_increment=1`), each ad's row summed into the job's level
 //! (campaign, ad set or ad) matched by `external_id`, and a reading of zeros for a delivering
-//! entity Meta has no row for on a day (no delivery that day).
+//! entity Meta has no row for on a day (no delivery that day). The chain is synchronous, or an
+//! async report run for long ranges and large accounts (`report_run.rs`).
 //!
 //! Why ad level: Meta returns no conversion metrics for a campaign (or ad set) whose parts use
 //! different attribution settings, so campaign-level requests would show 0 purchases there; ad
