@@ -1913,7 +1913,7 @@ pub(crate) fn run_id(n: usize) -> String {
 
 /// `act_1001/insights` as Meta documents it, over `ads` (see [`meta_graph`]), with no size
 /// limit on synchronous queries.
-fn meta_account(
+pub(crate) fn meta_account(
     ads: Vec<FakeAd>,
     secret: bool,
 ) -> impl Fn(usize, &Seen, &str) -> Reply + Send + Sync + 'static {
@@ -2251,7 +2251,7 @@ fn with_usage(reply: Reply) -> Reply {
 /// ad set with an ad under cmp-2, a PAUSED campaign cmp-5 (page-2) with an ad set and ad, a
 /// PAUSED ad-7, and an ad set and ad under cmp-3 that Meta has DELETED. Meta ids on all of them
 /// (campaigns 12000k, ad sets 23000k, ads 34000k).
-fn account_catalog() -> Catalog {
+pub(crate) fn account_catalog() -> Catalog {
     let mut c = meta_catalog();
     let adset = |k: u32, campaign: u32, status: &str| ads_stats::db::models::NewAdset {
         id: format!("s1-adset-{k}"),
@@ -2293,7 +2293,7 @@ fn account_catalog() -> Catalog {
     c
 }
 
-async fn set_account_ids(app: &TestApp) {
+pub(crate) async fn set_account_ids(app: &TestApp) {
     let mut conn = app.conn().await;
     let mut ids = vec![(
         HierarchyTable::Campaigns,
