@@ -133,6 +133,28 @@ mod tests {
     }
 
     #[test]
+    fn async_run_settings_default_and_are_checked() {
+        let meta = load("").unwrap().meta;
+        assert_eq!(meta.async_after_days, 7);
+        assert_eq!(meta.async_timeout, std::time::Duration::from_secs(600));
+        let meta = load("[meta]\nasync_after_days = 1\nasync_timeout = \"90s\"\n")
+            .unwrap()
+            .meta;
+        assert_eq!(
+            (meta.async_after_days, meta.async_timeout.as_secs()),
+            (1, 90)
+        );
+        for (extra, key) in [
+            ("async_after_days = 0", "meta.async_after_days"),
+            ("async_timeout = \"0s\"", "meta.async_timeout"),
+            ("async_poll_interval = \"0s\"", "meta.async_poll_interval"),
+        ] {
+            assert_eq!(load(&format!("[meta]\n{extra}\n")).unwrap_err().key, key);
+        }
+        assert!(load("[meta]\nasync_timeout = \"soon\"\n").is_err());
+    }
+
+    #[test]
     fn the_environment_form_is_one_text_value() {
         // What `ADS_STATS_META__ACTION_TYPES__PURCHASE=omni_purchase,purchase` gives figment:
         // one string at the nested key (read without touching the process environment, which

@@ -106,6 +106,16 @@ pub struct MetaSettings {
     pub action_report_time: ActionReportTime,
     /// The action types behind each funnel step, first present wins.
     pub action_types: ActionTypes,
+    /// A job whose range has more days than this asks Meta for an async report run at once
+    /// (long synchronous requests are the ones Meta refuses).
+    pub async_after_days: u32,
+    /// How long one attempt polls an async report run before it gives up (the run is kept for
+    /// the next attempt).
+    #[serde(with = "duration")]
+    pub async_timeout: Duration,
+    /// The first wait between polls of an async report run; each wait doubles, up to 30s.
+    #[serde(with = "duration")]
+    pub async_poll_interval: Duration,
 }
 
 /// The bytes of the token key: 32 bytes from base64, `None` when no key is set.
@@ -168,6 +178,9 @@ impl MetaSettings {
         positive("meta.page_size", self.page_size as usize)?;
         nonzero("meta.timeout", self.timeout)?;
         nonzero("meta.account_refresh", self.account_refresh)?;
+        positive("meta.async_after_days", self.async_after_days as usize)?;
+        nonzero("meta.async_timeout", self.async_timeout)?;
+        nonzero("meta.async_poll_interval", self.async_poll_interval)?;
         if !(self.usage_threshold > 0.0 && self.usage_threshold <= 100.0) {
             return Err(ConfigError::new(
                 "meta.usage_threshold",

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod models;
 mod prepared;
 pub mod reads;
+pub mod report_runs;
 pub mod retention;
 pub mod schema;
 pub mod stats;

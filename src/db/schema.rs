@@ -172,6 +172,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,
         priority -> SmallInt,
+        report_run_id -> Nullable<Text>,
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod priority;
 mod queue;
+mod run_keeper;
 mod runtime;
 pub mod scheduler;
 mod supervisor;

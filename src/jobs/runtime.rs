@@ -18,6 +18,7 @@ use crate::db::jobs::Lease;
 use crate::db::models::JobRecord;
 use crate::db::{self, Db, DbError};
 use crate::pipeline::{Pipeline, PipelineError, SyncRequest};
+use crate::providers::ReportRuns;
 use crate::telemetry::metrics::{JobOutcome, Metrics};
 
 /// The `jobs.*` settings the runtime uses.
@@ -489,11 +490,24 @@ async fn attempt(
         date_from: record.date_from,
         date_to: record.date_to,
     };
+    // A report the provider started in an earlier attempt (Meta's async run) is resumed.
+    let known = match super::run_keeper::known(&ctx.db, record.id).await {
+        Ok(known) => known,
+        Err(e) => return Outcome::failed(&PipelineError::Db(e)),
+    };
+    let keeper = super::run_keeper::LeasedRunKeeper {
+        db: ctx.db.clone(),
+        lease: lease.clone(),
+    };
+    let report_runs = ReportRuns {
+        known: known.as_deref(),
+        keeper: Some(&keeper),
+    };
     let timeout = ctx.settings.timeout;
     let fetched = tokio::select! {
         biased;
         _ = hard_stop.cancelled() => return Outcome::Released,
-        fetched = tokio::time::timeout(timeout, ctx.pipeline.fetch(&request)) => fetched,
+        fetched = tokio::time::timeout(timeout, ctx.pipeline.fetch_resuming(&request, report_runs)) => fetched,
     };
     let fetched = match fetched {
         Ok(Ok(fetched)) => fetched,

@@ -19,7 +19,7 @@ use crate::db::jobs::{Lease, RowsWritten};
 use crate::db::models::NewRawStat;
 use crate::db::{self, Db, DbConn, DbError};
 use crate::domain::{AdAccount, EntityBudget, Level};
-use crate::providers::{FetchRequest, ProviderError, ProviderStat, StatProvider};
+use crate::providers::{FetchRequest, ProviderError, ProviderStat, ReportRuns, StatProvider};
 
 pub use faults::{FaultPoint, Faults};
 
@@ -242,6 +242,16 @@ impl Pipeline {
     /// Looks up the delivering entities and the seller's ad accounts, then asks the provider for
     /// the whole range. The database connection is given back before the provider is called.
     pub async fn fetch(&self, request: &SyncRequest) -> Result<Fetched, PipelineError> {
+        self.fetch_resuming(request, ReportRuns::default()).await
+    }
+
+    /// [`Pipeline::fetch`] for a queued job: `report_runs` carries what earlier attempts kept
+    /// about reports the provider started (Meta's async runs) and where to keep new ones.
+    pub async fn fetch_resuming(
+        &self,
+        request: &SyncRequest,
+        report_runs: ReportRuns<'_>,
+    ) -> Result<Fetched, PipelineError> {
         let started = Instant::now();
         let days = (request.date_to - request.date_from).num_days() + 1;
         if !(1..=MAX_RANGE_DAYS).contains(&days) {
@@ -310,6 +320,7 @@ impl Pipeline {
                 entities: &entities,
                 others: &others,
                 accounts: &accounts,
+                report_runs,
             };
             match self.provider.fetch_readings(&asked).await {
                 Ok(readings) => {

@@ -38,6 +38,9 @@ pub struct FetchRequest<'a> {
     /// has a row, none otherwise. Empty for the others.
     pub others: &'a [EntityBudget],
     pub accounts: &'a [AdAccount],
+    /// The job's long-running provider reports (Meta's async report runs) kept across its
+    /// attempts, so a retry resumes them instead of starting new ones.
+    pub report_runs: ReportRuns<'a>,
 }
 
 impl FetchRequest<'_> {
@@ -46,6 +49,35 @@ impl FetchRequest<'_> {
         let to = self.date_to;
         self.date_from.iter_days().take_while(move |d| *d <= to)
     }
+}
+
+/// What a provider keeps between the attempts of one job about reports it started (Meta: the
+/// async report run of each ad account): `known` as the previous attempt kept it, and where to
+/// keep a new state. The text is the provider's own; the jobs layer stores it as is
+/// (`sync_jobs.report_run_id`), so the provider never reaches into the database.
+#[derive(Clone, Copy, Default)]
+pub struct ReportRuns<'a> {
+    pub known: Option<&'a str>,
+    /// `None` where nothing outlives the attempt (the `sync` command): a retry starts afresh.
+    pub keeper: Option<&'a dyn RunKeeper>,
+}
+
+impl std::fmt::Debug for ReportRuns<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportRuns")
+            .field("known", &self.known)
+            .field("keeper", &self.keeper.is_some())
+            .finish()
+    }
+}
+
+/// Keeps a provider's report state for the job's next attempt (see [`ReportRuns`]).
+#[async_trait::async_trait]
+pub trait RunKeeper: Send + Sync {
+    /// Stores `state` (`None` clears it) before the provider waits on the report. An error
+    /// (the job's lease is gone, the database is down) fails the attempt: a report nobody can
+    /// find again must not be waited for.
+    async fn keep(&self, state: Option<&str>) -> Result<(), String>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +287,7 @@ mod tests {
             entities: &entities,
             others: &[],
             accounts: &[],
+            report_runs: ReportRuns::default(),
         };
         let started = std::time::Instant::now();
         let delayed = slow.fetch(&request).await.unwrap();

@@ -19,6 +19,7 @@ mod login;
 mod lookback;
 mod meta;
 mod meta_account;
+mod meta_async;
 mod meta_check;
 mod meta_errors;
 mod metrics;

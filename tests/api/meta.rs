@@ -48,7 +48,9 @@ pub(crate) fn day(s: &str) -> NaiveDate {
 /// One request the fake received.
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
+    pub(crate) method: String,
     pub(crate) path: String,
+    /// The URL's parameters and, for a POST, its form body's (Meta reads both alike).
     pub(crate) query: HashMap<String, String>,
     raw_target: String,
     pub(crate) authorization: Option<String>,
@@ -126,14 +128,30 @@ impl FakeGraph {
                     tokio::spawn(async move {
                         let mut buf = Vec::new();
                         let mut chunk = [0u8; 4096];
-                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        // A POST's form body (async report runs) follows the head.
+                        let length: usize = head
+                            .split("\r\n")
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                            .and_then(|(_, v)| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + length {
                             match stream.read(&mut chunk).await {
                                 Ok(0) | Err(_) => return,
                                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                             }
                         }
-                        let head = String::from_utf8_lossy(&buf).into_owned();
-                        let request = parse(&head);
+                        let request = parse(&head, &buf[end..end + length]);
                         let reply = if crate::meta_account::is_account_read(&request.path) {
                             account_seen.lock().unwrap().push(request.clone());
                             account.lock().unwrap().clone()
@@ -194,21 +212,26 @@ impl Drop for FakeGraph {
     }
 }
 
-fn parse(head: &str) -> Seen {
+fn parse(head: &str, body: &[u8]) -> Seen {
     let mut lines = head.split("\r\n");
-    let target = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/")
-        .to_string();
+    let first = lines.next().unwrap_or_default();
+    let method = first.split_whitespace().next().unwrap_or("GET").to_string();
+    let target = first.split_whitespace().nth(1).unwrap_or("/").to_string();
     let url = reqwest::Url::parse(&format!("http://fake{target}")).unwrap();
+    let mut query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    if method == "POST" {
+        let form = reqwest::Url::parse(&format!("http://fake/?{}", String::from_utf8_lossy(body)))
+            .unwrap();
+        query.extend(form.query_pairs().into_owned());
+    }
     let authorization = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         .map(|(_, v)| v.trim().to_string());
     Seen {
+        method,
         path: url.path().to_string(),
-        query: url.query_pairs().into_owned().collect(),
+        query,
         raw_target: target,
         authorization,
     }
@@ -1522,10 +1545,11 @@ async fn a_repeated_next_page_fails_the_job(backend: Backend) {
 }
 
 /// A Graph error that is not about limits or the token (code 100, a bad parameter): the same
-/// request would be refused again, so the job fails at once, with one request.
+/// request would be refused again, so the job fails at once, with one request. (Not subcode
+/// 1487534: that one asks for an async run, see `meta_async.rs`.)
 async fn a_rejected_request_fails_at_once(backend: Backend) {
     let graph = FakeGraph::start(|_, _, _| {
-        Reply::json(400, graph_error(100, 1487534, "(#100) Invalid parameter"))
+        Reply::json(400, graph_error(100, 1815001, "(#100) Invalid parameter"))
     })
     .await;
     let app = meta_app(backend, &graph).await;
@@ -1785,7 +1809,8 @@ async fn connection_commands_refuse_a_bad_account_id(backend: Backend) {
 /// [`TOKEN`]: HMAC-SHA256 of the token keyed by the secret, in lowercase hex (computed outside
 /// this code base, with Python's `hmac`).
 pub(crate) const APP_SECRET: &str = "app-secret-for-tests";
-const TOKEN_PROOF: &str = "82b45da93e67067d1230a5595a269c71fa48adabf5efbd66dcf7b872b7cd515e";
+pub(crate) const TOKEN_PROOF: &str =
+    "82b45da93e67067d1230a5595a269c71fa48adabf5efbd66dcf7b872b7cd515e";
 
 /// Every `effective_status` Meta documents for ads.
 const AD_STATUSES: [&str; 12] = [
@@ -1838,6 +1863,63 @@ fn graph_refusal(code: i64, kind: &str, message: &str) -> Reply {
     )
 }
 
+/// How the fake account treats large synchronous queries and async report runs (see
+/// [`meta_graph`]). The default refuses nothing and completes a run after two polls.
+#[derive(Debug, Clone)]
+pub(crate) struct AsyncMeta {
+    /// A synchronous query over more days than this (first and last counted) is refused with
+    /// `refusal`; `None`: every synchronous query is answered.
+    pub(crate) sync_max_days: Option<i64>,
+    /// (code, subcode) of the refusal: Meta's "reduce the amount of data" / "use async".
+    pub(crate) refusal: (i64, i64),
+    /// Polls of a run that answer `Job Not Started`/`Job Running` (percent growing) before
+    /// `outcome`.
+    pub(crate) running_polls: usize,
+    /// The run's last status: `Job Completed`, `Job Failed` or `Job Skipped`.
+    pub(crate) outcome: &'static str,
+    /// The first poll of all (over every run) answers only after this long.
+    pub(crate) first_poll_delay: Duration,
+    /// After its first poll, the first run is gone: Meta answers code 100 subcode 33 ("does not
+    /// exist, cannot be loaded due to missing permissions"), as for a run it no longer keeps.
+    pub(crate) forget_first_run: bool,
+}
+
+impl Default for AsyncMeta {
+    fn default() -> Self {
+        Self {
+            sync_max_days: None,
+            refusal: (100, 1_487_534),
+            running_polls: 2,
+            outcome: "Job Completed",
+            first_poll_delay: Duration::ZERO,
+            forget_first_run: false,
+        }
+    }
+}
+
+/// What the fake's async side saw: each run's POSTed parameters (index = run number) and every
+/// poll's run id.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AsyncRuns {
+    pub(crate) posts: Vec<HashMap<String, String>>,
+    pub(crate) polls: Vec<String>,
+    pub(crate) reads: usize,
+}
+
+/// Run ids the fake hands out: digits, as Meta's.
+pub(crate) fn run_id(n: usize) -> String {
+    format!("{}", 6_000_000_001u64 + n as u64)
+}
+
+/// `act_1001/insights` as Meta documents it, over `ads` (see [`meta_graph`]), with no size
+/// limit on synchronous queries.
+pub(crate) fn meta_account(
+    ads: Vec<FakeAd>,
+    secret: bool,
+) -> impl Fn(usize, &Seen, &str) -> Reply + Send + Sync + 'static {
+    meta_graph(ads, secret, AsyncMeta::default(), Arc::default())
+}
+
 /// `act_1001/insights` as Meta documents it, over `ads`:
 /// - with `secret`, a request without the right `appsecret_proof` is refused (code 100);
 /// - `level` groups the ads' rows (ad, adset, campaign); a campaign or ad set whose ads use
@@ -1847,10 +1929,17 @@ fn graph_refusal(code: i64, kind: &str, message: &str) -> Reply {
 ///   archived ads are left out;
 /// - only the `fields` asked for are sent; `time_range` and `time_increment=1` give one row per
 ///   day; pages of `limit` rows with a `paging.next` link carrying the token, as Meta's do;
+/// - a synchronous query over more than `opts.sync_max_days` days is refused with `opts.refusal`;
+/// - `POST act_1001/insights` starts an async run of those parameters (`{"report_run_id"}`),
+///   `GET /{run}` answers `async_status`/`async_percent_completion` (running for
+///   `opts.running_polls` polls, then `opts.outcome`), `GET /{run}/insights` pages the run's rows
+///   as a synchronous answer would (only once completed); `runs` records them;
 /// - every answer carries the four usage headers, far below any threshold.
-pub(crate) fn meta_account(
+pub(crate) fn meta_graph(
     ads: Vec<FakeAd>,
     secret: bool,
+    opts: AsyncMeta,
+    runs: Arc<Mutex<AsyncRuns>>,
 ) -> impl Fn(usize, &Seen, &str) -> Reply + Send + Sync + 'static {
     move |_, seen, base| {
         if secret {
@@ -1872,168 +1961,290 @@ pub(crate) fn meta_account(
                 Some(_) => {}
             }
         }
-        if seen.path != "/v23.0/act_1001/insights" {
-            return graph_refusal(100, "GraphMethodException", "Unsupported get request.");
-        }
-        let level = seen.query.get("level").map_or("account", String::as_str);
-        if !["ad", "adset", "campaign"].contains(&level) {
-            return graph_refusal(100, "OAuthException", "(#100) level must be one of ...");
-        }
-        let q = |k: &str| seen.query.get(k).cloned().unwrap_or_default();
-        let fields: Vec<String> = q("fields").split(',').map(str::to_string).collect();
-        let asked = |f: &str| fields.iter().any(|x| x == f);
-        let filtering: serde_json::Value =
-            serde_json::from_str(&q("filtering")).unwrap_or_default();
-        let statuses: Vec<String> = filtering
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| {
-                c["operator"] == "IN"
-                    && c["field"]
-                        .as_str()
-                        .is_some_and(|f| f.ends_with(".effective_status"))
-            })
-            .and_then(|c| c["value"].as_array())
-            .map(|v| {
-                v.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_else(|| {
-                AD_STATUSES
-                    .iter()
-                    .filter(|s| !["DELETED", "ARCHIVED"].contains(s))
-                    .map(|s| s.to_string())
-                    .collect()
-            });
-        let range: serde_json::Value = serde_json::from_str(&q("time_range")).unwrap_or_default();
-        let (since, until) = (
-            range["since"].as_str().unwrap_or("").to_string(),
-            range["until"].as_str().unwrap_or("").to_string(),
-        );
-        // Group the ads' days by (date, the level's id), keeping the attributions met.
-        type Group = (
-            Vec<&'static str>,
-            Vec<FakeDay>,
-            &'static str,
-            &'static str,
-            &'static str,
-        );
-        let mut groups: std::collections::BTreeMap<(String, String), Group> = Default::default();
-        for ad in ads
-            .iter()
-            .filter(|a| statuses.iter().any(|s| s == a.status))
-        {
-            let key = match level {
-                "campaign" => ad.campaign,
-                "adset" => ad.adset,
-                _ => ad.ad,
-            };
-            for d in ad
-                .days
-                .iter()
-                .filter(|d| since.as_str() <= d.date && d.date <= until.as_str())
-            {
-                let g = groups
-                    .entry((d.date.to_string(), key.to_string()))
-                    .or_insert_with(|| (Vec::new(), Vec::new(), ad.campaign, ad.adset, ad.ad));
-                g.0.push(ad.attribution);
-                g.1.push(d.clone());
+        let parts: Vec<&str> = seen.path.trim_start_matches('/').split('/').collect();
+        let run_of = |id: &str| {
+            let runs = runs.lock().unwrap();
+            (0..runs.posts.len()).find(|n| run_id(*n) == id)
+        };
+        match (seen.method.as_str(), parts.as_slice()) {
+            ("GET", ["v23.0", "act_1001", "insights"]) => {
+                let range: serde_json::Value =
+                    serde_json::from_str(seen.query.get("time_range").map_or("", String::as_str))
+                        .unwrap_or_default();
+                let days = match (range["since"].as_str(), range["until"].as_str()) {
+                    (Some(a), Some(b)) => (day(b) - day(a)).num_days() + 1,
+                    _ => 0,
+                };
+                if opts.sync_max_days.is_some_and(|max| days > max) {
+                    let (code, subcode) = opts.refusal;
+                    // Code 2 comes as a server error, code 100 as a bad request.
+                    let status = if code == 2 { 500 } else { 400 };
+                    return Reply::json(
+                        status,
+                        graph_error(
+                            code,
+                            subcode,
+                            "Please reduce the amount of data you're asking for, then retry your request",
+                        ),
+                    );
+                }
+                match insight_rows(&ads, &seen.query) {
+                    Ok(rows) => insights_page(&rows, seen, base),
+                    Err(refusal) => refusal,
+                }
             }
-        }
-        let rows: Vec<serde_json::Value> = groups
-            .into_iter()
-            .map(|((date, _), (attributions, days, campaign, adset, ad))| {
-                let mut row = serde_json::json!({"date_start": date, "date_stop": date});
-                for (field, id, from) in [
-                    ("campaign_id", campaign, "campaign"),
-                    ("adset_id", adset, "adset"),
-                    ("ad_id", ad, "ad"),
-                ] {
-                    // A grouped row has the ids of its level and above only.
-                    let above = match level {
-                        "campaign" => from == "campaign",
-                        "adset" => from != "ad",
-                        _ => true,
+            ("POST", ["v23.0", "act_1001", "insights"]) => {
+                let mut runs = runs.lock().unwrap();
+                runs.posts.push(seen.query.clone());
+                let id = run_id(runs.posts.len() - 1);
+                with_usage(Reply::json(200, serde_json::json!({ "report_run_id": id })))
+            }
+            ("GET", ["v23.0", id]) if run_of(id).is_some() => {
+                let mut runs = runs.lock().unwrap();
+                runs.polls.push(id.to_string());
+                let first_of_all = runs.polls.len() == 1;
+                let polled = runs.polls.iter().filter(|p| p == id).count();
+                if opts.forget_first_run && *id == run_id(0) && polled > 1 {
+                    return Reply::json(
+                        400,
+                        graph_error(
+                            100,
+                            33,
+                            "Unsupported get request. Object does not exist, cannot be loaded due to missing permissions, or does not support this operation",
+                        ),
+                    );
+                }
+                let (status, percent) = if polled <= opts.running_polls {
+                    let percent = (polled - 1) * 100 / (opts.running_polls + 1);
+                    let status = if polled == 1 {
+                        "Job Not Started"
+                    } else {
+                        "Job Running"
                     };
-                    if asked(field) && above {
-                        row[field] = id.into();
-                    }
+                    (status, percent)
+                } else {
+                    (
+                        opts.outcome,
+                        if opts.outcome == "Job Completed" {
+                            100
+                        } else {
+                            0
+                        },
+                    )
+                };
+                let reply = with_usage(Reply::json(
+                    200,
+                    serde_json::json!({"id": id, "account_id": "1001", "async_status": status,
+                        "async_percent_completion": percent}),
+                ));
+                if first_of_all {
+                    reply.after(opts.first_poll_delay)
+                } else {
+                    reply
                 }
-                let sum = |f: fn(&FakeDay) -> i64| days.iter().map(f).sum::<i64>();
-                if asked("spend") {
-                    row["spend"] = money(sum(|d| d.spend)).into();
+            }
+            ("GET", ["v23.0", id, "insights"]) if run_of(id).is_some() => {
+                let n = run_of(id).unwrap();
+                let (params, done) = {
+                    let mut runs = runs.lock().unwrap();
+                    runs.reads += 1;
+                    let polled = runs.polls.iter().filter(|p| p == id).count();
+                    (
+                        runs.posts[n].clone(),
+                        polled > opts.running_polls && opts.outcome == "Job Completed",
+                    )
+                };
+                if !done {
+                    return graph_refusal(100, "OAuthException", "Report not ready");
                 }
-                if asked("impressions") {
-                    row["impressions"] = sum(|d| d.impressions).to_string().into();
+                match insight_rows(&ads, &params) {
+                    Ok(rows) => insights_page(&rows, seen, base),
+                    Err(refusal) => refusal,
                 }
-                if asked("inline_link_clicks") {
-                    row["inline_link_clicks"] = sum(|d| d.clicks).to_string().into();
-                }
-                let one_attribution = attributions.iter().all(|a| *a == attributions[0]);
-                if one_attribution {
-                    let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
-                    let mut values: std::collections::BTreeMap<&str, i64> = Default::default();
-                    for d in &days {
-                        for (t, n) in &d.actions {
-                            *counts.entry(t).or_default() += n;
-                        }
-                        for (t, v) in &d.values {
-                            *values.entry(t).or_default() += v;
-                        }
-                    }
-                    if asked("actions") && !counts.is_empty() {
-                        row["actions"] = counts
-                            .iter()
-                            .map(|(t, n)| serde_json::json!({"action_type": t, "value": n.to_string()}))
-                            .collect();
-                    }
-                    if asked("action_values") && !values.is_empty() {
-                        row["action_values"] = values
-                            .iter()
-                            .map(|(t, v)| serde_json::json!({"action_type": t, "value": money(*v)}))
-                            .collect();
-                    }
-                }
-                row
-            })
-            .collect();
-        let limit: usize = q("limit").parse().unwrap_or(25);
-        let offset: usize = seen
-            .query
-            .get("after")
-            .and_then(|a| a.strip_prefix("row"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let page: Vec<_> = rows.iter().skip(offset).take(limit).cloned().collect();
-        let mut body = serde_json::json!({ "data": page });
-        if offset + limit < rows.len() {
-            let mut next = reqwest::Url::parse(&format!("{base}{}", seen.path)).unwrap();
-            next.query_pairs_mut()
-                .extend_pairs(seen.query.iter().filter(|(k, _)| k.as_str() != "after"))
-                .append_pair("access_token", TOKEN)
-                .append_pair("after", &format!("row{}", offset + limit));
-            body["paging"] = serde_json::json!({"cursors": {"after": format!("row{}", offset + limit)},
-                "next": next.as_str()});
+            }
+            _ => graph_refusal(100, "GraphMethodException", "Unsupported get request."),
         }
-        Reply::json(200, body)
-            .header("X-Business-Use-Case-Usage", usage_header(3, 0))
-            .header(
-                "X-Ad-Account-Usage",
-                serde_json::json!({"acc_id_util_pct": 2.5, "reset_time_duration": 0,
-                    "ads_api_access_tier": "standard_access"}),
-            )
-            .header(
-                "X-App-Usage",
-                serde_json::json!({"call_count": 4, "total_cputime": 1, "total_time": 2}),
-            )
-            .header(
-                "X-FB-Ads-Insights-Throttle",
-                serde_json::json!({"app_id_util_pct": 1.5, "acc_id_util_pct": 2.5,
-                    "ads_api_access_tier": "standard_access"}),
-            )
     }
+}
+
+/// The rows Meta would answer the insights parameters `params` with (see [`meta_graph`]).
+fn insight_rows(
+    ads: &[FakeAd],
+    params: &HashMap<String, String>,
+) -> Result<Vec<serde_json::Value>, Reply> {
+    let level = params.get("level").map_or("account", String::as_str);
+    if !["ad", "adset", "campaign"].contains(&level) {
+        return Err(graph_refusal(
+            100,
+            "OAuthException",
+            "(#100) level must be one of ...",
+        ));
+    }
+    let q = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let fields: Vec<String> = q("fields").split(',').map(str::to_string).collect();
+    let asked = |f: &str| fields.iter().any(|x| x == f);
+    let filtering: serde_json::Value = serde_json::from_str(&q("filtering")).unwrap_or_default();
+    let statuses: Vec<String> = filtering
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| {
+            c["operator"] == "IN"
+                && c["field"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with(".effective_status"))
+        })
+        .and_then(|c| c["value"].as_array())
+        .map(|v| {
+            v.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            AD_STATUSES
+                .iter()
+                .filter(|s| !["DELETED", "ARCHIVED"].contains(s))
+                .map(|s| s.to_string())
+                .collect()
+        });
+    let range: serde_json::Value = serde_json::from_str(&q("time_range")).unwrap_or_default();
+    let (since, until) = (
+        range["since"].as_str().unwrap_or("").to_string(),
+        range["until"].as_str().unwrap_or("").to_string(),
+    );
+    // Group the ads' days by (date, the level's id), keeping the attributions met.
+    type Group = (
+        Vec<&'static str>,
+        Vec<FakeDay>,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+    let mut groups: std::collections::BTreeMap<(String, String), Group> = Default::default();
+    for ad in ads
+        .iter()
+        .filter(|a| statuses.iter().any(|s| s == a.status))
+    {
+        let key = match level {
+            "campaign" => ad.campaign,
+            "adset" => ad.adset,
+            _ => ad.ad,
+        };
+        for d in ad
+            .days
+            .iter()
+            .filter(|d| since.as_str() <= d.date && d.date <= until.as_str())
+        {
+            let g = groups
+                .entry((d.date.to_string(), key.to_string()))
+                .or_insert_with(|| (Vec::new(), Vec::new(), ad.campaign, ad.adset, ad.ad));
+            g.0.push(ad.attribution);
+            g.1.push(d.clone());
+        }
+    }
+    let rows: Vec<serde_json::Value> = groups
+        .into_iter()
+        .map(|((date, _), (attributions, days, campaign, adset, ad))| {
+            let mut row = serde_json::json!({"date_start": date, "date_stop": date});
+            for (field, id, from) in [
+                ("campaign_id", campaign, "campaign"),
+                ("adset_id", adset, "adset"),
+                ("ad_id", ad, "ad"),
+            ] {
+                // A grouped row has the ids of its level and above only.
+                let above = match level {
+                    "campaign" => from == "campaign",
+                    "adset" => from != "ad",
+                    _ => true,
+                };
+                if asked(field) && above {
+                    row[field] = id.into();
+                }
+            }
+            let sum = |f: fn(&FakeDay) -> i64| days.iter().map(f).sum::<i64>();
+            if asked("spend") {
+                row["spend"] = money(sum(|d| d.spend)).into();
+            }
+            if asked("impressions") {
+                row["impressions"] = sum(|d| d.impressions).to_string().into();
+            }
+            if asked("inline_link_clicks") {
+                row["inline_link_clicks"] = sum(|d| d.clicks).to_string().into();
+            }
+            let one_attribution = attributions.iter().all(|a| *a == attributions[0]);
+            if one_attribution {
+                let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
+                let mut values: std::collections::BTreeMap<&str, i64> = Default::default();
+                for d in &days {
+                    for (t, n) in &d.actions {
+                        *counts.entry(t).or_default() += n;
+                    }
+                    for (t, v) in &d.values {
+                        *values.entry(t).or_default() += v;
+                    }
+                }
+                if asked("actions") && !counts.is_empty() {
+                    row["actions"] = counts
+                        .iter()
+                        .map(|(t, n)| serde_json::json!({"action_type": t, "value": n.to_string()}))
+                        .collect();
+                }
+                if asked("action_values") && !values.is_empty() {
+                    row["action_values"] = values
+                        .iter()
+                        .map(|(t, v)| serde_json::json!({"action_type": t, "value": money(*v)}))
+                        .collect();
+                }
+            }
+            row
+        })
+        .collect();
+    Ok(rows)
+}
+
+/// One page of `rows` for the request `seen` (`limit`, `after`), with a `paging.next` link to the
+/// same path when rows are left, and the usage headers.
+fn insights_page(rows: &[serde_json::Value], seen: &Seen, base: &str) -> Reply {
+    let q = |k: &str| seen.query.get(k).cloned().unwrap_or_default();
+    let limit: usize = q("limit").parse().unwrap_or(25);
+    let offset: usize = seen
+        .query
+        .get("after")
+        .and_then(|a| a.strip_prefix("row"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let page: Vec<_> = rows.iter().skip(offset).take(limit).cloned().collect();
+    let mut body = serde_json::json!({ "data": page });
+    if offset + limit < rows.len() {
+        let mut next = reqwest::Url::parse(&format!("{base}{}", seen.path)).unwrap();
+        next.query_pairs_mut()
+            .extend_pairs(seen.query.iter().filter(|(k, _)| k.as_str() != "after"))
+            .append_pair("access_token", TOKEN)
+            .append_pair("after", &format!("row{}", offset + limit));
+        body["paging"] = serde_json::json!({"cursors": {"after": format!("row{}", offset + limit)},
+            "next": next.as_str()});
+    }
+    with_usage(Reply::json(200, body))
+}
+
+/// `reply` with the four usage headers Meta sends, far below any threshold.
+fn with_usage(reply: Reply) -> Reply {
+    reply
+        .header("X-Business-Use-Case-Usage", usage_header(3, 0))
+        .header(
+            "X-Ad-Account-Usage",
+            serde_json::json!({"acc_id_util_pct": 2.5, "reset_time_duration": 0,
+                "ads_api_access_tier": "standard_access"}),
+        )
+        .header(
+            "X-App-Usage",
+            serde_json::json!({"call_count": 4, "total_cputime": 1, "total_time": 2}),
+        )
+        .header(
+            "X-FB-Ads-Insights-Throttle",
+            serde_json::json!({"app_id_util_pct": 1.5, "acc_id_util_pct": 2.5,
+                "ads_api_access_tier": "standard_access"}),
+        )
 }
 
 /// Our catalogue for the Meta-like account: the test seller plus an ARCHIVED ad set (ad-4) and an
@@ -2329,6 +2540,15 @@ fn reader_sums(
     level: Level,
     ours: &HashMap<&str, &str>,
 ) -> (HashMap<(String, NaiveDate), [i64; 8]>, u64) {
+    reader_sums_of(&account_ads(), level, ours)
+}
+
+/// [`reader_sums`] over any ads: what a reader computes from the fake's ad rows for `level`.
+pub(crate) fn reader_sums_of(
+    ads: &[FakeAd],
+    level: Level,
+    ours: &HashMap<&str, &str>,
+) -> (HashMap<(String, NaiveDate), [i64; 8]>, u64) {
     let first = |list: &[(&str, i64)], types: [&str; 2]| {
         types
             .iter()
@@ -2337,7 +2557,7 @@ fn reader_sums(
     };
     let mut sums: HashMap<(String, NaiveDate), [i64; 8]> = HashMap::new();
     let mut unmatched = 0;
-    for ad in account_ads() {
+    for ad in ads {
         let ext = match level {
             Level::Campaign => ad.campaign,
             Level::Adset => ad.adset,
@@ -2385,7 +2605,7 @@ fn reader_sums(
     (sums, unmatched)
 }
 
-fn totals_of(d: &ads_stats::db::models::DailyStat) -> [i64; 8] {
+pub(crate) fn totals_of(d: &ads_stats::db::models::DailyStat) -> [i64; 8] {
     [
         d.spend_cents,
         d.impressions,
@@ -2398,7 +2618,10 @@ fn totals_of(d: &ads_stats::db::models::DailyStat) -> [i64; 8] {
     ]
 }
 
-async fn daily_rows(app: &TestApp, level: &str) -> Vec<ads_stats::db::models::DailyStat> {
+pub(crate) async fn daily_rows(
+    app: &TestApp,
+    level: &str,
+) -> Vec<ads_stats::db::models::DailyStat> {
     use ads_stats::db::models::DailyStat;
     use ads_stats::db::schema::ad_stats_daily;
     let mut conn = app.conn().await;
@@ -2440,7 +2663,7 @@ pub(crate) async fn account_app(
 
 /// The value of `ads_stats_provider_unmatched_rows_total{provider="meta"}`, polled until it is
 /// `expected` (it is recorded a moment after the job's record commits) or the deadline passes.
-async fn unmatched_rows_metric(app: &TestApp, expected: f64) -> f64 {
+pub(crate) async fn unmatched_rows_metric(app: &TestApp, expected: f64) -> f64 {
     let started = Instant::now();
     loop {
         let response = app
@@ -2461,6 +2684,66 @@ async fn unmatched_rows_metric(app: &TestApp, expected: f64) -> f64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Over [`account_catalog`]: Meta id → ours per level, and which of ours deliver (ACTIVE
+/// themselves and above), as `(level name, level, ours, delivering)`.
+pub(crate) fn account_levels() -> [AccountLevel; 3] {
+    let campaigns: HashMap<&'static str, &'static str> = HashMap::from([
+        ("120001", "s1-cmp-1"),
+        ("120002", "s1-cmp-2"),
+        ("120003", "s1-cmp-3"),
+        ("120005", "s1-cmp-5"),
+    ]);
+    let adsets: HashMap<&'static str, &'static str> = HashMap::from([
+        ("230001", "s1-adset-1"),
+        ("230002", "s1-adset-2"),
+        ("230003", "s1-adset-3"),
+        ("230004", "s1-adset-4"),
+        ("230005", "s1-adset-5"),
+        ("230006", "s1-adset-6"),
+    ]);
+    let ads: HashMap<&'static str, &'static str> = HashMap::from([
+        ("340001", "s1-ad-1"),
+        ("340002", "s1-ad-2"),
+        ("340003", "s1-ad-3"),
+        ("340004", "s1-ad-4"),
+        ("340005", "s1-ad-5"),
+        ("340006", "s1-ad-6"),
+        ("340007", "s1-ad-7"),
+        ("340008", "s1-ad-8"),
+    ]);
+    let delivering = [
+        (
+            "CAMPAIGN",
+            Level::Campaign,
+            vec!["s1-cmp-1", "s1-cmp-2", "s1-cmp-3"],
+        ),
+        (
+            "ADSET",
+            Level::Adset,
+            vec!["s1-adset-1", "s1-adset-2", "s1-adset-4", "s1-adset-6"],
+        ),
+        (
+            "AD",
+            Level::Ad,
+            vec!["s1-ad-1", "s1-ad-2", "s1-ad-3", "s1-ad-5", "s1-ad-8"],
+        ),
+    ];
+    let [c, a, d] = delivering;
+    [
+        (c.0, c.1, campaigns, c.2),
+        (a.0, a.1, adsets, a.2),
+        (d.0, d.1, ads, d.2),
+    ]
+}
+
+/// One level of [`account_levels`].
+pub(crate) type AccountLevel = (
+    &'static str,
+    Level,
+    HashMap<&'static str, &'static str>,
+    Vec<&'static str>,
+);
 
 on_both_backends!(
     ad_rows_sum_to_every_level_to_the_cent,
@@ -2485,57 +2768,11 @@ async fn ad_rows_sum_to_every_level_to_the_cent(backend: Backend) {
             .all(|j| j.status == "SUCCEEDED" && j.attempts == 1),
         "{jobs:#?}"
     );
-    // Meta id → ours, and which of ours deliver (ACTIVE themselves and above).
-    let campaigns = HashMap::from([
-        ("120001", "s1-cmp-1"),
-        ("120002", "s1-cmp-2"),
-        ("120003", "s1-cmp-3"),
-        ("120005", "s1-cmp-5"),
-    ]);
-    let adsets: HashMap<&str, &str> = HashMap::from([
-        ("230001", "s1-adset-1"),
-        ("230002", "s1-adset-2"),
-        ("230003", "s1-adset-3"),
-        ("230004", "s1-adset-4"),
-        ("230005", "s1-adset-5"),
-        ("230006", "s1-adset-6"),
-    ]);
-    let ads: HashMap<&str, &str> = HashMap::from([
-        ("340001", "s1-ad-1"),
-        ("340002", "s1-ad-2"),
-        ("340003", "s1-ad-3"),
-        ("340004", "s1-ad-4"),
-        ("340005", "s1-ad-5"),
-        ("340006", "s1-ad-6"),
-        ("340007", "s1-ad-7"),
-        ("340008", "s1-ad-8"),
-    ]);
-    let delivering: [(&str, Level, Vec<&str>); 3] = [
-        (
-            "CAMPAIGN",
-            Level::Campaign,
-            vec!["s1-cmp-1", "s1-cmp-2", "s1-cmp-3"],
-        ),
-        (
-            "ADSET",
-            Level::Adset,
-            vec!["s1-adset-1", "s1-adset-2", "s1-adset-4", "s1-adset-6"],
-        ),
-        (
-            "AD",
-            Level::Ad,
-            vec!["s1-ad-1", "s1-ad-2", "s1-ad-3", "s1-ad-5", "s1-ad-8"],
-        ),
-    ];
+    let levels = account_levels();
     let mut unmatched_total = 0;
     let mut campaign_sums = HashMap::new();
-    for (name, level, delivering) in delivering {
-        let ours = match level {
-            Level::Campaign => &campaigns,
-            Level::Adset => &adsets,
-            Level::Ad => &ads,
-        };
-        let (mut expected, unmatched) = reader_sums(level, ours);
+    for (name, level, ours, delivering) in levels {
+        let (mut expected, unmatched) = reader_sums(level, &ours);
         unmatched_total += unmatched;
         // A delivering entity without rows on a day reads zeros; the others only have their rows.
         for id in delivering {

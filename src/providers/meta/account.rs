@@ -61,10 +61,13 @@ impl MetaProvider {
         let id = account.external_account_id.trim();
         let id = id.strip_prefix("act_").unwrap_or(id);
         let path = format!("{}/{}/act_{id}", self.base_url, self.api_version);
-        // appsecret_proof: when `meta.app_secret` lands (issue 16 item 8), add the proof here as
-        // on every other Graph request.
-        let url = Url::parse_with_params(&path, [("fields", FIELDS)])
+        let mut url = Url::parse_with_params(&path, [("fields", FIELDS)])
             .map_err(|e| ProviderError::Request(format!("account URL: {e}")))?;
+        // Apps with "Require App Secret" refuse the account read without it, as any call.
+        if let Some(proof) = self.proof(&token) {
+            url.query_pairs_mut()
+                .append_pair(client::APPSECRET_PROOF, &proof);
+        }
         let answer = self
             .http
             .get(url)

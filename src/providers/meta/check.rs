@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 
 use super::{call_error, client, MetaProvider, Totals};
 use crate::domain::{AdAccount, Level, Metrics};
-use crate::providers::{AccountInfo, FetchRequest, ProviderError};
+use crate::providers::{AccountInfo, FetchRequest, ProviderError, ReportRuns};
 
 /// One account's day as Meta reports it.
 #[derive(Debug, Clone)]
@@ -50,6 +50,7 @@ impl MetaProvider {
             entities: &[],
             others: &[],
             accounts: std::slice::from_ref(account),
+            report_runs: ReportRuns::default(),
         };
         let url = self.first_page(&request, account)?;
         let proof = self.proof(&token);

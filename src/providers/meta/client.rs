@@ -32,6 +32,9 @@ pub enum CallError {
     /// Any other error Meta answers (a bad parameter, no permission on the account): retrying
     /// sends the same request.
     Rejected(String),
+    /// Meta refuses the synchronous query as too large and wants it as an async report run
+    /// (see `report_run::asks_for_async`).
+    TooMuchData(String),
     Malformed(String),
 }
 
@@ -159,6 +162,25 @@ pub async fn insights(
     }
 }
 
+/// Sends one Graph request other than an insights page (an async run's start or poll): its body
+/// and usage on success, the error sorted as for insights otherwise.
+pub async fn call(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Usage), CallError> {
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| CallError::Transient(describe(e)))?;
+    let status = answer.status();
+    let usage = Usage::from_headers(answer.headers());
+    let body = answer
+        .bytes()
+        .await
+        .map_err(|e| CallError::Transient(describe(e)))?;
+    if !status.is_success() {
+        return Err(classify(status, &body, usage));
+    }
+    Ok((body.to_vec(), usage))
+}
+
 /// The query parameter carrying [`appsecret_proof`].
 pub const APPSECRET_PROOF: &str = "appsecret_proof";
 
@@ -223,7 +245,9 @@ pub(super) fn classify(status: StatusCode, body: &[u8], usage: Usage) -> CallErr
             .unwrap_or_default(),
         error.message
     );
-    if error.code == limits::TOKEN_INVALID {
+    if super::report_run::asks_for_async(error.code, error.error_subcode) {
+        CallError::TooMuchData(detail)
+    } else if error.code == limits::TOKEN_INVALID {
         CallError::TokenInvalid(detail)
     } else if error.code == limits::APP_LIMIT {
         // Code 4 usually comes without usage headers: the minimum pause, for every account.
@@ -369,6 +393,19 @@ mod tests {
         assert!(matches!(
             classify(bad, body(100, 0, false).as_bytes(), u),
             CallError::Rejected(_)
+        ));
+        for (code, sub) in [(100, 1487534), (100, 1504018), (2, 1504038)] {
+            assert!(
+                matches!(
+                    classify(bad, body(code, sub, false).as_bytes(), u),
+                    CallError::TooMuchData(_)
+                ),
+                "{code}/{sub}"
+            );
+        }
+        assert!(matches!(
+            classify(bad, body(2, 1504038, true).as_bytes(), u),
+            CallError::TooMuchData(_)
         ));
     }
 }

@@ -1,7 +1,8 @@
 //! Meta's Graph API insights as a [`StatProvider`]: one `level=ad` query chain per ad account for a
 //! job's whole range (`time_range`, `time_increment=1`), each ad's row summed into the job's level
 //! (campaign, ad set or ad) matched by `external_id`, and a reading of zeros for a delivering
-//! entity Meta has no row for on a day (no delivery that day).
+//! entity Meta has no row for on a day (no delivery that day). The chain is synchronous, or an
+//! async report run for long ranges and large accounts (`report_run.rs`).
 //!
 //! Why ad level: Meta returns no conversion metrics for a campaign (or ad set) whose parts use
 //! different attribution settings, so campaign-level requests would show 0 purchases there; ad
@@ -12,6 +13,7 @@ pub mod check;
 mod client;
 pub mod limits;
 pub mod mapping;
+pub mod report_run;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -26,6 +28,7 @@ use crate::config::{ActionReportTime, ActionTypes, MetaSettings, Secret};
 use crate::crypto::TokenSealer;
 use crate::domain::{AdAccount, EntityBudget, Metrics};
 use client::CallError;
+use report_run::{Caller, RunBook};
 
 pub use client::{appsecret_proof, APPSECRET_PROOF};
 
@@ -62,6 +65,10 @@ pub struct MetaProvider {
     app_secret: Option<Secret>,
     action_report_time: ActionReportTime,
     action_types: ActionTypes,
+    /// `meta.async_after_days`: longer ranges go to an async report run at once.
+    async_after_days: u32,
+    async_timeout: Duration,
+    async_poll_interval: Duration,
 }
 
 impl MetaProvider {
@@ -88,6 +95,9 @@ impl MetaProvider {
             app_secret: Some(settings.app_secret.clone()).filter(|s| !s.expose().trim().is_empty()),
             action_report_time: settings.action_report_time,
             action_types: settings.action_types.clone(),
+            async_after_days: settings.async_after_days,
+            async_timeout: settings.async_timeout,
+            async_poll_interval: settings.async_poll_interval,
         })
     }
 
@@ -171,20 +181,18 @@ impl MetaProvider {
         request: &FetchRequest<'_>,
         account: &AdAccount,
         entities: &[&EntityBudget],
+        book: &mut RunBook<'_>,
     ) -> Result<AccountReadings, ProviderError> {
         let (token, sealed) = self.token(account)?;
         let url = self.first_page(request, account)?;
         let proof = self.proof(&token);
-        let answer = client::insights(
-            &self.http,
-            &self.base_url,
-            url,
-            &token,
-            proof.as_deref(),
-            self.usage_threshold,
-        )
-        .await
-        .map_err(|e| call_error(account, &sealed, e))?;
+        let caller = Caller {
+            account,
+            token: &token,
+            sealed: &sealed,
+            proof: proof.as_deref(),
+        };
+        let answer = self.insights(request, &caller, url, book).await?;
         let ours = by_external_id(entities)?;
         let mut sums: HashMap<(NaiveDate, String), Totals> = HashMap::new();
         let mut ads_seen = HashSet::new();
@@ -241,6 +249,45 @@ impl MetaProvider {
                 until: pause_end(p),
             }),
         })
+    }
+}
+
+impl MetaProvider {
+    /// Every row of the account's query: synchronously, or through an async report run when the
+    /// job kept one for the account, when the range is longer than `meta.async_after_days`, or
+    /// when Meta refuses the synchronous query as too large.
+    async fn insights(
+        &self,
+        request: &FetchRequest<'_>,
+        caller: &Caller<'_>,
+        url: Url,
+        book: &mut RunBook<'_>,
+    ) -> Result<client::Insights, ProviderError> {
+        // Days in the inclusive range.
+        let days = (request.date_to - request.date_from).num_days() + 1;
+        let kept = book.has(&caller.account.connection_id);
+        if kept || days > i64::from(self.async_after_days) {
+            return self.async_insights(caller, &url, book).await;
+        }
+        match client::insights(
+            &self.http,
+            &self.base_url,
+            url.clone(),
+            caller.token,
+            caller.proof,
+            self.usage_threshold,
+        )
+        .await
+        {
+            Err(CallError::TooMuchData(detail)) => {
+                tracing::info!(
+                    connection.id = %caller.account.connection_id, days, detail = %detail,
+                    "Meta refused the synchronous insights query as too large; asking for an async report run"
+                );
+                self.async_insights(caller, &url, book).await
+            }
+            answer => answer.map_err(|e| caller.error(e)),
+        }
     }
 }
 
@@ -337,7 +384,10 @@ fn call_error(account: &AdAccount, sealed: &Secret, e: CallError) -> ProviderErr
             sealed_token: sealed.clone(),
             detail,
         },
-        CallError::Rejected(detail) => ProviderError::Rejected(detail),
+        // Outside an insights query (an account read) "too much data" is just a refusal.
+        CallError::Rejected(detail) | CallError::TooMuchData(detail) => {
+            ProviderError::Rejected(detail)
+        }
         CallError::Malformed(detail) => ProviderError::Malformed(detail),
     }
 }
@@ -372,6 +422,7 @@ impl StatProvider for MetaProvider {
         let mut readings = HashMap::new();
         let mut pauses = Vec::new();
         let mut unmatched = 0;
+        let mut book = RunBook::new(request.report_runs.known, request.report_runs.keeper);
         // Accounts one after the other: they share the app's rate limit.
         for account in request.accounts {
             let entities: Vec<&EntityBudget> = request
@@ -383,7 +434,9 @@ impl StatProvider for MetaProvider {
             if entities.is_empty() {
                 continue;
             }
-            let answer = self.fetch_account(request, account, &entities).await?;
+            let answer = self
+                .fetch_account(request, account, &entities, &mut book)
+                .await?;
             readings.extend(answer.readings);
             pauses.extend(answer.pause);
             unmatched += answer.unmatched;

@@ -1,0 +1,1 @@
+ALTER TABLE sync_jobs DROP COLUMN report_run_id;
