@@ -121,7 +121,7 @@ impl Application {
             runtime.worker().to_string(),
             settings.jobs.rescue_after,
         )
-        .with_lookback_days(settings.stats.lookback_days);
+        .with_lookback_days(settings.lookback_days());
         let scheduler_stop = CancellationToken::new();
         let scheduler_task = settings.scheduler.enabled.then(|| {
             let (scheduler, stop, faults) =
