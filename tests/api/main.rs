@@ -20,6 +20,7 @@ mod lookback;
 mod meta;
 mod meta_account;
 mod meta_errors;
+mod meta_lookback;
 mod metrics;
 mod openapi;
 mod outage;
