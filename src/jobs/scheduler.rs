@@ -520,3 +520,92 @@ fn mark_key(mark: DateTime<Utc>) -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
     mark.naive_utc().trunc_subsecs(6)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn connection(seller: &str, provider: &str, zone: &str) -> ScheduledConnection {
+        ScheduledConnection {
+            seller_id: seller.into(),
+            connection_id: format!("{seller}-{provider}-{zone}"),
+            provider: provider.into(),
+            timezone: zone.into(),
+            lookback_queued_on: None,
+        }
+    }
+
+    fn d(m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, m, day).unwrap()
+    }
+
+    fn rules(meta: bool, lookback_days: u32, lookback_hour: u32) -> PlanRules {
+        PlanRules {
+            lookback_days,
+            lookback_hour,
+            meta,
+        }
+    }
+
+    #[test]
+    fn meta_connections_start_at_their_local_yesterday() {
+        // 20:00 UTC on the 28th: the 29th in Tokyo, the 28th in Los Angeles.
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 20, 0, 0).unwrap();
+        let connections = [
+            connection("a", "META", "Asia/Tokyo"),
+            connection("b", "META", "America/Los_Angeles"),
+            connection("c", "OTHER", "Asia/Tokyo"),
+        ];
+        let plan = TickPlan::new(&connections, now, &rules(true, 0, 4));
+        let current: Vec<_> = plan.current.into_iter().collect();
+        assert_eq!(
+            current,
+            vec![
+                ("a".into(), d(11, 28), d(11, 29)),
+                ("b".into(), d(11, 27), d(11, 28)),
+                ("c".into(), d(11, 29), d(11, 29)),
+            ]
+        );
+        // Under the mock every connection keeps today.
+        let plan = TickPlan::new(&connections, now, &rules(false, 0, 4));
+        assert!(plan.current.iter().all(|(_, from, to)| from == to));
+    }
+
+    #[test]
+    fn a_seller_with_meta_and_another_connection_in_one_zone_gets_one_job_set() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 20, 0, 0).unwrap();
+        let connections = [
+            connection("a", "META", "UTC"),
+            connection("a", "OTHER", "UTC"),
+            connection("a", "OTHER", "Asia/Tokyo"),
+        ];
+        let plan = TickPlan::new(&connections, now, &rules(true, 0, 4));
+        let current: Vec<_> = plan.current.into_iter().collect();
+        assert_eq!(
+            current,
+            vec![
+                ("a".into(), d(11, 27), d(11, 28)),
+                ("a".into(), d(11, 29), d(11, 29)),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_lookback_is_due_from_the_hour_in_the_connection_zone() {
+        let due = |h: u32, mi: u32, hour: u32| {
+            let now = Utc.with_ymd_and_hms(2026, 11, 28, h, mi, 0).unwrap();
+            let connections = [connection("a", "META", "Asia/Tokyo")];
+            let plan = TickPlan::new(&connections, now, &rules(true, 28, hour));
+            plan.lookback_due.keys().copied().collect::<Vec<_>>()
+        };
+        // 18:59 UTC is 03:59 on the 29th in Tokyo; 19:00 is 04:00.
+        assert_eq!(due(18, 59, 4), vec![]);
+        assert_eq!(due(19, 0, 4), vec![d(11, 29)]);
+        assert_eq!(due(14, 59, 0), vec![d(11, 28)], "hour 0: from midnight on");
+        assert_eq!(due(15, 0, 0), vec![d(11, 29)]);
+        assert_eq!(due(14, 0, 23), vec![d(11, 28)], "23:00 in Tokyo");
+        assert_eq!(due(13, 59, 23), vec![]);
+    }
+}
