@@ -121,7 +121,9 @@ impl Application {
             runtime.worker().to_string(),
             settings.jobs.rescue_after,
         )
-        .with_lookback_days(settings.stats.lookback_days);
+        .with_lookback_days(settings.lookback_days())
+        .with_lookback_hour(settings.stats.lookback_hour)
+        .with_provider(settings.provider);
         let scheduler_stop = CancellationToken::new();
         let scheduler_task = settings.scheduler.enabled.then(|| {
             let (scheduler, stop, faults) =

@@ -272,11 +272,25 @@ pub struct StatsSettings {
     pub aggregation: Aggregation,
     /// Days before each connection's local today re-synced once a day, so conversions the
     /// provider attributes late land in the daily rows; 0 turns it off. Needs `latest`.
-    pub lookback_days: u32,
+    /// `None` (not set anywhere): the provider's default, see [`Settings::lookback_days`].
+    #[serde(default)]
+    pub lookback_days: Option<u32>,
+    /// The local hour (0–23, in each connection's zone) from which a day's lookback is queued:
+    /// the first tick at or after it. Meta finishes yesterday's numbers hours after midnight.
+    pub lookback_hour: u32,
     /// Raw rows fetched longer ago than this are deleted by the sweeper, in small batches; the
     /// daily and sellpage rows they were folded into are kept.
     #[serde(with = "duration")]
     pub raw_retention: Duration,
+}
+
+/// `stats.lookback_days` when no layer sets it: Meta keeps attributing conversions for 28 days
+/// (its default attribution window), the mock's numbers never change once written.
+pub const fn default_lookback_days(provider: ProviderKind) -> u32 {
+    match provider {
+        ProviderKind::Meta => 28,
+        ProviderKind::Mock => 0,
+    }
 }
 
 /// The shortest `stats.raw_retention` accepted: a job folds the raw rows it fetched a moment
@@ -410,7 +424,7 @@ impl Settings {
                     .ignore(&["ENV", "CONFIG_DIR"])
                     .split("__"),
             );
-        Ok((figment, environment))
+        Ok((with_provider_defaults(figment), environment))
     }
 
     /// Settings from the compiled-in defaults only, adjusted in code (tests, tools).
@@ -427,6 +441,13 @@ impl Settings {
         settings.environment = environment;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The effective `stats.lookback_days`: the one set, else the provider's default.
+    pub fn lookback_days(&self) -> u32 {
+        self.stats
+            .lookback_days
+            .unwrap_or(default_lookback_days(self.provider))
     }
 
     pub fn is_production(&self) -> bool {
@@ -499,7 +520,15 @@ impl Settings {
         check_metrics_token(self.metrics.bearer_token.expose())?;
         placeholder::check(self)?;
         self.meta.validate(self.provider, self.is_production())?;
+        self.check_jwt_secret()
+    }
+
+    /// `stats.lookback_days` within one job's range and only with `latest`; `stats.raw_retention`
+    /// long enough that no fold in flight can lose its rows.
+    fn validate_stats(&self) -> Result<(), ConfigError> {
         // Meta reports day-to-date totals: summing two syncs of one day would double them.
+        // Checked before the lookback, whose Meta default (28) also needs `latest`: the line
+        // must name the setting to change, not the default the operator never wrote.
         if self.provider == ProviderKind::Meta && self.stats.aggregation == Aggregation::Sum {
             return Err(ConfigError::new(
                 "stats.aggregation",
@@ -507,14 +536,9 @@ impl Settings {
                  set stats.aggregation = \"latest\"",
             ));
         }
-        self.check_jwt_secret()
-    }
-
-    /// `stats.lookback_days` within one job's range and only with `latest`; `stats.raw_retention`
-    /// long enough that no fold in flight can lose its rows.
-    fn validate_stats(&self) -> Result<(), ConfigError> {
+        let lookback_days = self.lookback_days();
         let most = crate::pipeline::MAX_RANGE_DAYS;
-        if i64::from(self.stats.lookback_days) > most {
+        if i64::from(lookback_days) > most {
             return Err(ConfigError::new(
                 "stats.lookback_days",
                 format!("must be at most {most} (one job's range), or 0 for no lookback"),
@@ -523,11 +547,20 @@ impl Settings {
         // Under `sum` a re-synced day adds the fresh snapshot to what it already holds: every
         // lookback would inflate the last N days again. Refused rather than warned about, since
         // the damage is silent and cannot be undone from the daily rows.
-        if self.stats.lookback_days > 0 && self.stats.aggregation == Aggregation::Sum {
+        if lookback_days > 0 && self.stats.aggregation == Aggregation::Sum {
             return Err(ConfigError::new(
                 "stats.lookback_days",
                 "needs stats.aggregation = \"latest\": under \"sum\" each re-sync would add the \
                  day's numbers again",
+            ));
+        }
+        if self.stats.lookback_hour > 23 {
+            return Err(ConfigError::new(
+                "stats.lookback_hour",
+                format!(
+                    "must be an hour of the day, 0 to 23: it is {}",
+                    self.stats.lookback_hour
+                ),
             ));
         }
         if self.stats.raw_retention < MIN_RAW_RETENTION {
@@ -607,6 +640,22 @@ fn check_metrics_token(token: &str) -> Result<(), ConfigError> {
 }
 
 /// `127.0.0.1`, `::1`, any 127.x address and `localhost` answer only on this machine.
+/// Fills in the settings whose default depends on another one (`stats.lookback_days` on
+/// `provider`) where no layer set them, so `ads-stats config` prints the value the service runs
+/// with. An invalid `provider` is left for extraction to report.
+fn with_provider_defaults(figment: Figment) -> Figment {
+    if figment.find_value("stats.lookback_days").is_ok() {
+        return figment;
+    }
+    let Ok(provider) = figment.extract_inner::<ProviderKind>("provider") else {
+        return figment;
+    };
+    figment.join(figment::providers::Serialized::default(
+        "stats.lookback_days",
+        default_lookback_days(provider),
+    ))
+}
+
 fn is_loopback_host(host: &str) -> bool {
     let host = host.trim().trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
@@ -736,32 +785,88 @@ mod tests {
     #[test]
     fn stats_defaults_and_their_limits() {
         let s = Settings::defaults_with(|_| {}).unwrap();
-        assert_eq!(s.stats.lookback_days, 0);
+        assert_eq!(s.stats.lookback_days, None);
+        assert_eq!(s.lookback_days(), 0, "the mock's default");
+        assert_eq!(s.stats.lookback_hour, 4);
         assert_eq!(s.stats.raw_retention, Duration::from_secs(35 * 86_400));
         let key = |adjust: fn(&mut Settings)| Settings::defaults_with(adjust).map_err(|e| e.key);
         // A lookback only makes sense where a re-synced day replaces the old snapshot.
         assert_eq!(
-            key(|s| s.stats.lookback_days = 3).unwrap_err(),
+            key(|s| s.stats.lookback_days = Some(3)).unwrap_err(),
             "stats.lookback_days"
         );
         assert!(key(|s| {
             s.stats.aggregation = Aggregation::Latest;
-            s.stats.lookback_days = 93;
+            s.stats.lookback_days = Some(93);
         })
         .is_ok());
         assert_eq!(
             key(|s| {
                 s.stats.aggregation = Aggregation::Latest;
-                s.stats.lookback_days = 94;
+                s.stats.lookback_days = Some(94);
             })
             .unwrap_err(),
             "stats.lookback_days"
+        );
+        assert!(key(|s| s.stats.lookback_hour = 0).is_ok());
+        assert!(key(|s| s.stats.lookback_hour = 23).is_ok());
+        assert_eq!(
+            key(|s| s.stats.lookback_hour = 24).unwrap_err(),
+            "stats.lookback_hour"
         );
         assert_eq!(
             key(|s| s.stats.raw_retention = Duration::from_secs(86_400)).unwrap_err(),
             "stats.raw_retention"
         );
         assert!(key(|s| s.stats.raw_retention = MIN_RAW_RETENTION).is_ok());
+    }
+
+    #[test]
+    fn lookback_days_defaults_by_provider_and_an_explicit_value_wins() {
+        let meta = |s: &mut Settings| {
+            s.provider = ProviderKind::Meta;
+            s.stats.aggregation = Aggregation::Latest;
+        };
+        // A Meta service with every other setting at its default starts, with 28 days.
+        let s = Settings::defaults_with(meta).unwrap();
+        assert_eq!(s.lookback_days(), 28);
+        let s = Settings::defaults_with(|s| {
+            meta(s);
+            s.stats.lookback_days = Some(0);
+        })
+        .unwrap();
+        assert_eq!(
+            s.lookback_days(),
+            0,
+            "an explicit 0 turns Meta's lookback off"
+        );
+        let s = Settings::defaults_with(|s| {
+            meta(s);
+            s.stats.lookback_days = Some(7);
+        })
+        .unwrap();
+        assert_eq!(s.lookback_days(), 7);
+        // Meta under `sum` is refused naming the aggregation, not the lookback it implies.
+        let err = Settings::defaults_with(|s| s.provider = ProviderKind::Meta).unwrap_err();
+        assert_eq!(err.key, "stats.aggregation");
+
+        // Loading resolves the default into the layers, so `ads-stats config` shows it.
+        let layered = |toml: &str| {
+            let figment = with_provider_defaults(
+                Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)),
+            );
+            figment.extract_inner::<u32>("stats.lookback_days").unwrap()
+        };
+        assert_eq!(layered(""), 0);
+        assert_eq!(
+            layered("provider = \"meta\"\n[stats]\naggregation = \"latest\"\n"),
+            28
+        );
+        assert_eq!(
+            layered("provider = \"meta\"\n[stats]\naggregation = \"latest\"\nlookback_days = 3\n"),
+            3
+        );
+        assert_eq!(layered("[stats]\nlookback_days = 5\n"), 5);
     }
 
     #[test]

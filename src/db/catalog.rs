@@ -209,13 +209,16 @@ pub async fn eligible_seller_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> 
 }
 
 /// An ACTIVE ad connection of a seller the scheduler syncs: whose clock dates the seller's jobs,
-/// and when its daily lookback was last queued.
+/// which provider serves it, and when its daily lookback was last queued.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct ScheduledConnection {
     #[diesel(sql_type = Text)]
     pub seller_id: String,
     #[diesel(sql_type = Text)]
     pub connection_id: String,
+    /// `ad_connections.provider` as stored (`META` for Meta ad accounts).
+    #[diesel(sql_type = Text)]
+    pub provider: String,
     /// IANA name as stored; the caller decides what an unknown one means.
     #[diesel(sql_type = Text)]
     pub timezone: String,
@@ -225,15 +228,49 @@ pub struct ScheduledConnection {
 
 /// Every ACTIVE connection of every seller the scheduler syncs ([`eligible_seller_ids`]), in one
 /// query, so a tick costs the same few statements at 10 sellers or 10,000.
-pub async fn scheduled_connections(conn: &mut DbConn) -> QueryResult<Vec<ScheduledConnection>> {
+///
+/// With `recent_since` (a provider that reports every status, Meta), a seller without a
+/// delivering campaign is synced too while one of its campaigns on an ACTIVE `META` connection
+/// has a provider id and a daily row dated `recent_since` or later: a campaign paused this
+/// morning still spent yesterday, and late conversions keep changing its last days. The caller
+/// passes the earliest date its scheduled jobs can reach, so such a seller drops out once no
+/// scheduled job could change its numbers any more.
+pub async fn scheduled_connections(
+    conn: &mut DbConn,
+    recent_since: Option<NaiveDate>,
+) -> QueryResult<Vec<ScheduledConnection>> {
+    let eligible = match recent_since {
+        None => format!("({ELIGIBLE})"),
+        Some(_) => format!("(({ELIGIBLE}) OR ({RECENTLY_DELIVERED}))"),
+    };
     let sql = format!(
-        "SELECT s.id AS seller_id, sac.id AS connection_id, sac.timezone AS timezone, \
-                sac.lookback_queued_on AS lookback_queued_on \
+        "SELECT s.id AS seller_id, sac.id AS connection_id, sac.provider AS provider, \
+                sac.timezone AS timezone, sac.lookback_queued_on AS lookback_queued_on \
          FROM sellers s JOIN ad_connections sac ON sac.seller_id = s.id \
-         WHERE sac.status = 'ACTIVE' AND {ELIGIBLE} ORDER BY s.id, sac.id"
+         WHERE sac.status = 'ACTIVE' AND {eligible} ORDER BY s.id, sac.id"
     );
-    db_run!(conn, { diesel::sql_query(&sql).load(conn).await })
+    db_run!(conn, {
+        match recent_since {
+            None => diesel::sql_query(&sql).load(conn).await,
+            Some(since) => {
+                diesel::sql_query(&sql)
+                    .bind::<Date, _>(since)
+                    .load(conn)
+                    .await
+            }
+        }
+    })
 }
+
+/// A seller (`s`) whose Meta campaigns, whatever their status now, have a daily row from `$1` on:
+/// the index `(seller_id, level, stat_date, entity_id)` answers it per seller.
+const RECENTLY_DELIVERED: &str = "s.status = 'ACTIVE' \
+    AND EXISTS (SELECT 1 FROM campaigns c JOIN ad_connections cc ON cc.id = c.connection_id \
+                JOIN ad_stats_daily d ON d.seller_id = c.seller_id AND d.level = 'CAMPAIGN' \
+                     AND d.entity_id = c.id \
+                WHERE c.seller_id = s.id AND c.external_id IS NOT NULL \
+                  AND cc.status = 'ACTIVE' AND UPPER(cc.provider) = 'META' \
+                  AND d.stat_date >= $1)";
 
 /// The distinct time zones of one seller's ACTIVE connections (a manual sync's "today").
 pub async fn seller_timezones(conn: &mut DbConn, seller_id: &str) -> QueryResult<Vec<String>> {

@@ -1,6 +1,7 @@
-//! `stats.lookback_days`: the first tick of each connection's local day also queues one job per
-//! level over the N days before it, once per connection and day (two ticks, or two racing
-//! instances, never double it), and under `latest` a re-synced day holds the fresh snapshot.
+//! `stats.lookback_days`: the first tick of each connection's local day (here at
+//! `stats.lookback_hour` 0) also queues one job per level over the N days before it, once per
+//! connection and day (two ticks, or two racing instances, never double it), and under `latest`
+//! a re-synced day holds the fresh snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -64,7 +65,7 @@ struct Marker {
     lookback_queued_on: Option<NaiveDate>,
 }
 
-async fn marker(conn: &mut DbConn, connection: &str) -> Option<NaiveDate> {
+pub(crate) async fn marker(conn: &mut DbConn, connection: &str) -> Option<NaiveDate> {
     let rows: Vec<Marker> = db_run!(conn, {
         diesel::sql_query("SELECT lookback_queued_on FROM ad_connections WHERE id = $1")
             .bind::<Text, _>(connection)
@@ -80,7 +81,10 @@ async fn spawn_two_zones(backend: Backend) -> TestApp {
         .with_catalog(merge(seller_catalog("akl"), seller_catalog("lax")))
         .with_settings(|s| {
             s.stats.aggregation = Aggregation::Latest;
-            s.stats.lookback_days = 3;
+            s.stats.lookback_days = Some(3);
+            // At the first tick of each local day, as these expectations were written for:
+            // `meta_lookback.rs` covers the default hour.
+            s.stats.lookback_hour = 0;
         })
         .spawn()
         .await;
@@ -212,7 +216,11 @@ async fn a_tick_that_fails_to_record_its_jobs_leaves_the_lookback_due(backend: B
 
 async fn no_lookback_when_it_is_off(backend: Backend) {
     let app = app(backend).with_catalog(seller_catalog("s")).spawn().await;
-    assert_eq!(app.settings.stats.lookback_days, 0, "off by default");
+    assert_eq!(
+        app.settings.lookback_days(),
+        0,
+        "off by default for the mock"
+    );
     let s = app.app().scheduler().tick(at(11, 28, 10, 0)).await.unwrap();
     assert_eq!((s.enqueued, s.lookback), (3, 0));
     let mut conn = app.conn().await;
@@ -263,7 +271,8 @@ async fn with_latest_a_resynced_day_holds_the_fresh_snapshot(backend: Backend) {
         .with_provider(provider.clone())
         .with_settings(|s| {
             s.stats.aggregation = Aggregation::Latest;
-            s.stats.lookback_days = 2;
+            s.stats.lookback_days = Some(2);
+            s.stats.lookback_hour = 0;
         })
         .spawn()
         .await;

@@ -22,6 +22,7 @@ mod meta_account;
 mod meta_async;
 mod meta_check;
 mod meta_errors;
+mod meta_lookback;
 mod metrics;
 mod openapi;
 mod outage;
