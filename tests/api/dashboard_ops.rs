@@ -40,9 +40,12 @@ async fn dashboard_app(backend: Backend) -> TestApp {
         .await
 }
 
-/// Records jobs straight into `sync_jobs`, due an hour from now so no worker takes them: the
-/// search sees them as an operator would, QUEUED, whatever the test then makes of them.
-async fn insert_jobs(app: &TestApp, jobs: &[(&str, &str, &str, NaiveDate)]) -> Vec<JobRecord> {
+/// Records jobs straight into `sync_jobs`, queued now and due an hour from now so no worker takes
+/// them: the search sees them as an operator would, QUEUED, whatever the test then makes of them.
+pub(crate) async fn insert_jobs(
+    app: &TestApp,
+    jobs: &[(&str, &str, &str, NaiveDate)],
+) -> Vec<JobRecord> {
     let now = ads_stats::db::now_utc();
     let records: Vec<NewJobRecord> = jobs
         .iter()
@@ -66,9 +69,12 @@ async fn insert_jobs(app: &TestApp, jobs: &[(&str, &str, &str, NaiveDate)]) -> V
     let recorded = ads_stats::db::jobs::enqueue_many(&mut conn, &records)
         .await
         .expect("jobs recorded");
+    drop(conn);
     let mut out = Vec::new();
     for (r, created) in recorded {
         assert!(created, "{} is new", r.job_id);
+        // An enqueue stamps `created_at` with the time the job is due; these were queued now.
+        set_created_at(app, r.id, now).await;
         out.push(record(app, r.id).await);
     }
     out
@@ -93,7 +99,7 @@ async fn set_status(app: &TestApp, id: i64, status: &str) {
     assert_eq!(changed, 1);
 }
 
-async fn set_created_at(app: &TestApp, id: i64, at: chrono::NaiveDateTime) {
+pub(crate) async fn set_created_at(app: &TestApp, id: i64, at: chrono::NaiveDateTime) {
     let mut conn = app.conn().await;
     let conn = &mut conn;
     db_run!(conn, {

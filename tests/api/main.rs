@@ -10,6 +10,8 @@ mod cli;
 mod cluster;
 mod crash;
 mod dashboard;
+mod dashboard_ops;
+mod dashboard_ops_browser;
 mod fair_queue;
 mod hardening;
 mod health;
