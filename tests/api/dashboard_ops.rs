@@ -18,7 +18,8 @@ use crate::dashboard::{
     error_code, form, get, log_in, post_form, record, with_dashboard, Login, USER,
 };
 use crate::helpers::{
-    add_seller, app, merge, seller_catalog, today, Backend, TestApp, TestProvider,
+    add_seller, app, merge, migrated_db, seller_catalog, today, Backend, TestApp, TestDb,
+    TestProvider,
 };
 use crate::on_both_backends;
 
@@ -30,6 +31,7 @@ on_both_backends!(
     job_page_retries_a_failed_job_and_cancels_a_queued_one,
     cancel_is_refused_for_running_and_succeeded_jobs,
     a_cancelled_job_never_runs_and_its_job_id_can_be_queued_again,
+    the_schema_takes_cancelled_and_retention_prunes_it,
 );
 
 async fn dashboard_app(backend: Backend) -> TestApp {
@@ -680,4 +682,47 @@ async fn a_cancelled_job_never_runs_and_its_job_id_can_be_queued_again(backend: 
         .unwrap();
     assert_eq!(status["status"], "SUCCEEDED");
     app.shutdown().await;
+}
+
+async fn the_schema_takes_cancelled_and_retention_prunes_it(backend: Backend) {
+    // Migration 000016 widened the status check (on SQLite by editing the stored table text): a
+    // connection opened before the migrations ran must see the new check as well.
+    let test_db = TestDb::new(backend).await;
+    let settings = crate::helpers::test_settings(&test_db.url, |_| {});
+    let db = ads_stats::db::Db::connect(&settings.database).expect("pool");
+    let mut early = db.conn().await.expect("conn");
+    db.run_migrations(&settings.database_url())
+        .await
+        .expect("migrations apply");
+    let insert = |status: &'static str| {
+        format!(
+            "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, \
+             status, attempts, max_attempts, run_at, created_at, updated_at, finished_at) \
+             VALUES ('sync__s1__2026-01-01__2026-01-01__AD', 's1', 'AD', '2026-01-01', \
+             '2026-01-01', 'SCHEDULE', '{status}', 0, 3, '2026-01-01 00:00:00', \
+             '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+    };
+    let conn = &mut early;
+    for _ in 0..2 {
+        // Twice: a CANCELLED record holds no claim on its job id.
+        db_run!(conn, {
+            diesel::sql_query(insert("CANCELLED")).execute(conn).await
+        })
+        .expect("CANCELLED is a status");
+    }
+    let bogus = db_run!(conn, {
+        diesel::sql_query(insert("CANCELED")).execute(conn).await
+    });
+    assert!(bogus.is_err(), "other statuses are still refused");
+    drop(early);
+    let db2 = migrated_db(&test_db).await;
+    let mut conn = db2.conn().await.expect("conn");
+    let before = ads_stats::db::now_utc();
+    let pruned = ads_stats::db::jobs::prune(&mut conn, before).await.unwrap();
+    assert_eq!(pruned, 2, "cancelled records are pruned like finished ones");
+    assert!(ads_stats::db::jobs::all(&mut conn)
+        .await
+        .unwrap()
+        .is_empty());
 }
