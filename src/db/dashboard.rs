@@ -186,8 +186,10 @@ pub struct ConnectionRow {
     pub last_error_at: Option<NaiveDateTime>,
 }
 
-// Each sub-select is one seek of ix_sync_jobs_seller (seller_id, status, id) read backwards, so
-// the page costs one statement and a few index probes per connection, whatever the job history.
+// Each sub-select is one short index read per connection, whatever the job history: the newest
+// SUCCEEDED from ix_sync_jobs_seller (seller_id, id, status) read backwards (nearly every record
+// succeeds, so it stops at once), the newest FAILED from the partial ix_sync_jobs_seller_failed.
+// 'SUCCEEDED' and 'FAILED' stay literals: a bound status would not match the partial index.
 macro_rules! connections_sql {
     ($where:literal) => {
         concat!(

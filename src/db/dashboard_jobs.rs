@@ -2,10 +2,9 @@
 //! they were queued on, newest first, in keyset pages (`id < cursor`, never OFFSET): a record
 //! queued while an operator pages on has a larger id, so it never shifts a page they are reading.
 //!
-//! With a seller and a status, the (seller_id, status, id) index of migration 000016 is read in
-//! order and stops after a page; with a seller alone it yields that seller's records (those kept
-//! for `jobs.retention`) to be sorted; without a seller, the primary key is read backwards until a
-//! page of matches is found.
+//! With a seller, the (seller_id, id, status) index of migration 000016 is read backwards from the
+//! cursor and stops after a page of matches (the status is checked in the index); without one,
+//! the primary key is read the same way.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;

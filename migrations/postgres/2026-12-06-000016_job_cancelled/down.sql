@@ -1,3 +1,4 @@
+DROP INDEX IF EXISTS ix_sync_jobs_seller_failed;
 DROP INDEX IF EXISTS ix_sync_jobs_seller;
 -- The older check has no CANCELLED: those records (never run) go.
 DELETE FROM sync_jobs WHERE status = 'CANCELLED';

@@ -5,5 +5,6 @@ UPDATE sqlite_master
 SET sql = replace(sql, '''SUCCEEDED'', ''FAILED'', ''CANCELLED'')', '''SUCCEEDED'', ''FAILED'')')
 WHERE type = 'table' AND name = 'sync_jobs';
 PRAGMA writable_schema = RESET;
--- Dropping the index bumps the schema cookie: other connections reload the narrower check.
+-- Dropping the indexes bumps the schema cookie: other connections reload the narrower check.
+DROP INDEX IF EXISTS ix_sync_jobs_seller_failed;
 DROP INDEX IF EXISTS ix_sync_jobs_seller;
