@@ -6,8 +6,12 @@
 
 use std::time::Duration;
 
+use ads_stats::db::job_actions::Cancel;
 use ads_stats::db::models::{JobRecord, NewJobRecord};
 use ads_stats::db_run;
+use ads_stats::domain::Level;
+use ads_stats::jobs::Trigger;
+use ads_stats::pipeline::SyncRequest;
 use chrono::NaiveDate;
 use diesel::sql_types::{BigInt, Text, Timestamp};
 use diesel_async::RunQueryDsl;
@@ -32,6 +36,7 @@ on_both_backends!(
     cancel_is_refused_for_running_and_succeeded_jobs,
     a_cancelled_job_never_runs_and_its_job_id_can_be_queued_again,
     the_schema_takes_cancelled_and_retention_prunes_it,
+    cancels_racing_workers_each_take_effect_or_leave_the_job_to_run,
 );
 
 async fn dashboard_app(backend: Backend) -> TestApp {
@@ -725,4 +730,72 @@ async fn the_schema_takes_cancelled_and_retention_prunes_it(backend: Backend) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn cancels_racing_workers_each_take_effect_or_leave_the_job_to_run(backend: Backend) {
+    // Forty jobs due at once, five workers taking them, and a cancel for every one sent while they
+    // do: each job ends either CANCELLED without ever starting, or run to SUCCEEDED, never both;
+    // and exactly the cancels that said "cancelled" took effect.
+    let provider = TestProvider::new(Duration::from_millis(20), 0);
+    let app = app(backend)
+        .with_catalog(seller_catalog("s1"))
+        .with_provider(provider.clone())
+        .with_settings(|s| s.jobs.max_active_per_seller = 0)
+        .spawn()
+        .await;
+    let requests: Vec<SyncRequest> = (0..40)
+        .map(|k| SyncRequest::one_day("s1", Level::Campaign, today() - chrono::Duration::days(k)))
+        .collect();
+    let enqueued = app
+        .app()
+        .queue()
+        .enqueue(&requests, Trigger::Manual)
+        .await
+        .expect("enqueued");
+    let mut cancels = tokio::task::JoinSet::new();
+    for job in &enqueued {
+        let (db, id) = (app.db.clone(), job.record.id);
+        cancels.spawn(async move {
+            let mut conn = db.conn().await.expect("conn");
+            let outcome =
+                ads_stats::db::job_actions::cancel_queued(&mut conn, id, ads_stats::db::now_utc())
+                    .await
+                    .expect("cancel");
+            (id, matches!(outcome, Cancel::Cancelled(_)))
+        });
+    }
+    let mut said_cancelled = std::collections::BTreeSet::new();
+    while let Some(result) = cancels.join_next().await {
+        let (id, cancelled) = result.unwrap();
+        if cancelled {
+            said_cancelled.insert(id);
+        }
+    }
+    app.wait_until_idle(Duration::from_secs(60)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(jobs.len(), 40);
+    for job in &jobs {
+        match job.status.as_str() {
+            "CANCELLED" => {
+                assert!(said_cancelled.contains(&job.id), "{job:#?}");
+                assert_eq!(
+                    (job.attempts, job.started_at, job.raw_rows),
+                    (0, None, None)
+                );
+            }
+            "SUCCEEDED" => {
+                assert!(!said_cancelled.contains(&job.id), "{job:#?}");
+                assert_eq!(job.attempts, 1);
+            }
+            other => panic!("job {} ended {other}", job.id),
+        }
+    }
+    let ran = jobs.iter().filter(|j| j.status == "SUCCEEDED").count();
+    assert_eq!(
+        std::sync::atomic::AtomicUsize::load(&provider.calls, std::sync::atomic::Ordering::SeqCst),
+        ran,
+        "only the jobs not cancelled asked the provider"
+    );
+    eprintln!("{} cancelled, {ran} ran", said_cancelled.len());
+    app.shutdown().await;
 }
