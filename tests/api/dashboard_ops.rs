@@ -530,6 +530,7 @@ async fn job_page_retries_a_failed_job_and_cancels_a_queued_one(backend: Backend
     let (_, html) = page_text(&app, &location, &login).await;
     assert!(html.contains("Cancelled: it will not run."));
     assert!(html.contains(r#"status status-cancelled"#));
+    assert!(html.contains("never: cancelled"));
     let cancelled = record(&app, queued.id).await;
     assert_eq!(cancelled.status, "CANCELLED");
     assert!(cancelled.finished_at.is_some() && cancelled.started_at.is_none());

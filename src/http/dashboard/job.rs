@@ -119,7 +119,14 @@ fn timings(job: &JobRecord) -> Markup {
     html! {
         dl {
             dt { "queued" } dd { (time(Some(job.created_at))) }
-            dt { "due" } dd { (time(Some(job.run_at))) " " span.muted { "(" (relative(job.run_at, now)) ")" } }
+            dt { "due" }
+            dd {
+                @if job.status == db::jobs::CANCELLED {
+                    span.muted { "never: cancelled" }
+                } @else {
+                    (time(Some(job.run_at))) " " span.muted { "(" (relative(job.run_at, now)) ")" }
+                }
+            }
             dt { "started" } dd { (time(job.started_at)) }
             dt { "heartbeat" } dd { (time(job.heartbeat_at)) }
             dt { "finished" } dd { (time(job.finished_at)) }
