@@ -15,6 +15,7 @@ mod dashboard_ops_browser;
 mod fair_queue;
 mod hardening;
 mod health;
+mod job_cancel;
 mod jobs;
 mod lifecycle;
 mod login;
