@@ -1,11 +1,13 @@
-//! What the operator dashboard reads: sellers, and a seller's totals per day and per sellpage.
+//! What the operator dashboard reads: sellers, a seller's totals per day and per sellpage, and
+//! every ad connection with how its seller's syncs are going (the job search is in
+//! `dashboard_jobs.rs`).
 //!
 //! Each function is one statement whatever the range: a chart costs one query, never one per
 //! point. Sums are cast to BIGINT because PostgreSQL's SUM over BIGINT is NUMERIC.
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Nullable, Text};
+use diesel::sql_types::{BigInt, Date, Nullable, Text, Timestamp};
 use diesel_async::RunQueryDsl;
 
 use super::schema::sellers;
@@ -145,11 +147,97 @@ pub async fn sellpage_totals(
     })
 }
 
+/// An ad connection as the Connections page lists it. Never its token: only whether one is
+/// stored.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct ConnectionRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub seller_id: String,
+    /// `None` when the seller row is gone.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub seller_name: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub provider: String,
+    #[diesel(sql_type = Text)]
+    pub external_account_id: String,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub status_reason: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub timezone: String,
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub paused_until: Option<NaiveDateTime>,
+    /// 1 when a sealed token is stored, else 0.
+    #[diesel(sql_type = BigInt)]
+    pub has_token: i64,
+    /// When the seller's newest SUCCEEDED job finished. Jobs sync a seller's ACTIVE connections
+    /// together, so this is per seller.
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub last_success_at: Option<NaiveDateTime>,
+    /// The error of the seller's newest FAILED job, and when it failed.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_error: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub last_error_at: Option<NaiveDateTime>,
+}
+
+// Each sub-select is one short index read per connection, whatever the job history: the newest
+// SUCCEEDED from ix_sync_jobs_seller (seller_id, id, status) read backwards (nearly every record
+// succeeds, so it stops at once), the newest FAILED from the partial ix_sync_jobs_seller_failed.
+// 'SUCCEEDED' and 'FAILED' stay literals: a bound status would not match the partial index.
+macro_rules! connections_sql {
+    ($where:literal) => {
+        concat!(
+            "SELECT c.id, c.seller_id, s.name AS seller_name, c.provider, c.external_account_id, \
+                    c.status, c.status_reason, c.timezone, c.currency, c.paused_until, \
+                    CAST(CASE WHEN c.access_token_enc IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_token, \
+                    (SELECT j.finished_at FROM sync_jobs j \
+                     WHERE j.seller_id = c.seller_id AND j.status = 'SUCCEEDED' \
+                     ORDER BY j.id DESC LIMIT 1) AS last_success_at, \
+                    (SELECT j.last_error FROM sync_jobs j \
+                     WHERE j.seller_id = c.seller_id AND j.status = 'FAILED' \
+                     ORDER BY j.id DESC LIMIT 1) AS last_error, \
+                    (SELECT j.finished_at FROM sync_jobs j \
+                     WHERE j.seller_id = c.seller_id AND j.status = 'FAILED' \
+                     ORDER BY j.id DESC LIMIT 1) AS last_error_at \
+             FROM ad_connections c LEFT JOIN sellers s ON s.id = c.seller_id ",
+            $where,
+            " ORDER BY s.name, c.seller_id, c.id"
+        )
+    };
+}
+const CONNECTIONS: &str = connections_sql!("");
+const CONNECTIONS_WITH_STATUS: &str = connections_sql!("WHERE c.status = $1");
+
+/// Every ad connection (with `status`, only those in it), by seller name then id.
+pub async fn connections(
+    conn: &mut DbConn,
+    status: Option<&str>,
+) -> QueryResult<Vec<ConnectionRow>> {
+    db_run!(conn, {
+        match status {
+            Some(status) => {
+                diesel::sql_query(CONNECTIONS_WITH_STATUS)
+                    .bind::<Text, _>(status)
+                    .load(conn)
+                    .await
+            }
+            None => diesel::sql_query(CONNECTIONS).load(conn).await,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn placeholders_appear_in_bind_order() {
         crate::db::assert_placeholders_in_order(super::CAMPAIGN_DAYS);
         crate::db::assert_placeholders_in_order(super::SELLPAGE_TOTALS);
+        crate::db::assert_placeholders_in_order(super::CONNECTIONS_WITH_STATUS);
     }
 }

@@ -1,6 +1,6 @@
 //! Job records in `sync_jobs`. Every state change is one guarded UPDATE, so a record can only move
 //! along QUEUED → RUNNING → SUCCEEDED | FAILED (or back to QUEUED for a retry) by the process that
-//! holds it.
+//! holds it, or QUEUED → CANCELLED by an operator (`job_actions.rs`).
 
 use chrono::NaiveDateTime;
 use diesel::dsl::now as db_now;
@@ -17,6 +17,8 @@ pub const QUEUED: &str = "QUEUED";
 pub const RUNNING: &str = "RUNNING";
 pub const SUCCEEDED: &str = "SUCCEEDED";
 pub const FAILED: &str = "FAILED";
+/// Cancelled by an operator while QUEUED: terminal, never run, outside the dedup index.
+pub const CANCELLED: &str = "CANCELLED";
 
 /// Rows one successful run wrote, kept on its record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -692,7 +694,7 @@ pub async fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usiz
     db_run!(conn, {
         diesel::delete(
             j::sync_jobs
-                .filter(j::status.eq_any([SUCCEEDED, FAILED]))
+                .filter(j::status.eq_any([SUCCEEDED, FAILED, CANCELLED]))
                 .filter(j::finished_at.lt(before)),
         )
         .execute(conn)

@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 use crate::helpers::{app, merge, seller_catalog, today, Backend, TestApp, TestProvider};
 use crate::on_both_backends;
 
-const USER: &str = "admin";
-const PASSWORD: &str = "correct-horse-battery-staple";
+pub(crate) const USER: &str = "admin";
+pub(crate) const PASSWORD: &str = "correct-horse-battery-staple";
 
 on_both_backends!(
     every_dashboard_path_is_404_json_until_configured,
@@ -46,20 +46,20 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-fn with_dashboard(s: &mut Settings) {
+pub(crate) fn with_dashboard(s: &mut Settings) {
     s.dashboard.admin_user = USER.into();
     s.dashboard.admin_password_sha256 = Secret::new(sha256_hex(PASSWORD));
 }
 
 /// A client that shows redirects instead of following them, and keeps no cookies of its own.
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     // Test values are plain ASCII words; only '&', '=', '+', '%' and space would need escaping.
     for (_, v) in pairs {
         assert!(!v.contains(['&', '=', '+', '%', ' ']), "{v}");
@@ -71,7 +71,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     app: &TestApp,
     path: &str,
     cookie: Option<&str>,
@@ -87,7 +87,7 @@ async fn post_form(
     req.send().await.expect("request sent")
 }
 
-async fn get(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Response {
+pub(crate) async fn get(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Response {
     let mut req = client().get(format!("{}{path}", app.address));
     if let Some(cookie) = cookie {
         req = req.header(COOKIE, cookie);
@@ -96,12 +96,12 @@ async fn get(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Respon
 }
 
 /// A signed-in browser's state: the `Cookie` header value and the page's CSRF token.
-struct Login {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Login {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
-async fn log_in(app: &TestApp) -> Login {
+pub(crate) async fn log_in(app: &TestApp) -> Login {
     let response = post_form(
         app,
         "/dashboard/login",
@@ -119,12 +119,12 @@ async fn log_in(app: &TestApp) -> Login {
     Login { cookie, csrf }
 }
 
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     let start = html.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
     html[start..].split('"').next().unwrap().to_string()
 }
 
-async fn error_code(response: reqwest::Response, status: u16) -> String {
+pub(crate) async fn error_code(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status(), status);
     let body: Value = response.json().await.expect("JSON error body");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -156,7 +156,7 @@ async fn failed_job(app: &TestApp) -> JobRecord {
     jobs.into_iter().find(|j| j.status == "FAILED").unwrap()
 }
 
-async fn record(app: &TestApp, id: i64) -> JobRecord {
+pub(crate) async fn record(app: &TestApp, id: i64) -> JobRecord {
     let mut conn = app.conn().await;
     ads_stats::db::jobs::get(&mut conn, id)
         .await
@@ -621,18 +621,18 @@ async fn demo_prints_a_dashboard_login_that_works() {
 
 // ---------- a real browser ----------
 
-const BROWSER_PACKAGES: &str = "the dashboard's browser test needs Debian's `chromium` and \
+pub(crate) const BROWSER_PACKAGES: &str = "the dashboard's browser test needs Debian's `chromium` and \
     `chromium-driver` packages (apt-get install -y --no-install-recommends chromium chromium-driver)";
 
 /// chromedriver on a port of its choosing, in a process group of its own that is killed with
 /// everything it started (Chromium) when this is dropped, however the test ends.
-struct ChromeDriver {
+pub(crate) struct ChromeDriver {
     child: Child,
     port: u16,
 }
 
 impl ChromeDriver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let driver = find_on_path("chromedriver")
             .unwrap_or_else(|| panic!("chromedriver is not installed: {BROWSER_PACKAGES}"));
         use std::os::unix::process::CommandExt;
@@ -661,7 +661,7 @@ impl ChromeDriver {
         driver
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
@@ -674,7 +674,7 @@ impl Drop for ChromeDriver {
     }
 }
 
-fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -690,7 +690,10 @@ fn target_dir() -> std::path::PathBuf {
 
 /// Console messages of level SEVERE (uncaught errors, CSP violations, failed loads) since the
 /// last call, through chromedriver's log endpoint.
-async fn console_errors(driver: &ChromeDriver, browser: &fantoccini::Client) -> Vec<String> {
+pub(crate) async fn console_errors(
+    driver: &ChromeDriver,
+    browser: &fantoccini::Client,
+) -> Vec<String> {
     let session = browser.session_id().await.unwrap().expect("a session");
     let response = reqwest::Client::new()
         .post(format!("{}/session/{session}/se/log", driver.url()))
@@ -709,7 +712,7 @@ async fn console_errors(driver: &ChromeDriver, browser: &fantoccini::Client) -> 
         .collect()
 }
 
-async fn texts(browser: &fantoccini::Client, css: &str) -> Vec<String> {
+pub(crate) async fn texts(browser: &fantoccini::Client, css: &str) -> Vec<String> {
     let mut out = Vec::new();
     for element in browser.find_all(Locator::Css(css)).await.unwrap() {
         // plotters puts newlines around its text nodes.
@@ -718,7 +721,7 @@ async fn texts(browser: &fantoccini::Client, css: &str) -> Vec<String> {
     out
 }
 
-async fn screenshot(browser: &fantoccini::Client, name: &str) {
+pub(crate) async fn screenshot(browser: &fantoccini::Client, name: &str) {
     let png = browser.screenshot().await.expect("screenshot");
     let path = target_dir().join(name);
     std::fs::write(&path, png).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
@@ -961,7 +964,7 @@ async fn a_browser_logs_in_reads_the_charts_and_retries_a_failed_job() {
     eprintln!("browser test took {:?}", started.elapsed());
 }
 
-fn tempdir(prefix: &str) -> std::path::PathBuf {
+pub(crate) fn tempdir(prefix: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir

@@ -55,6 +55,8 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         nav {
                             a href="/dashboard" { "Overview" }
                             a href="/dashboard/sellers" { "Sellers" }
+                            a href="/dashboard/connections" { "Connections" }
+                            a href="/dashboard/jobs" { "Jobs" }
                         }
                         form.logout method="post" action="/dashboard/logout" {
                             input type="hidden" name="csrf" value=(session.csrf);
@@ -70,8 +72,19 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
 
 /// `/dashboard/sellers/{id}` with the id percent-encoded as a path segment.
 pub fn seller_href(seller_id: &str) -> String {
-    let mut out = String::from("/dashboard/sellers/");
-    for b in seller_id.bytes() {
+    format!("/dashboard/sellers/{}", percent_encode(seller_id))
+}
+
+/// `/dashboard/jobs/{record_id}`: a job record's page.
+pub fn job_href(record_id: i64) -> String {
+    format!("/dashboard/jobs/{record_id}")
+}
+
+/// Every byte but RFC 3986's unreserved characters percent-encoded: safe as a path segment and as
+/// a query value.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);
         } else {
@@ -108,7 +121,8 @@ pub fn relative(at: NaiveDateTime, now: NaiveDateTime) -> String {
     }
 }
 
-/// A job table. With `retry_csrf`, each FAILED row gets a Retry button (a CSRF-carrying POST).
+/// A job table. With `retry_csrf`, each FAILED row gets a Retry button and each QUEUED row a
+/// Cancel button (CSRF-carrying POSTs).
 pub fn job_table(jobs: &[JobRecord], retry_csrf: Option<&str>, id: &str) -> Markup {
     html! {
         table.jobs id=(id) {
@@ -123,7 +137,7 @@ pub fn job_table(jobs: &[JobRecord], retry_csrf: Option<&str>, id: &str) -> Mark
             tbody {
                 @for job in jobs {
                     tr data-record=(job.id) data-status=(job.status) {
-                        td.num { (job.id) }
+                        td.num { a.record href=(job_href(job.id)) { (job.id) } }
                         td { span class={ "status status-" (job.status.to_lowercase()) } { (job.status) } }
                         td.id { a href=(seller_href(&job.seller_id)) title=(job.seller_id) { (short(&job.seller_id)) } }
                         td { (job.level) }
@@ -136,12 +150,7 @@ pub fn job_table(jobs: &[JobRecord], retry_csrf: Option<&str>, id: &str) -> Mark
                         td.error { @if let Some(e) = &job.last_error { (e) } }
                         @if let Some(csrf) = retry_csrf {
                             td {
-                                @if job.status == crate::db::jobs::FAILED {
-                                    form.retry method="post" action=(format!("/dashboard/jobs/{}/retry", job.id)) {
-                                        input type="hidden" name="csrf" value=(csrf);
-                                        button type="submit" { "Retry" }
-                                    }
-                                }
+                                (job_actions(job, csrf, None))
                             }
                         }
                     }
@@ -149,6 +158,28 @@ pub fn job_table(jobs: &[JobRecord], retry_csrf: Option<&str>, id: &str) -> Mark
                 @if jobs.is_empty() {
                     tr { td.muted colspan="12" { "none" } }
                 }
+            }
+        }
+    }
+}
+
+/// The buttons a record's state allows: Retry when FAILED, Cancel when QUEUED. `back` is sent
+/// with the form so the answer returns to the page the operator came from (`job`: the record's
+/// own page).
+pub fn job_actions(job: &JobRecord, csrf: &str, back: Option<&str>) -> Markup {
+    let action = if job.status == crate::db::jobs::FAILED {
+        Some(("retry", "Retry"))
+    } else if job.status == crate::db::jobs::QUEUED {
+        Some(("cancel", "Cancel"))
+    } else {
+        None
+    };
+    html! {
+        @if let Some((verb, label)) = action {
+            form class=(verb) method="post" action=(format!("{}/{verb}", job_href(job.id))) {
+                input type="hidden" name="csrf" value=(csrf);
+                @if let Some(back) = back { input type="hidden" name="back" value=(back); }
+                button type="submit" { (label) }
             }
         }
     }

@@ -3,12 +3,17 @@
 //! password hash are configured; then a login form, an in-memory session cookie, and a CSRF token
 //! in every POST.
 //!
-//! One handler per file: `overview.rs`, `sellers.rs`, `seller.rs`, `retry.rs`, `login.rs`
-//! (in and out), `assets.rs`; `session.rs` holds the access rules, `charts.rs` the drawing and
+//! One handler per file: `overview.rs`, `sellers.rs`, `seller.rs`, `connections.rs`, `jobs.rs`
+//! (the search), `job.rs` (one record), `retry.rs`, `cancel.rs`, `login.rs` (in and out),
+//! `assets.rs`; `session.rs` holds the access rules, `charts.rs` the drawing and
 //! `layout.rs` the shared markup.
 
 mod assets;
+mod cancel;
 mod charts;
+mod connections;
+mod job;
+mod jobs;
 mod layout;
 mod login;
 mod overview;
@@ -99,8 +104,28 @@ pub(super) fn routes(enabled: bool) -> impl FnOnce(&mut web::ServiceConfig) {
                         .default_service(method_not_allowed("GET".into())),
                 )
                 .service(
+                    web::resource("/connections")
+                        .route(web::get().to(connections::connections))
+                        .default_service(method_not_allowed("GET".into())),
+                )
+                .service(
+                    web::resource("/jobs")
+                        .route(web::get().to(jobs::jobs))
+                        .default_service(method_not_allowed("GET".into())),
+                )
+                .service(
+                    web::resource("/jobs/{record_id}")
+                        .route(web::get().to(job::job_page))
+                        .default_service(method_not_allowed("GET".into())),
+                )
+                .service(
                     web::resource("/jobs/{record_id}/retry")
                         .route(web::post().to(retry::retry_job))
+                        .default_service(method_not_allowed("POST".into())),
+                )
+                .service(
+                    web::resource("/jobs/{record_id}/cancel")
+                        .route(web::post().to(cancel::cancel_job))
                         .default_service(method_not_allowed("POST".into())),
                 )
                 .service(
@@ -132,10 +157,13 @@ fn to_login() -> HttpResponse {
     layout::see_other("/dashboard/login")
 }
 
-/// The form field every dashboard POST carries.
+/// The form field every dashboard POST carries, and where a job action's answer should lead
+/// (`back=job`: the job's own page; otherwise the page the action has always returned to).
 #[derive(Debug, serde::Deserialize)]
 struct CsrfForm {
     csrf: String,
+    #[serde(default)]
+    back: Option<String>,
 }
 
 /// The session of a POST whose CSRF token matches it; anything else is refused with 403 (no

@@ -1,9 +1,9 @@
 //! `POST /dashboard/jobs/{record_id}/retry`: a FAILED job runs again (CSRF-checked), then back to
-//! the overview, which says what happened.
+//! the overview (or, with `back=job`, the job's page), which says what happened.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::layout::see_other;
+use super::layout::{job_href, see_other};
 use super::{signed_in_post, CsrfForm};
 use crate::db::jobs::Requeue;
 use crate::http::{ApiError, AppState};
@@ -15,6 +15,7 @@ pub async fn retry_job(
     csrf: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, ApiError> {
     signed_in_post(&state, &req, csrf.as_deref())?;
+    let to_job_page = csrf.as_ref().and_then(|f| f.back.as_deref()) == Some("job");
     let record_id: i64 = path
         .parse()
         .map_err(|_| ApiError::NotFound("no such job".into()))?;
@@ -31,6 +32,12 @@ pub async fn retry_job(
         Requeue::NotFailed(_) => "not_failed",
         Requeue::NotFound => "not_found",
     };
+    if to_job_page {
+        return Ok(see_other(&format!(
+            "{}?action=retry&outcome={outcome}",
+            job_href(record_id)
+        )));
+    }
     Ok(see_other(&format!(
         "/dashboard?retried={record_id}&outcome={outcome}"
     )))
