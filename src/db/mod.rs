@@ -12,6 +12,7 @@ mod error;
 pub mod job_admission;
 pub mod jobs;
 pub mod models;
+pub mod ops;
 mod prepared;
 pub mod reads;
 pub mod retention;

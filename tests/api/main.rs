@@ -24,6 +24,7 @@ mod metrics;
 mod openapi;
 mod outage;
 mod pipeline;
+mod provider_metrics;
 mod reads;
 mod resilience;
 mod retention;
