@@ -186,6 +186,9 @@ impl Application {
                         // per job.
                         let route = response.request().match_pattern();
                         metrics.http_request(&method, route.as_deref(), status, started.elapsed());
+                        if let Some(code) = response.response().extensions().get::<http::ErrorCode>() {
+                            metrics.http_error(code.0);
+                        }
                         let duration_ms = started.elapsed().as_millis() as u64;
                         // Load balancers probe /health every few seconds; keep those quiet
                         // unless they fail.

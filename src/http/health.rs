@@ -294,7 +294,7 @@ async fn answer(state: &AppState) -> HttpResponse {
         }
         Probe::Failed(failure) => {
             let (code, retry_after) = failure.code_and_retry_after();
-            HttpResponse::ServiceUnavailable()
+            let mut response = HttpResponse::ServiceUnavailable()
                 .insert_header((header::RETRY_AFTER, retry_after))
                 .json(json!({
                     "status": "unavailable",
@@ -303,7 +303,9 @@ async fn answer(state: &AppState) -> HttpResponse {
                     "version": version,
                     "commit": commit,
                     "tasks": tasks,
-                }))
+                }));
+            response.extensions_mut().insert(super::ErrorCode(code));
+            response
         }
     }
 }

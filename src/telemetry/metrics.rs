@@ -402,6 +402,11 @@ impl Metrics {
             .inc();
     }
 
+    /// An HTTP answer carried the error `code` (`database_busy`, `queue_full`…).
+    pub fn http_error(&self, code: &'static str) {
+        self.inner.ops.http_error(code);
+    }
+
     /// The queue counts a scrape read (`None`: the database did not answer, so the two gauges
     /// are left out of this scrape).
     pub fn set_queue(&self, counts: Option<(i64, i64)>) {

@@ -91,6 +91,11 @@ struct ProviderLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabels {
     provider: String,
     status: String,
@@ -120,6 +125,7 @@ pub(super) struct OpsMetrics {
     paused: MaybeGauge,
     freshness: MaybeGauge<f64, AtomicU64>,
     behind: MaybeGauge,
+    http_errors: Family<CodeLabels, Counter>,
 }
 
 impl OpsMetrics {
@@ -162,6 +168,16 @@ impl OpsMetrics {
             "1 when scheduled jobs of an earlier cron mark are still queued or running after a newer mark was ticked, else 0; read at scrape time",
             behind.clone(),
         );
+        let http_errors = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "http_errors",
+            "HTTP answers with an error body, by its code (database_busy, database_unavailable, queue_full…)",
+            http_errors.clone(),
+        );
+        // The database's 503s, which the rules alert on, exist from the first scrape.
+        for code in ["database_busy", "database_unavailable"] {
+            let _ = http_errors.get_or_create(&CodeLabels { code });
+        }
         // The configured provider's series exist from the first scrape, so `rate()` sees the
         // first request rather than a series that appears out of nowhere.
         for provider in ["mock", "meta"] {
@@ -178,7 +194,12 @@ impl OpsMetrics {
             paused,
             freshness,
             behind,
+            http_errors,
         }
+    }
+
+    pub(super) fn http_error(&self, code: &'static str) {
+        self.http_errors.get_or_create(&CodeLabels { code }).inc();
     }
 
     pub(super) fn provider_request(

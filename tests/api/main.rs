@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod alert_rules;
 mod api;
 mod bad_input;
 mod cli;

@@ -29,6 +29,7 @@ on_both_backends!(
     connections_are_counted_by_status_and_pause,
     freshness_is_the_oldest_latest_sync_of_today,
     a_schedule_behind_shows_in_metrics_and_health,
+    database_busy_answers_are_counted_by_code,
 );
 
 // ---------- scraping ----------
@@ -515,4 +516,49 @@ async fn a_schedule_behind_shows_in_metrics_and_health(backend: Backend) {
     drop(conn);
     scrape_until(&app, "a schedule on time again", |s| behind(s) == Some(0.0)).await;
     drop(app.shutdown().await);
+}
+
+// ---------- database busy ----------
+
+async fn database_busy_answers_are_counted_by_code(backend: Backend) {
+    let app = app(backend)
+        .with_catalog(seller_catalog("s1"))
+        .with_settings(|s| {
+            s.database.pool_size = 1;
+            s.database.connect_timeout = Duration::from_millis(300);
+        })
+        .spawn()
+        .await;
+    let before = scrape(&app).await;
+    let busy = |s: &[Sample]| {
+        value(
+            s,
+            "ads_stats_http_errors_total",
+            &[("code", "database_busy")],
+        )
+    };
+    assert_eq!(busy(&before), Some(0.0), "the series exists from the start");
+    let token = app.token("s1");
+    let held = app.app().db().conn().await.expect("the one connection");
+    assert_eq!(app.post_sync(Some(&token), None).await.status(), 503);
+    // /health answers from its probe, shared for a second: wait until it has seen the pool full.
+    let started = Instant::now();
+    while app.health().await.status() != 503 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "/health never saw the full pool"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    let after = scrape_until(&app, "the two busy answers", |s| busy(s) == Some(2.0)).await;
+    assert_eq!(
+        value(
+            &after,
+            "ads_stats_http_errors_total",
+            &[("code", "database_unavailable")]
+        ),
+        Some(0.0)
+    );
+    app.shutdown().await;
 }
