@@ -260,3 +260,66 @@ impl OpsMetrics {
             .set(i64::from(gauges.schedule_behind));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDateTime;
+
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn provider_errors_map_to_the_four_outcomes() {
+        let until = NaiveDateTime::default();
+        let c = || "c1".to_string();
+        let d = || "why".to_string();
+        let cases = [
+            (ProviderError::RateLimited(d()), "throttled"),
+            (
+                ProviderError::Throttled {
+                    connection_id: c(),
+                    until: None,
+                    detail: d(),
+                },
+                "throttled",
+            ),
+            (
+                ProviderError::AppThrottled {
+                    connection_id: c(),
+                    until,
+                    detail: d(),
+                },
+                "throttled",
+            ),
+            (
+                ProviderError::TokenExpired {
+                    connection_id: c(),
+                    sealed_token: Secret::new("x"),
+                    detail: d(),
+                },
+                "auth",
+            ),
+            (
+                ProviderError::PermissionDenied {
+                    connection_id: c(),
+                    sealed_token: Secret::new("x"),
+                    detail: d(),
+                },
+                "auth",
+            ),
+            (ProviderError::Request(d()), "error"),
+            (
+                ProviderError::NotConnected {
+                    connection_id: c(),
+                    detail: d(),
+                },
+                "error",
+            ),
+            (ProviderError::Rejected(d()), "error"),
+            (ProviderError::Malformed(d()), "error"),
+        ];
+        for (error, outcome) in cases {
+            assert_eq!(ProviderOutcome::of(&error).as_str(), outcome, "{error}");
+        }
+    }
+}

@@ -12,6 +12,7 @@ mod cluster;
 mod crash;
 mod dashboard;
 mod fair_queue;
+mod grafana;
 mod hardening;
 mod health;
 mod jobs;
