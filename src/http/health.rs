@@ -73,7 +73,15 @@ type PendingProbe = Shared<BoxFuture<'static, Probe>>;
 struct ProbeState {
     fresh: Option<(Instant, Probe)>,
     in_flight: Option<PendingProbe>,
+    /// The last connection and schedule facts read, reused for [`OPS_SHARE_FOR`].
+    ops: Option<(Instant, Arc<OpsSnapshot>)>,
 }
+
+/// How long the connection and schedule facts answer for everyone. Their freshness statement
+/// costs an index lookup per synced connection and level (tens of milliseconds at a thousand
+/// sellers); every probe paying it would tie the database to how often `/health` is asked.
+/// Scrapes come every 15 s or more and the alerts wait minutes, so a few seconds late is fine.
+const OPS_SHARE_FOR: Duration = Duration::from_secs(5);
 
 /// The single-flight database probe behind `/health`.
 pub struct HealthProbe {
@@ -159,7 +167,17 @@ impl HealthProbe {
                 let mut conn = db.conn().await?;
                 let (queued, running) = db::jobs::active_counts(&mut conn).await?;
                 let tick = db::ticks::latest(&mut conn).await?;
-                let ops = db::ops::snapshot(&mut conn).await?;
+                let shared = state.lock().ok().and_then(|s| s.ops.clone());
+                let ops = match shared {
+                    Some((at, ops)) if at.elapsed() < OPS_SHARE_FOR => ops,
+                    _ => {
+                        let ops = Arc::new(db::ops::snapshot(&mut conn).await?);
+                        if let Ok(mut state) = state.lock() {
+                            state.ops = Some((Instant::now(), ops.clone()));
+                        }
+                        ops
+                    }
+                };
                 Ok::<_, DbError>((queued, running, tick, ops))
             };
             // A connection stuck on a silent network would otherwise hold the flight for as long
@@ -169,7 +187,7 @@ impl HealthProbe {
                     queued,
                     running,
                     cluster_tick: tick.map(Arc::new),
-                    ops: Arc::new(ops),
+                    ops,
                 },
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "health probe failed");

@@ -3,7 +3,8 @@
 //!
 //! A scrape costs at most one probe's few small queries: the queue counts, the connections, the
 //! stats' freshness and the schedule come through the `/health` probe, which runs one probe at a
-//! time and shares each result for a second; the pool state is read from memory.
+//! time and shares each result for a second (the connection and schedule facts for 5 s); the pool
+//! state is read from memory.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};

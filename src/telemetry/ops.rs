@@ -269,6 +269,56 @@ mod tests {
     use crate::config::Secret;
 
     #[test]
+    fn unknown_gauges_are_left_out_and_gone_statuses_show_zero() {
+        let metrics = crate::telemetry::Metrics::new();
+        let text = || {
+            metrics
+                .encode(crate::telemetry::metrics::Format::Prometheus)
+                .unwrap()
+        };
+        let expired = |n: i64| OpsGauges {
+            connections: vec![
+                ("META".into(), "ACTIVE".into(), 3),
+                ("META".into(), "EXPIRED".into(), n),
+            ],
+            paused: 1,
+            freshness_seconds: 90.5,
+            schedule_behind: true,
+        };
+        metrics.set_ops(Some(&expired(2)));
+        let scraped = text();
+        for line in [
+            "ads_stats_connections{provider=\"meta\",status=\"EXPIRED\"} 2",
+            "ads_stats_connections_paused 1",
+            "ads_stats_stats_freshness_seconds 90.5",
+            "ads_stats_schedule_behind 1",
+        ] {
+            assert!(
+                scraped.lines().any(|l| l == line),
+                "no `{line}` in\n{scraped}"
+            );
+        }
+        // The database did not answer: nothing shown rather than stale numbers.
+        metrics.set_ops(None);
+        let scraped = text();
+        for name in [
+            "ads_stats_connections{",
+            "ads_stats_connections_paused ",
+            "ads_stats_stats_freshness_seconds ",
+            "ads_stats_schedule_behind ",
+        ] {
+            assert!(!scraped.lines().any(|l| l.starts_with(name)), "{scraped}");
+        }
+        // The EXPIRED connection got its token back: the pair shows 0.
+        let mut fixed = expired(0);
+        fixed.connections.pop();
+        metrics.set_ops(Some(&fixed));
+        let scraped = text();
+        let line = "ads_stats_connections{provider=\"meta\",status=\"EXPIRED\"} 0";
+        assert!(scraped.lines().any(|l| l == line), "{scraped}");
+    }
+
+    #[test]
     fn provider_errors_map_to_the_four_outcomes() {
         let until = NaiveDateTime::default();
         let c = || "c1".to_string();

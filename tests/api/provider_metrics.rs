@@ -121,8 +121,8 @@ pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> 
     matching.first().map(|s| s.value)
 }
 
-/// Scrapes until `done` holds: the probe behind the gauges shares each answer for a second, and
-/// a job's counters move a moment after its record commits.
+/// Scrapes until `done` holds: the probe behind the gauges shares its answers (the connection and
+/// schedule facts for 5 s), and a job's counters move a moment after its record commits.
 async fn scrape_until(app: &TestApp, what: &str, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
     let started = Instant::now();
     loop {
@@ -433,7 +433,7 @@ async fn freshness_is_the_oldest_latest_sync_of_today(backend: Backend) {
     // s1 synced, s2 not yet: s2 still counts from the start of the day.
     sync_today(&app, "s1").await;
     let synced_at = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1100)).await; // let the shared probe expire
+    // Whether this scrape's facts were read before or after s1's sync, s2 keeps the age.
     let samples = scrape(&app).await;
     let expected = since_utc_midnight();
     assert!(
