@@ -20,8 +20,10 @@ use crate::db_run;
 // - `connections`: a (provider, status) pair and its count;
 // - `paused`: ACTIVE connections paused by usage limits now;
 // - `zone`: a time zone of the connections the scheduler syncs (ACTIVE, of an eligible seller);
-// - `behind`: scheduled jobs still QUEUED or RUNNING that were created before the latest
-//   ticked cron mark (a newer mark passed while they waited);
+// - `behind`: scheduled jobs created before the latest ticked cron mark (a newer mark passed
+//   while they waited) that still run, or still wait for a worker although due. A job waiting
+//   on purpose (a retry's back-off, a provider's usage pause: `run_at` ahead) is no sign of too
+//   little capacity and is left out, or every long Meta pause would read as a late schedule;
 // - `now`: the database's clock, that every age here is measured on.
 // PostgreSQL reads its own clock; SQLite's `$1` is this process's (SQLite has none of its own).
 fn facts_sql(now: &str) -> String {
@@ -38,7 +40,8 @@ fn facts_sql(now: &str) -> String {
           WHERE sac.status = 'ACTIVE' AND {eligible} GROUP BY sac.timezone \
          UNION ALL \
          SELECT 'behind', '', '', COUNT(*), CAST(NULL AS {ts}) FROM sync_jobs \
-          WHERE status IN ('QUEUED', 'RUNNING') AND triggered_by = 'SCHEDULE' \
+          WHERE (status = 'RUNNING' OR (status = 'QUEUED' AND run_at <= {now})) \
+            AND triggered_by = 'SCHEDULE' \
             AND created_at < (SELECT MAX(mark) FROM scheduler_ticks) \
          UNION ALL \
          SELECT 'now', '', '', 0, {now}",
@@ -108,15 +111,17 @@ pub struct OpsSnapshot {
     /// ACTIVE connections whose `paused_until` is ahead of the database's clock.
     pub paused: i64,
     pub zones: Vec<ZoneFreshness>,
-    /// Scheduled jobs of an earlier cron mark still QUEUED or RUNNING after a newer mark ticked.
+    /// Scheduled jobs of an earlier cron mark still RUNNING, or QUEUED and due, after a newer
+    /// mark ticked.
     pub behind_jobs: i64,
     /// The database's clock when it answered (UTC).
     pub now: NaiveDateTime,
 }
 
 impl OpsSnapshot {
-    /// True when a newer cron mark was ticked while scheduled jobs of an earlier one still wait
-    /// or run: their sellers were left out of (deduplicated at) the newer tick.
+    /// True when a newer cron mark was ticked while scheduled jobs of an earlier one still run
+    /// or wait for a worker: the workers did not finish a tick before the next mark, and those
+    /// sellers were left out of (deduplicated at) the newer tick.
     pub fn schedule_behind(&self) -> bool {
         self.behind_jobs > 0
     }

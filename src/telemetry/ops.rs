@@ -75,7 +75,8 @@ pub struct OpsGauges {
     pub paused: i64,
     /// Age of the oldest "latest successful sync of today" among ACTIVE connections.
     pub freshness_seconds: f64,
-    /// Scheduled jobs of an earlier cron mark still wait or run after a newer mark ticked.
+    /// Scheduled jobs of an earlier cron mark still run or wait for a worker after a newer mark
+    /// ticked.
     pub schedule_behind: bool,
 }
 
@@ -165,7 +166,7 @@ impl OpsMetrics {
         let behind = MaybeGauge::default();
         registry.register(
             "schedule_behind",
-            "1 when scheduled jobs of an earlier cron mark are still queued or running after a newer mark was ticked, else 0; read at scrape time",
+            "1 when scheduled jobs of an earlier cron mark still run, or wait for a worker although due, after a newer mark was ticked, else 0; read at scrape time",
             behind.clone(),
         );
         let http_errors = Family::<CodeLabels, Counter>::default();

@@ -455,20 +455,11 @@ async fn freshness_is_the_oldest_latest_sync_of_today(backend: Backend) {
 
 // ---------- schedule behind ----------
 
-async fn a_schedule_behind_shows_in_metrics_and_health(backend: Backend) {
-    // Scoped: its blanket `first`/`load` would shadow the slice's and the atomic's elsewhere.
-    use diesel_async::RunQueryDsl;
-    let app = app(backend).spawn().await;
-    let now = db::now_utc();
-    let minutes = |m: i64| now - chrono::Duration::minutes(m);
-    let mut conn = app.conn().await;
-    // A mark ticked, then the scheduled job it queued: still waiting (a retry's back-off).
-    assert!(db::ticks::claim(&mut conn, minutes(15), "test")
-        .await
-        .unwrap());
-    let job = NewJobRecord {
-        job_id: format!("sync__s1__{0}__{0}__CAMPAIGN", today()),
-        seller_id: "s1".into(),
+/// A scheduled job of the mark ticked 15 minutes ago, created 10 minutes ago.
+fn scheduled_job(seller: &str, run_at: NaiveDateTime, created_at: NaiveDateTime) -> NewJobRecord {
+    NewJobRecord {
+        job_id: format!("sync__{seller}__{0}__{0}__CAMPAIGN", today()),
+        seller_id: seller.into(),
         level: "CAMPAIGN".into(),
         date_from: today(),
         date_to: today(),
@@ -476,15 +467,45 @@ async fn a_schedule_behind_shows_in_metrics_and_health(backend: Backend) {
         status: "QUEUED".into(),
         attempts: 0,
         max_attempts: 3,
-        run_at: now + chrono::Duration::hours(1),
-        created_at: minutes(10),
-        updated_at: minutes(10),
+        run_at,
+        created_at,
+        updated_at: created_at,
         priority: 2, // Priority::Scheduled
-    };
+    }
+}
+
+async fn a_schedule_behind_shows_in_metrics_and_health(backend: Backend) {
+    // Scoped: its blanket `first`/`load` would shadow the slice's and the atomic's elsewhere.
+    use diesel_async::RunQueryDsl;
+    let app = app(backend).spawn().await;
+    let now = db::now_utc();
+    let minutes = |m: i64| now - chrono::Duration::minutes(m);
+    let mut conn = app.conn().await;
+    // A mark ticked, and two of its scheduled jobs: s1's waits for a retry's back-off (on
+    // purpose); s2's runs on another instance (its heartbeat is fresh, so nobody takes it back).
+    assert!(db::ticks::claim(&mut conn, minutes(15), "test")
+        .await
+        .unwrap());
     let conn_ref = &mut conn;
     db_run!(conn_ref, {
-        diesel::insert_into(sync_jobs::table)
-            .values(&job)
+        for job in [
+            scheduled_job("s1", now + chrono::Duration::hours(1), minutes(10)),
+            scheduled_job("s2", minutes(10), minutes(10)),
+        ] {
+            diesel::insert_into(sync_jobs::table)
+                .values(&job)
+                .execute(conn_ref)
+                .await
+                .unwrap();
+        }
+        diesel::update(sync_jobs::table.filter(sync_jobs::seller_id.eq("s2")))
+            .set((
+                sync_jobs::status.eq("RUNNING"),
+                sync_jobs::attempts.eq(1),
+                sync_jobs::locked_by.eq(Some("other-instance")),
+                sync_jobs::started_at.eq(Some(now)),
+                sync_jobs::heartbeat_at.eq(Some(now)),
+            ))
             .execute(conn_ref)
             .await
             .unwrap();
@@ -494,7 +515,7 @@ async fn a_schedule_behind_shows_in_metrics_and_health(backend: Backend) {
     let health: serde_json::Value = app.health().await.json().await.unwrap();
     assert_eq!(health["scheduleBehind"], false, "{health}");
 
-    // A newer mark ticked while the job still waits: behind, and /health still 200.
+    // A newer mark ticked while s2's job still runs: behind, and /health still 200.
     assert!(db::ticks::claim(&mut conn, minutes(5), "test")
         .await
         .unwrap());
@@ -504,10 +525,10 @@ async fn a_schedule_behind_shows_in_metrics_and_health(backend: Backend) {
     let health: serde_json::Value = response.json().await.unwrap();
     assert_eq!(health["scheduleBehind"], true, "{health}");
 
-    // The job ran: on time again.
+    // s2's job ended: on time again, though s1's still waits for its back-off.
     let conn_ref = &mut conn;
     db_run!(conn_ref, {
-        diesel::update(sync_jobs::table)
+        diesel::update(sync_jobs::table.filter(sync_jobs::seller_id.eq("s2")))
             .set(sync_jobs::status.eq("SUCCEEDED"))
             .execute(conn_ref)
             .await
