@@ -89,8 +89,10 @@ impl Application {
             .map(|a| a.port())
             .unwrap_or(settings.server.port);
 
+        let metrics = Metrics::new();
         let pipeline = Pipeline::new(db.clone(), provider, settings.stats.aggregation)
-            .with_account_refresh(settings.meta.account_refresh);
+            .with_account_refresh(settings.meta.account_refresh)
+            .with_metrics(metrics.clone());
         let (queue, receiver) = JobQueue::new(
             db.clone(),
             settings.jobs.queue_capacity,
@@ -99,7 +101,6 @@ impl Application {
         let queue = queue.with_max_active_per_seller(settings.jobs.max_active_per_seller);
         let tasks = TaskHealth::default();
         let faults = Arc::new(TaskFaults::default());
-        let metrics = Metrics::new();
         let runtime = JobRuntime::start(
             db.clone(),
             pipeline.clone(),
@@ -187,6 +188,9 @@ impl Application {
                         // per job.
                         let route = response.request().match_pattern();
                         metrics.http_request(&method, route.as_deref(), status, started.elapsed());
+                        if let Some(code) = response.response().extensions().get::<http::ErrorCode>() {
+                            metrics.http_error(code.0);
+                        }
                         let duration_ms = started.elapsed().as_millis() as u64;
                         // Load balancers probe /health every few seconds; keep those quiet
                         // unless they fail.

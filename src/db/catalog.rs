@@ -380,7 +380,7 @@ pub async fn seller_for_sync(conn: &mut DbConn, seller_id: &str) -> QueryResult<
     Ok(seller)
 }
 
-const ELIGIBLE: &str = "s.status = 'ACTIVE' \
+pub(super) const ELIGIBLE: &str = "s.status = 'ACTIVE' \
     AND EXISTS (SELECT 1 FROM ad_connections ac WHERE ac.seller_id = s.id AND ac.status = 'ACTIVE') \
     AND EXISTS (SELECT 1 FROM campaigns c JOIN ad_connections cc ON cc.id = c.connection_id \
                 WHERE c.seller_id = s.id AND c.status = 'ACTIVE' AND cc.status = 'ACTIVE')";

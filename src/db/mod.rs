@@ -15,6 +15,7 @@ pub mod job_actions;
 pub mod job_admission;
 pub mod jobs;
 pub mod models;
+pub mod ops;
 mod prepared;
 pub mod reads;
 pub mod report_runs;

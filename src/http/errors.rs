@@ -139,9 +139,17 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(json!({ "error": self.code(), "message": self.to_string() }))
+        let mut response =
+            response.json(json!({ "error": self.code(), "message": self.to_string() }));
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        response
     }
 }
+
+/// The `error` code of an answer, left on the response for the metrics middleware, which counts
+/// answers by code (`ads_stats_http_errors_total`) without reading bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {

@@ -15,6 +15,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde_json::json;
 
 use super::AppState;
+use crate::db::ops::OpsSnapshot;
 use crate::db::ticks::SchedulerTick;
 use crate::db::{self, Db, DbError};
 use crate::jobs::TaskState;
@@ -35,6 +36,8 @@ enum Probe {
         running: i64,
         /// The latest cron mark ticked by any instance (`scheduler_ticks`).
         cluster_tick: Option<Arc<SchedulerTick>>,
+        /// Connections, freshness and the schedule, for `/metrics` (and `scheduleBehind`).
+        ops: Arc<OpsSnapshot>,
     },
     Failed(Failure),
 }
@@ -70,7 +73,15 @@ type PendingProbe = Shared<BoxFuture<'static, Probe>>;
 struct ProbeState {
     fresh: Option<(Instant, Probe)>,
     in_flight: Option<PendingProbe>,
+    /// The last connection and schedule facts read, reused for [`OPS_SHARE_FOR`].
+    ops: Option<(Instant, Arc<OpsSnapshot>)>,
 }
+
+/// How long the connection and schedule facts answer for everyone. Their freshness statement
+/// costs an index lookup per synced connection and level (tens of milliseconds at a thousand
+/// sellers); every probe paying it would tie the database to how often `/health` is asked.
+/// Scrapes come every 15 s or more and the alerts wait minutes, so a few seconds late is fine.
+const OPS_SHARE_FOR: Duration = Duration::from_secs(5);
 
 /// The single-flight database probe behind `/health`.
 pub struct HealthProbe {
@@ -97,14 +108,18 @@ impl HealthProbe {
         self.probes.load(Ordering::Relaxed)
     }
 
-    /// (queued, running) job records by the same single-flight probe, or `None` when the database
-    /// did not answer: `/metrics` reads the queue through here, so a flood of scrapes and probes
-    /// together still costs at most one small query per second.
-    pub async fn queue_counts(&self) -> Option<(i64, i64)> {
+    /// (queued, running) job records and the connection and schedule facts, by the same
+    /// single-flight probe, or `None` when the database did not answer: `/metrics` reads them
+    /// through here, so a flood of scrapes and probes together still costs at most one probe's
+    /// few small queries per second.
+    pub async fn scrape_counts(&self) -> Option<(i64, i64, Arc<OpsSnapshot>)> {
         match self.check().await {
             Probe::Ok {
-                queued, running, ..
-            } => Some((queued, running)),
+                queued,
+                running,
+                ops,
+                ..
+            } => Some((queued, running, ops)),
             Probe::Failed(_) => None,
         }
     }
@@ -152,15 +167,27 @@ impl HealthProbe {
                 let mut conn = db.conn().await?;
                 let (queued, running) = db::jobs::active_counts(&mut conn).await?;
                 let tick = db::ticks::latest(&mut conn).await?;
-                Ok::<_, DbError>((queued, running, tick))
+                let shared = state.lock().ok().and_then(|s| s.ops.clone());
+                let ops = match shared {
+                    Some((at, ops)) if at.elapsed() < OPS_SHARE_FOR => ops,
+                    _ => {
+                        let ops = Arc::new(db::ops::snapshot(&mut conn).await?);
+                        if let Ok(mut state) = state.lock() {
+                            state.ops = Some((Instant::now(), ops.clone()));
+                        }
+                        ops
+                    }
+                };
+                Ok::<_, DbError>((queued, running, tick, ops))
             };
             // A connection stuck on a silent network would otherwise hold the flight for as long
             // as TCP takes to give up. Dropping the query here is safe: this is the main runtime.
             let probe = match tokio::time::timeout(PROBE_LIMIT, counted).await {
-                Ok(Ok((queued, running, tick))) => Probe::Ok {
+                Ok(Ok((queued, running, tick, ops))) => Probe::Ok {
                     queued,
                     running,
                     cluster_tick: tick.map(Arc::new),
+                    ops,
                 },
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "health probe failed");
@@ -257,6 +284,7 @@ async fn answer(state: &AppState) -> HttpResponse {
             queued,
             running,
             cluster_tick,
+            ops,
         } => {
             let mut scheduler =
                 serde_json::to_value(state.scheduler.status()).unwrap_or_else(|_| json!({}));
@@ -270,6 +298,8 @@ async fn answer(state: &AppState) -> HttpResponse {
                 "backend": state.db.backend_name(),
                 "queue": { "queued": queued, "running": running, "capacity": state.queue.capacity() },
                 "scheduler": scheduler,
+                // Informative only: a behind schedule is no reason to take this instance out.
+                "scheduleBehind": ops.schedule_behind(),
                 "tasks": tasks,
             });
             if degraded {
@@ -282,7 +312,7 @@ async fn answer(state: &AppState) -> HttpResponse {
         }
         Probe::Failed(failure) => {
             let (code, retry_after) = failure.code_and_retry_after();
-            HttpResponse::ServiceUnavailable()
+            let mut response = HttpResponse::ServiceUnavailable()
                 .insert_header((header::RETRY_AFTER, retry_after))
                 .json(json!({
                     "status": "unavailable",
@@ -291,7 +321,9 @@ async fn answer(state: &AppState) -> HttpResponse {
                     "version": version,
                     "commit": commit,
                     "tasks": tasks,
-                }))
+                }));
+            response.extensions_mut().insert(super::ErrorCode(code));
+            response
         }
     }
 }

@@ -1,9 +1,10 @@
 //! `GET /metrics`: Prometheus metrics in the text exposition format (OpenMetrics when the scraper
 //! asks for it). Registered only when `metrics.enabled`; behind `metrics.bearer_token` when set.
 //!
-//! A scrape costs at most one small query: the queue counts come through the `/health` probe,
-//! which runs one query at a time and shares each result for a second; the pool state is read
-//! from memory.
+//! A scrape costs at most one probe's few small queries: the queue counts, the connections, the
+//! stats' freshness and the schedule come through the `/health` probe, which runs one probe at a
+//! time and shares each result for a second (the connection and schedule facts for 5 s); the pool
+//! state is read from memory.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -11,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{auth, ApiError, AppState};
 use crate::telemetry::metrics::{Format, PoolGauges};
+use crate::telemetry::OpsGauges;
 
 /// Prometheus metrics (text exposition format; OpenMetrics when asked for).
 #[utoipa::path(
@@ -38,9 +40,19 @@ pub async fn metrics(
             return Err(ApiError::Unauthorized);
         }
     }
-    state
-        .metrics
-        .set_queue(state.health_probe.queue_counts().await);
+    let counts = state.health_probe.scrape_counts().await;
+    state.metrics.set_queue(
+        counts
+            .as_ref()
+            .map(|(queued, running, _)| (*queued, *running)),
+    );
+    let ops = counts.map(|(_, _, ops)| OpsGauges {
+        connections: ops.connections.clone(),
+        paused: ops.paused,
+        freshness_seconds: ops.freshness_seconds(),
+        schedule_behind: ops.schedule_behind(),
+    });
+    state.metrics.set_ops(ops.as_ref());
     let pool = state.db.pool_stats();
     state.metrics.set_pool(PoolGauges {
         size: pool.size,

@@ -24,7 +24,7 @@ use crate::telemetry::Metrics;
 
 pub use client_ip::client_ip;
 pub use dashboard::Dashboard;
-pub use errors::{ApiError, ErrorBody};
+pub use errors::{ApiError, ErrorBody, ErrorCode};
 pub use health::HealthProbe;
 pub use rate_limit::SyncRateLimiter;
 pub use seller_gate::SellerGate;

@@ -20,6 +20,7 @@ use crate::db::models::NewRawStat;
 use crate::db::{self, Db, DbConn, DbError};
 use crate::domain::{AdAccount, EntityBudget, Level};
 use crate::providers::{FetchRequest, ProviderError, ProviderStat, ReportRuns, StatProvider};
+use crate::telemetry::{Metrics, ProviderOutcome};
 
 pub use faults::{FaultPoint, Faults};
 
@@ -209,6 +210,8 @@ pub struct Pipeline {
     faults: Arc<Faults>,
     /// `meta.account_refresh`: how long an account read holds before the next is due.
     account_refresh: Duration,
+    /// Where provider requests are counted (a registry nobody scrapes until `with_metrics`).
+    metrics: Metrics,
 }
 
 impl Pipeline {
@@ -219,7 +222,23 @@ impl Pipeline {
             aggregation,
             faults: Arc::default(),
             account_refresh: Duration::from_secs(24 * 3600),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Counts provider requests in the service's metrics.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// One provider request ended: counted by outcome, timed.
+    fn count_request<T>(&self, started: Instant, result: &Result<T, ProviderError>) {
+        let outcome = result
+            .as_ref()
+            .map_or_else(ProviderOutcome::of, |_| ProviderOutcome::Ok);
+        self.metrics
+            .provider_request(self.provider.name(), outcome, started.elapsed());
     }
 
     /// Sets `meta.account_refresh` (24 hours until then).
@@ -322,7 +341,10 @@ impl Pipeline {
                 accounts: &accounts,
                 report_runs,
             };
-            match self.provider.fetch_readings(&asked).await {
+            let asked_at = Instant::now();
+            let readings = self.provider.fetch_readings(&asked).await;
+            self.count_request(asked_at, &readings);
+            match readings {
                 Ok(readings) => {
                     self.record_pauses(&readings.pauses).await;
                     (readings.stats, readings.unmatched_rows)
@@ -455,7 +477,13 @@ impl Pipeline {
             if !claimed {
                 continue;
             }
-            let info = match self.provider.read_account(account).await {
+            let asked_at = Instant::now();
+            let info = self.provider.read_account(account).await;
+            // `Ok(None)`: the provider had nothing to ask (the mock), so no request to count.
+            if !matches!(info, Ok(None)) {
+                self.count_request(asked_at, &info);
+            }
+            let info = match info {
                 Ok(Some(info)) => info,
                 Ok(None) => continue,
                 Err(e) => {

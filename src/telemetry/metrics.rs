@@ -22,6 +22,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::ops::{OpsGauges, OpsMetrics, ProviderOutcome};
+
 /// Job durations run from milliseconds (a small mock sync) to `jobs.timeout` (5 minutes by default).
 const JOB_BUCKETS: [f64; 14] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -169,6 +171,7 @@ struct Inner {
     pool_available: Gauge,
     pool_waiting: Gauge,
     pool_max_size: Gauge,
+    ops: OpsMetrics,
 }
 
 impl Default for Metrics {
@@ -288,6 +291,7 @@ impl Metrics {
             "Most database connections the pool may open (database.pool_size)",
             pool_max_size.clone(),
         );
+        let ops = OpsMetrics::register(&mut registry);
         // Series with a fixed, small label set start at zero, so `rate()` and `increase()` see
         // the first event rather than a series that appears out of nowhere.
         for tier in ["raw", "daily", "sellpage"] {
@@ -318,6 +322,7 @@ impl Metrics {
                 pool_available,
                 pool_waiting,
                 pool_max_size,
+                ops,
             }),
         }
     }
@@ -397,6 +402,11 @@ impl Metrics {
             .inc();
     }
 
+    /// An HTTP answer carried the error `code` (`database_busy`, `queue_full`…).
+    pub fn http_error(&self, code: &'static str) {
+        self.inner.ops.http_error(code);
+    }
+
     /// The queue counts a scrape read (`None`: the database did not answer, so the two gauges
     /// are left out of this scrape).
     pub fn set_queue(&self, counts: Option<(i64, i64)>) {
@@ -413,6 +423,23 @@ impl Metrics {
                 self.inner.jobs_running.clear();
             }
         }
+    }
+
+    /// One provider request ended (a job's fetch, or an account read). `provider` is the
+    /// provider's name (`mock`, `meta`).
+    pub fn provider_request(
+        &self,
+        provider: &'static str,
+        outcome: ProviderOutcome,
+        duration: Duration,
+    ) {
+        self.inner.ops.provider_request(provider, outcome, duration);
+    }
+
+    /// The connection and schedule gauges a scrape read (`None`: the database did not answer,
+    /// so they are left out of this scrape, as the queue counts are).
+    pub fn set_ops(&self, gauges: Option<&OpsGauges>) {
+        self.inner.ops.set(gauges);
     }
 
     /// The pool's state as a scrape read it.

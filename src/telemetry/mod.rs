@@ -2,8 +2,10 @@
 //! `log.format = "json"`) and Prometheus metrics ([`metrics`]).
 
 pub mod metrics;
+pub mod ops;
 
 pub use metrics::Metrics;
+pub use ops::{OpsGauges, ProviderOutcome};
 
 use tracing_subscriber::EnvFilter;
 

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod alert_rules;
 mod api;
 mod bad_input;
 mod cli;
@@ -13,6 +14,7 @@ mod dashboard;
 mod dashboard_ops;
 mod dashboard_ops_browser;
 mod fair_queue;
+mod grafana;
 mod hardening;
 mod health;
 mod job_cancel;
@@ -30,6 +32,7 @@ mod metrics;
 mod openapi;
 mod outage;
 mod pipeline;
+mod provider_metrics;
 mod reads;
 mod resilience;
 mod retention;
