@@ -33,6 +33,7 @@ on_both_backends!(
     a_kept_run_meta_no_longer_knows_is_replaced,
     appsecret_proof_on_the_account_read_and_every_async_call,
     done_when_a_28_day_sync_through_an_async_run_matches_the_ad_rows_to_the_cent,
+    the_scheduled_28_day_lookback_goes_through_an_async_run_to_the_cent,
 );
 
 /// The fake over `ads` with `opts`, and what its async side records.
@@ -526,5 +527,89 @@ async fn done_when_a_28_day_sync_through_an_async_run_matches_the_ad_rows_to_the
         unmatched_rows_metric(&app, unmatched_total as f64).await,
         unmatched_total as f64
     );
+    drop(app.shutdown().await);
+}
+
+/// Issue 16 items 4 and 5 together: with `provider = "meta"` and `stats.lookback_days` left at its
+/// default, the first tick after `stats.lookback_hour` queues yesterday+today (synchronous, two
+/// days) and the 28 days before today, which Meta only answers through an async report run; the
+/// daily rows of those 28 days equal the fake's ad rows to the cent at all three levels.
+async fn the_scheduled_28_day_lookback_goes_through_an_async_run_to_the_cent(backend: Backend) {
+    use ads_stats::config::{Aggregation, ProviderKind};
+    use ads_stats::providers::MetaProvider;
+    use chrono::TimeZone;
+
+    use crate::helpers::app as test_app;
+    use crate::meta::{account_catalog, connect_account, meta_settings, set_account_ids};
+
+    let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+    let from = today - chrono::Duration::days(28);
+    let yesterday = today.pred_opt().unwrap();
+    let ads = ads_over_28_days(from);
+    let opts = AsyncMeta {
+        sync_max_days: Some(7),
+        ..AsyncMeta::default()
+    };
+    let (graph, runs) = graph(ads.clone(), false, opts).await;
+    let mut meta = meta_settings(&graph.url);
+    fast_polls(&mut meta);
+    let provider = std::sync::Arc::new(MetaProvider::new(&meta).unwrap());
+    let app = test_app(backend)
+        .with_catalog(account_catalog())
+        .with_settings(move |s| {
+            s.provider = ProviderKind::Meta;
+            s.stats.aggregation = Aggregation::Latest;
+            s.stats.lookback_days = None;
+            s.meta = meta;
+        })
+        .with_provider(provider)
+        .spawn()
+        .await;
+    connect_account(&mut app.conn().await).await;
+    set_account_ids(&app).await;
+
+    // 03:59 in the account's zone (UTC): today's jobs, no lookback yet.
+    let scheduler = app.app().scheduler();
+    let early = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 29, 3, 59, 0)
+        .unwrap();
+    let s = scheduler.tick(early).await.unwrap();
+    assert_eq!((s.enqueued, s.lookback), (3, 0), "{s:?}");
+    app.wait_until_idle(Duration::from_secs(60)).await;
+    // 04:05: the 28-day lookback.
+    let after = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 4, 5, 0).unwrap();
+    let s = scheduler.tick(after).await.unwrap();
+    assert_eq!(s.lookback, 3, "{s:?}");
+    app.wait_until_idle(Duration::from_secs(60)).await;
+    let jobs = app.jobs().await;
+    assert!(jobs.iter().all(|j| j.status == "SUCCEEDED"), "{jobs:#?}");
+    for level in ["CAMPAIGN", "ADSET", "AD"] {
+        let lookback = format!("sync__{SELLER}__{from}__{yesterday}__{level}");
+        assert!(
+            jobs.iter().any(|j| j.job_id == lookback),
+            "{lookback} in {jobs:#?}"
+        );
+        let recent = format!("sync__{SELLER}__{yesterday}__{today}__{level}");
+        assert!(jobs.iter().any(|j| j.job_id == recent), "{recent}");
+    }
+    // Only the three 28-day jobs went async; the two-day ones were answered synchronously.
+    assert_eq!(runs.lock().unwrap().posts.len(), 3);
+    assert!(!sync_queries(&graph).is_empty());
+
+    let dates: Vec<NaiveDate> = from.iter_days().take(28).collect();
+    assert_eq!(dates.last(), Some(&yesterday));
+    for (name, level, ours, _) in account_levels() {
+        let (expected, _) = reader_sums_of(&ads, level, &ours);
+        let written: HashMap<(String, NaiveDate), [i64; 8]> = daily_rows(&app, name)
+            .await
+            .iter()
+            .map(|d| ((d.entity_id.clone(), d.stat_date), totals_of(d)))
+            .collect();
+        assert!(!expected.is_empty());
+        for (key, sums) in &expected {
+            assert!(dates.contains(&key.1), "{key:?}");
+            assert_eq!(written.get(key), Some(sums), "{name} {key:?}");
+        }
+    }
     drop(app.shutdown().await);
 }

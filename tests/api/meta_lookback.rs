@@ -7,7 +7,8 @@
 //! The scheduler's rules follow the `provider` setting, so the planning tests run their jobs on
 //! the mock's numbers (a slow one where jobs must stay active); the paused-campaign test runs the
 //! real Meta provider against the fake Graph API of `meta.rs`. Meta ranges there stay within 7
-//! days (lookback 3): longer ones are async report runs, which that fake does not serve yet.
+//! days (lookback 3); the default 28-day lookback through an async report run is tested in
+//! `meta_async.rs`.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
