@@ -4,6 +4,16 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// The most days one sync job may cover (a quarter); longer ranges are split by the caller.
+pub const MAX_RANGE_DAYS: i64 = 93;
+
+/// The current time as stored in every timestamp column: UTC, microsecond precision (what
+/// PostgreSQL keeps), so a value written and read back compares equal on both backends.
+pub fn now_utc() -> chrono::NaiveDateTime {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
 /// Where in the ad hierarchy a stats row belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

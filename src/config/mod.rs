@@ -537,7 +537,7 @@ impl Settings {
             ));
         }
         let lookback_days = self.lookback_days();
-        let most = crate::pipeline::MAX_RANGE_DAYS;
+        let most = crate::domain::MAX_RANGE_DAYS;
         if i64::from(lookback_days) > most {
             return Err(ConfigError::new(
                 "stats.lookback_days",

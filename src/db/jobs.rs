@@ -421,7 +421,7 @@ const CLAIM_NEXT_SQLITE: &str = concat!(
 );
 
 /// Claims the next due QUEUED record for `worker`, whichever it is: the lowest class first (see
-/// [`crate::jobs::Priority`]), then the earliest `run_at`, then the lowest id. `None` when no
+/// the jobs module's `Priority`), then the earliest `run_at`, then the lowest id. `None` when no
 /// record is due. Workers claim this way rather than by the id they were handed, so a backfill
 /// queued first never runs ahead of a scheduled job or of a sync a person is waiting for.
 pub async fn claim_next(conn: &mut DbConn, worker: &str) -> QueryResult<Option<JobRecord>> {

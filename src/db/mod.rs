@@ -338,12 +338,7 @@ fn ensure_parent_dir(path: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The current time as stored in every timestamp column: UTC, microsecond precision (what
-/// PostgreSQL keeps), so a value written and read back compares equal on both backends.
-pub fn now_utc() -> chrono::NaiveDateTime {
-    use chrono::{SubsecRound, Utc};
-    Utc::now().naive_utc().trunc_subsecs(6)
-}
+pub use crate::domain::now_utc;
 
 impl DbConn {
     /// Runs `work` in one transaction: committed when it returns `Ok`, rolled back otherwise.

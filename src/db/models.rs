@@ -192,7 +192,7 @@ pub struct JobRecord {
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
-    /// The claim class (see [`crate::jobs::Priority`]): claims take the lowest first.
+    /// The claim class (see the jobs module's `Priority`): claims take the lowest first.
     pub priority: i16,
 }
 
@@ -211,6 +211,6 @@ pub struct NewJobRecord {
     pub run_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
-    /// The claim class (see [`crate::jobs::Priority`]).
+    /// The claim class (see the jobs module's `Priority`).
     pub priority: i16,
 }

@@ -24,8 +24,7 @@ use crate::telemetry::{Metrics, ProviderOutcome};
 
 pub use faults::{FaultPoint, Faults};
 
-/// The most days one job may cover (a quarter); longer ranges are split by the caller.
-pub const MAX_RANGE_DAYS: i64 = 93;
+pub use crate::domain::MAX_RANGE_DAYS;
 
 /// One job's worth of work: a seller, a level and an inclusive date range.
 #[derive(Debug, Clone, PartialEq, Eq)]

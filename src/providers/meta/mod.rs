@@ -357,7 +357,7 @@ fn by_external_id<'a>(
 }
 
 fn pause_end(p: Duration) -> chrono::NaiveDateTime {
-    crate::db::now_utc() + chrono::Duration::from_std(p).unwrap_or(chrono::Duration::days(1))
+    crate::domain::now_utc() + chrono::Duration::from_std(p).unwrap_or(chrono::Duration::days(1))
 }
 
 fn call_error(account: &AdAccount, sealed: &Secret, e: CallError) -> ProviderError {
