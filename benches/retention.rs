@@ -77,8 +77,14 @@ async fn run(backend: &str, url: &str) {
             let fetched_at = midnight + Duration::minutes((sync * 120) as i64);
             let rows: Vec<NewRawStat> = (0..sellers)
                 .flat_map(|s| {
-                    (0..ENTITIES)
-                        .map(move |e| raw_row(s, e, &format!("bench-{day}-{sync}-{s}"), fetched_at))
+                    (0..ENTITIES).map(move |e| {
+                        raw_row(
+                            s,
+                            e,
+                            ((day * SYNCS_PER_DAY + sync) * sellers + s) as i64,
+                            fetched_at,
+                        )
+                    })
                 })
                 .collect();
             stats::insert_raw(&mut conn, &rows).await.expect("insert");
@@ -116,7 +122,7 @@ async fn run(backend: &str, url: &str) {
     );
 }
 
-fn raw_row(seller: usize, entity: usize, job: &str, fetched_at: NaiveDateTime) -> NewRawStat {
+fn raw_row(seller: usize, entity: usize, job: i64, fetched_at: NaiveDateTime) -> NewRawStat {
     NewRawStat {
         seller_id: format!("bench-{seller:04}"),
         level: "CAMPAIGN".into(),
@@ -134,7 +140,7 @@ fn raw_row(seller: usize, entity: usize, job: &str, fetched_at: NaiveDateTime) -
         ctr: 2.0,
         roas: 2.4,
         provider: "mock".into(),
-        job_id: Some(job.to_string()),
+        job_record_id: Some(job),
         fetched_at,
     }
 }
