@@ -24,6 +24,7 @@ mod metrics;
 mod openapi;
 mod outage;
 mod pipeline;
+mod raw_partitions;
 mod reads;
 mod resilience;
 mod retention;

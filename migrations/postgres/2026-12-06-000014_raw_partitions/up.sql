@@ -40,8 +40,9 @@ CREATE TABLE ad_stats_raw (
 
 CREATE TABLE ad_stats_raw_default PARTITION OF ad_stats_raw DEFAULT;
 
--- A partition for every day that has rows (at most the last 400 days; older rows go to the
--- default partition, where retention deletes them), through three days from now.
+-- A partition for every day that has rows, through three days from now; rows older than 60 days
+-- (past the default 35-day retention, or kept by a longer one) go to the DEFAULT partition, where
+-- retention deletes them in batches, rather than making hundreds of partitions here.
 DO $$
 DECLARE
     today date := CAST(now() AT TIME ZONE 'UTC' AS date);
@@ -49,7 +50,7 @@ DECLARE
 BEGIN
     day := GREATEST(
         COALESCE((SELECT CAST(MIN(fetched_at) AT TIME ZONE 'UTC' AS date) FROM ad_stats_raw_unpartitioned), today),
-        today - 400);
+        today - 60);
     WHILE day <= today + 3 LOOP
         EXECUTE format(
             'CREATE TABLE %I PARTITION OF ad_stats_raw FOR VALUES FROM (%L) TO (%L)',
