@@ -187,8 +187,9 @@ fn fold_upsert_sql(aggregation: Aggregation, now: &str, source: &str) -> String 
 }
 
 /// Folds exactly one batch of raw rows (those of the run `job_record_id` fetched at
-/// `fetched_at`) into `ad_stats_daily`. Under `sum` each daily row gains the batch's numbers, so the cost depends on
-/// the batch, never on how many syncs the day already had; under `latest` the batch replaces them.
+/// `fetched_at`) into `ad_stats_daily`. Under `sum` each daily row gains the batch's numbers, so
+/// the cost depends on the batch, never on how many syncs the day already had; under `latest`
+/// the batch replaces them.
 /// Returns the number of daily rows inserted or updated.
 pub async fn fold_into_daily(
     conn: &mut DbConn,
