@@ -66,7 +66,6 @@ async fn run(backend: &str, url: &str) {
 
     let pipeline = Pipeline::new(db.clone(), Arc::new(MockProvider), Aggregation::Sum);
     let request = SyncRequest::one_day("bench", Level::Campaign, "2026-11-28".parse().unwrap());
-    let job_id = request.job_id();
     // Per sync: [raw insert, daily fold, sellpage rollup, commit]. The commit is timed apart
     // because that is where SQLite's `synchronous` setting spends its fsyncs.
     let mut steps: Vec<[Duration; 4]> = Vec::with_capacity(SYNCS_PER_DAY);
@@ -79,8 +78,8 @@ async fn run(backend: &str, url: &str) {
                 let t0 = Instant::now();
                 stats::insert_raw(c, &fetched.rows).await?;
                 let t1 = Instant::now();
-                stats::fold_into_daily(c, Aggregation::Sum, &job_id, fetched.fetched_at, now)
-                    .await?;
+                // A batch outside the job runtime: no record (`job_record_id` is none).
+                stats::fold_into_daily(c, Aggregation::Sum, None, fetched.fetched_at, now).await?;
                 let t2 = Instant::now();
                 stats::roll_up_sellpages(c, "bench", request.date_from, request.date_to, now)
                     .await?;

@@ -551,7 +551,7 @@ impl Figures {
 // ---------- the floor ----------
 
 /// The rows a tick writes, computed in memory from the seeded shape and the mock's recipe.
-fn tick_rows(sellers: usize, date: NaiveDate, batch: &str, at: NaiveDateTime) -> Vec<NewRawStat> {
+fn tick_rows(sellers: usize, date: NaiveDate, batch: i64, at: NaiveDateTime) -> Vec<NewRawStat> {
     let mut rows = Vec::with_capacity(sellers * (CAMPAIGNS + CAMPAIGNS * ADSETS * (1 + ADS)));
     for i in 1..=sellers {
         let seller = format!("bs-{i}");
@@ -608,7 +608,7 @@ fn tick_rows(sellers: usize, date: NaiveDate, batch: &str, at: NaiveDateTime) ->
                     ctr: m.ctr,
                     roas: m.roas,
                     provider: "mock".into(),
-                    job_id: Some(batch.into()),
+                    job_record_id: Some(batch),
                     fetched_at: at,
                 });
             }
@@ -630,7 +630,7 @@ const COUNTERS: [&str; 8] = [
 
 /// One set-based upsert of a batch into the daily table, summing as the service's `sum` mode
 /// does (ratios recomputed from the totals).
-fn floor_upsert_sql(batch: &str) -> String {
+fn floor_upsert_sql(batch: i64) -> String {
     let cols = COUNTERS.join(", ");
     let set: Vec<String> = COUNTERS
         .iter()
@@ -640,7 +640,7 @@ fn floor_upsert_sql(batch: &str) -> String {
     format!(
         "INSERT INTO ad_stats_daily (seller_id, level, entity_id, stat_date, {cols}, cpm, ctr, roas, raw_count, updated_at) \
          SELECT seller_id, level, entity_id, stat_date, {cols}, cpm, ctr, roas, 1, fetched_at \
-         FROM ad_stats_raw WHERE job_id = '{batch}' \
+         FROM ad_stats_raw WHERE job_record_id = {batch} \
          ON CONFLICT (level, entity_id, stat_date) DO UPDATE SET {}, \
          cpm = CASE WHEN ad_stats_daily.impressions + excluded.impressions = 0 THEN 0.0 ELSE {} / 100.0 / {} * 1000.0 END, \
          ctr = CASE WHEN ad_stats_daily.impressions + excluded.impressions = 0 THEN 0.0 ELSE {} / {} * 100.0 END, \
@@ -661,18 +661,19 @@ async fn measure_floor(scratch: &Scratch, sellers: usize) -> Vec<Figures> {
     let today = Utc::now().date_naive();
     let mut out = Vec::new();
     for tick in 1..=2 {
-        let batch = format!("floor-{tick}");
-        let rows = tick_rows(sellers, today, &batch, db::now_utc());
+        // The batch stands for a job record (`sync_jobs.id`), as a job's rows refer to theirs.
+        let batch = tick as i64;
+        let rows = tick_rows(sellers, today, batch, db::now_utc());
         let commits_before = scratch.commits().await;
         let started = Instant::now();
         match &scratch.backend {
             Backend::Postgres(server) => {
                 let url = with_database(server, &scratch.place);
-                copy_and_upsert(&url, &rows, &floor_upsert_sql(&batch)).await;
+                copy_and_upsert(&url, &rows, &floor_upsert_sql(batch)).await;
             }
             Backend::Sqlite => {
                 let mut conn = scratch.conn().await;
-                let upsert = floor_upsert_sql(&batch);
+                let upsert = floor_upsert_sql(batch);
                 conn.transaction(async |conn: &mut DbConn| {
                     db::stats::insert_raw(conn, &rows).await?;
                     db_run!(conn, { diesel::sql_query(&upsert).execute(conn).await })
@@ -714,7 +715,7 @@ async fn copy_and_upsert(url: &str, rows: &[NewRawStat], upsert: &str) {
         .copy_in(
             "COPY ad_stats_raw (seller_id, level, entity_id, stat_date, spend_cents, impressions, \
              clicks, content_views, add_to_cart, checkouts, purchases, revenue_cents, cpm, ctr, \
-             roas, provider, job_id, fetched_at) FROM STDIN",
+             roas, provider, job_record_id, fetched_at) FROM STDIN",
         )
         .await
         .expect("copy");
@@ -740,7 +741,8 @@ async fn copy_and_upsert(url: &str, rows: &[NewRawStat], upsert: &str) {
             r.ctr,
             r.roas,
             r.provider,
-            r.job_id.as_deref().unwrap_or("\\N"),
+            r.job_record_id
+                .map_or("\\N".to_string(), |id| id.to_string()),
             r.fetched_at.format("%Y-%m-%d %H:%M:%S%.6f")
         );
     }

@@ -91,14 +91,16 @@ pub struct NewRawStat {
     pub ctr: f64,
     pub roas: f64,
     pub provider: String,
-    pub job_id: Option<String>,
+    /// The run that fetched it (`sync_jobs.id`); none for a sync run outside the job runtime
+    /// (`ads-stats sync`).
+    pub job_record_id: Option<i64>,
     pub fetched_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+/// A raw row as read back (`stats::raw_rows`).
+#[derive(Debug, Clone, PartialEq, QueryableByName, Serialize)]
 #[diesel(table_name = ad_stats_raw)]
 pub struct RawStat {
-    pub id: i64,
     pub seller_id: String,
     pub level: String,
     pub entity_id: String,
@@ -115,7 +117,7 @@ pub struct RawStat {
     pub ctr: f64,
     pub roas: f64,
     pub provider: String,
-    pub job_id: Option<String>,
+    pub job_record_id: Option<i64>,
     pub fetched_at: NaiveDateTime,
 }
 

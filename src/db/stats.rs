@@ -16,7 +16,7 @@ use super::{prepared, DbConn};
 use crate::config::Aggregation;
 use crate::db_run;
 
-/// Rows per INSERT: 18 parameters a row stays far below PostgreSQL's 65,535 and SQLite's 32,766.
+/// Rows per INSERT: 18 parameters a row stays far below SQLite's 32,766.
 const RAW_ROWS_PER_STATEMENT: usize = 1000;
 
 /// Rows per statement on PostgreSQL, where they travel as 18 arrays (no parameter limit): the
@@ -25,13 +25,15 @@ const RAW_ROWS_PER_ARRAY_INSERT: usize = 10_000;
 
 // One fixed statement whatever the number of rows, so it is prepared once per connection; a
 // multi-row VALUES list is new text for every row count and is parsed and planned each time.
+// The counters travel as int8 and are stored as 4-byte integers: a value past 2^31 fails the
+// statement (the job's error) rather than being cut. Each row lands in its day's partition.
 const INSERT_RAW_PG: &str = "\
     INSERT INTO ad_stats_raw (seller_id, level, entity_id, stat_date, spend_cents, impressions, \
         clicks, content_views, add_to_cart, checkouts, purchases, revenue_cents, cpm, ctr, roas, \
-        provider, job_id, fetched_at) \
+        provider, job_record_id, fetched_at) \
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::int8[], $6::int8[], \
         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
-        $13::float8[], $14::float8[], $15::float8[], $16::text[], $17::text[], $18::timestamp[])";
+        $13::float8[], $14::float8[], $15::float8[], $16::text[], $17::int8[], $18::timestamp[])";
 
 /// The readings as 18 arrays bound to `sql` ($1 to $18, in [`INSERT_RAW_PG`]'s column order).
 fn bind_raw_arrays<'a>(
@@ -60,8 +62,8 @@ fn bind_raw_arrays<'a>(
         .bind::<Array<Double>, _>(real(|r| r.ctr))
         .bind::<Array<Double>, _>(real(|r| r.roas))
         .bind::<Array<Text>, _>(text(|r| &r.provider))
-        .bind::<Array<Nullable<Text>>, _>(
-            rows.iter().map(|r| r.job_id.as_deref()).collect::<Vec<_>>(),
+        .bind::<Array<Nullable<BigInt>>, _>(
+            rows.iter().map(|r| r.job_record_id).collect::<Vec<_>>(),
         )
         .bind::<Array<Timestamp>, _>(rows.iter().map(|r| r.fetched_at).collect::<Vec<_>>())
 }
@@ -119,12 +121,29 @@ fn ratio_sql(spend: &str, impressions: &str, clicks: &str, revenue: &str) -> [St
     ]
 }
 
+// One batch: its run's record (none outside the job runtime) and its fetch time. The raw table
+// has no index for it (PostgreSQL narrows the scan to the day's partition): the write path
+// folds what its INSERT returned ([`append_and_fold`]); this serves tests and tools.
 fn fold_daily_sql(aggregation: Aggregation) -> String {
     fold_upsert_sql(
         aggregation,
         "$1",
-        "FROM ad_stats_raw WHERE job_id = $2 AND fetched_at = $3",
+        "FROM ad_stats_raw WHERE job_record_id IS NOT DISTINCT FROM $2 AND fetched_at = $3",
     )
+}
+
+// SQLite: the rows this transaction appended, found by rowid (`BEGIN IMMEDIATE` holds the write
+// lock from before the INSERT, so every rowid above the largest one before it is ours).
+fn fold_appended_sql(aggregation: Aggregation) -> String {
+    fold_upsert_sql(aggregation, "$1", "FROM ad_stats_raw WHERE id > $2")
+}
+
+const LAST_RAW_ROWID_SQLITE: &str = "SELECT COALESCE(MAX(id), 0) AS id FROM ad_stats_raw";
+
+#[derive(QueryableByName)]
+struct RowId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
 }
 
 /// The fold of the raw rows `source` yields (a `FROM` clause) into `ad_stats_daily`, stamped
@@ -167,23 +186,25 @@ fn fold_upsert_sql(aggregation: Aggregation, now: &str, source: &str) -> String 
     )
 }
 
-/// Folds exactly one batch of raw rows (those of `job_id` fetched at `fetched_at`) into
-/// `ad_stats_daily`. Under `sum` each daily row gains the batch's numbers, so the cost depends on
-/// the batch, never on how many syncs the day already had; under `latest` the batch replaces them.
+/// Folds exactly one batch of raw rows (those of the run `job_record_id` fetched at
+/// `fetched_at`) into `ad_stats_daily`. Under `sum` each daily row gains the batch's numbers, so
+/// the cost depends on the batch, never on how many syncs the day already had; under `latest`
+/// the batch replaces them.
 /// Returns the number of daily rows inserted or updated.
 pub async fn fold_into_daily(
     conn: &mut DbConn,
     aggregation: Aggregation,
-    job_id: &str,
+    job_record_id: Option<i64>,
     fetched_at: NaiveDateTime,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
+    use diesel::sql_types::{BigInt, Nullable};
     let sql = fold_daily_sql(aggregation);
     db_run!(conn, {
         prepared(
             diesel::sql_query(&sql)
                 .bind::<Timestamp, _>(now)
-                .bind::<Text, _>(job_id)
+                .bind::<Nullable<BigInt>, _>(job_record_id)
                 .bind::<Timestamp, _>(fetched_at),
         )
         .execute(conn)
@@ -212,10 +233,10 @@ pub async fn append_and_fold(
     let Some(first) = rows.first() else {
         return Ok((0, 0));
     };
-    // SQLite folds by the batch's job id and fetch time: one batch, or rows would be left out.
+    // One batch (one run, one fetch time), as the callers write them.
     debug_assert!(rows
         .iter()
-        .all(|r| r.job_id == first.job_id && r.fetched_at == first.fetched_at));
+        .all(|r| r.job_record_id == first.job_record_id && r.fetched_at == first.fetched_at));
     if let DbConn::Postgres(pg) = conn {
         let pg: &mut super::PgConn = pg;
         let sql = append_and_fold_pg_sql(aggregation);
@@ -227,9 +248,22 @@ pub async fn append_and_fold(
         }
         return Ok((rows.len(), daily));
     }
+    // SQLite: run inside the caller's transaction (`DbConn::transaction`, BEGIN IMMEDIATE).
+    let last: Vec<RowId> = db_run!(conn, {
+        diesel::sql_query(LAST_RAW_ROWID_SQLITE).load(conn).await
+    })?;
+    let last = last.into_iter().next().map_or(0, |r| r.id);
     let raw = insert_raw(conn, rows).await?;
-    let job_id = first.job_id.as_deref().unwrap_or_default();
-    let daily = fold_into_daily(conn, aggregation, job_id, first.fetched_at, now).await?;
+    let sql = fold_appended_sql(aggregation);
+    let daily = db_run!(conn, {
+        prepared(
+            diesel::sql_query(&sql)
+                .bind::<Timestamp, _>(now)
+                .bind::<diesel::sql_types::BigInt, _>(last),
+        )
+        .execute(conn)
+        .await
+    })?;
     Ok((raw, daily))
 }
 
@@ -355,7 +389,18 @@ pub async fn sellpage_currency_conflicts(
         .collect())
 }
 
-/// Raw rows of one entity and day, oldest first.
+// The counters are 4-byte integers on PostgreSQL: read back as BIGINT on both backends.
+const RAW_ROWS_SQL: &str = "\
+    SELECT seller_id, level, entity_id, stat_date, spend_cents, \
+        CAST(impressions AS BIGINT) AS impressions, CAST(clicks AS BIGINT) AS clicks, \
+        CAST(content_views AS BIGINT) AS content_views, CAST(add_to_cart AS BIGINT) AS add_to_cart, \
+        CAST(checkouts AS BIGINT) AS checkouts, CAST(purchases AS BIGINT) AS purchases, \
+        revenue_cents, cpm, ctr, roas, provider, job_record_id, fetched_at \
+    FROM ad_stats_raw WHERE level = $1 AND entity_id = $2 AND stat_date = $3 \
+    ORDER BY fetched_at";
+
+/// Raw rows of one entity and day, oldest first (tests and tools: no index serves it, the
+/// table is scanned).
 pub async fn raw_rows(
     conn: &mut DbConn,
     level: &str,
@@ -363,12 +408,10 @@ pub async fn raw_rows(
     date: NaiveDate,
 ) -> QueryResult<Vec<RawStat>> {
     db_run!(conn, {
-        ad_stats_raw::table
-            .filter(ad_stats_raw::level.eq(level))
-            .filter(ad_stats_raw::entity_id.eq(entity_id))
-            .filter(ad_stats_raw::stat_date.eq(date))
-            .order(ad_stats_raw::id)
-            .select(RawStat::as_select())
+        diesel::sql_query(RAW_ROWS_SQL)
+            .bind::<Text, _>(level)
+            .bind::<Text, _>(entity_id)
+            .bind::<Date, _>(date)
             .load(conn)
             .await
     })
@@ -441,6 +484,8 @@ mod tests {
         for sql in [
             fold_daily_sql(Aggregation::Sum),
             fold_daily_sql(Aggregation::Latest),
+            fold_appended_sql(Aggregation::Sum),
+            RAW_ROWS_SQL.to_string(),
             CLEAR_ROLLUP_SQL.to_string(),
             rollup_sql(),
             CURRENCY_CONFLICTS_SQL.to_string(),

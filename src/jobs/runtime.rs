@@ -670,9 +670,19 @@ async fn prune_raw(
     use db::retention::{RAW_BATCHES_PER_SWEEP, RAW_DELETE_BATCH};
     let retention =
         chrono::Duration::from_std(ctx.settings.raw_retention).unwrap_or(chrono::Duration::MAX);
-    let Some(before) = db::now_utc().checked_sub_signed(retention) else {
+    let now = db::now_utc();
+    let Some(before) = now.checked_sub_signed(retention) else {
         return Ok(());
     };
+    // PostgreSQL: the days ahead get their partitions, the days past the retention are dropped
+    // whole; the batched deletes below then only see the DEFAULT partition.
+    let work = db::retention::maintain_raw_partitions(conn, now, before).await?;
+    if !work.created.is_empty() || !work.dropped.is_empty() {
+        tracing::info!(
+            created = ?work.created, dropped = ?work.dropped,
+            "raw partitions: created the days ahead, dropped the days past stats.raw_retention"
+        );
+    }
     let pruned =
         db::retention::prune_raw(conn, before, RAW_DELETE_BATCH, RAW_BATCHES_PER_SWEEP).await?;
     if pruned.deleted > 0 {

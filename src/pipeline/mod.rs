@@ -352,7 +352,6 @@ impl Pipeline {
             }
         };
         check_readings(request, &entities, &others, &stats)?;
-        let job_id = request.job_id();
         let fetched_at = db::now_utc();
         let provider = self.provider.name().to_string();
         let rows = stats
@@ -374,7 +373,8 @@ impl Pipeline {
                 ctr: s.metrics.ctr,
                 roas: s.metrics.roas,
                 provider: provider.clone(),
-                job_id: Some(job_id.clone()),
+                // The run's record, known once it writes (see `write`).
+                job_record_id: None,
                 fetched_at,
             })
             .collect();
@@ -639,6 +639,12 @@ impl Pipeline {
         fetched: Fetched,
         lease: Option<&Lease>,
     ) -> Result<SyncSummary, PipelineError> {
+        let mut fetched = fetched;
+        if let Some(lease) = lease {
+            for row in &mut fetched.rows {
+                row.job_record_id = Some(lease.record_id);
+            }
+        }
         let mut conn = self.db.conn().await?;
         let summary = conn
             .transaction(async |conn: &mut DbConn| {

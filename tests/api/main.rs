@@ -33,6 +33,7 @@ mod openapi;
 mod outage;
 mod pipeline;
 mod provider_metrics;
+mod raw_partitions;
 mod reads;
 mod resilience;
 mod retention;

@@ -21,6 +21,15 @@ on_both_backends!(
     the_sweeper_applies_the_raw_retention_and_keeps_daily_rows,
 );
 
+/// The job record (`sync_jobs.id`) a test batch's raw rows refer to.
+fn record_id(job: &str) -> i64 {
+    let batches = ["old", "new", "three-days-ago", "a-day-ago"];
+    1 + batches
+        .iter()
+        .position(|b| *b == job)
+        .expect("a known batch") as i64
+}
+
 fn raw_row(seller: &str, entity: &str, job: &str, fetched_at: NaiveDateTime) -> NewRawStat {
     NewRawStat {
         seller_id: seller.into(),
@@ -39,7 +48,7 @@ fn raw_row(seller: &str, entity: &str, job: &str, fetched_at: NaiveDateTime) -> 
         ctr: 1.0,
         roas: 3.0,
         provider: "mock".into(),
-        job_id: Some(job.into()),
+        job_record_id: Some(record_id(job)),
         fetched_at,
     }
 }
@@ -59,7 +68,7 @@ async fn synced_batch(conn: &mut DbConn, job: &str, n: usize, fetched_at: NaiveD
     stats::fold_into_daily(
         conn,
         ads_stats::config::Aggregation::Sum,
-        job,
+        Some(record_id(job)),
         fetched_at,
         now_utc(),
     )
@@ -185,7 +194,7 @@ async fn the_sweeper_applies_the_raw_retention_and_keeps_daily_rows(backend: Bac
         .unwrap();
     assert_eq!(
         kept.iter()
-            .filter(|r| r.job_id.as_deref() == Some("a-day-ago"))
+            .filter(|r| r.job_record_id == Some(record_id("a-day-ago")))
             .count(),
         4
     );

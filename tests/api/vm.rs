@@ -215,7 +215,11 @@ fn job_books(path: &Path) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
     .load(&mut conn)
     .unwrap();
     let present: Vec<RawBook> =
-        diesel::sql_query("SELECT job_id, COUNT(*) AS rows FROM ad_stats_raw GROUP BY job_id")
+        // Raw rows refer to their run's record (`sync_jobs.id`); its job id names the job.
+        diesel::sql_query(
+            "SELECT j.job_id AS job_id, COUNT(*) AS rows FROM ad_stats_raw r \
+             LEFT JOIN sync_jobs j ON j.id = r.job_record_id GROUP BY j.job_id",
+        )
             .load(&mut conn)
             .unwrap();
     (
