@@ -147,6 +147,9 @@ pub fn test_settings(db_url: &str, adjust: impl FnOnce(&mut Settings)) -> Settin
         s.jobs.poll_interval = Duration::from_millis(50);
         s.jobs.backoff = Duration::from_millis(50);
         s.jobs.shutdown_grace = Duration::from_secs(5);
+        // One bound, as these tests were written for: `jobs.concurrency` jobs claimed at once.
+        // tests/api/slow_provider.rs sets `jobs.max_in_flight` to test the separate bounds.
+        s.jobs.max_in_flight = 0;
         adjust(s);
     })
     .expect("test settings are valid")
@@ -771,6 +774,9 @@ impl ServiceProcess {
         let mut child = ads_stats()
             .arg("serve")
             .env("PORT", "0")
+            // One bound, as the process tests were written for (at most `jobs.concurrency`
+            // RUNNING per instance); a test's own `envs` may set it.
+            .env("ADS_STATS_JOBS__MAX_IN_FLIGHT", "0")
             .envs(envs.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -31,5 +31,6 @@ mod retention;
 mod scheduler;
 mod schema;
 mod secrets;
+mod slow_provider;
 mod timezones;
 mod vm;
