@@ -301,7 +301,14 @@ pub const MIN_RAW_RETENTION: Duration = Duration::from_secs(2 * 86_400);
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSettings {
+    /// Most jobs of this instance in their write transaction at once: what bounds the database
+    /// work (and the pool connections) syncs take.
     pub concurrency: usize,
+    /// Most jobs this instance has claimed at once: waiting on the provider, waiting for one of
+    /// the `concurrency` write slots, or writing. A job waiting on the provider holds no write
+    /// slot and no pool connection, so a slow provider is waited on `max_in_flight` at a time.
+    /// 0 means `concurrency`: a job keeps its write slot while it waits on the provider.
+    pub max_in_flight: usize,
     pub max_attempts: u32,
     #[serde(with = "duration")]
     pub backoff: Duration,
@@ -319,6 +326,17 @@ pub struct JobSettings {
     /// Job records from manual syncs one seller may have QUEUED or RUNNING; a manual sync that
     /// would pass it answers 429. 0 is no limit. Scheduled jobs are neither counted nor refused.
     pub max_active_per_seller: usize,
+}
+
+impl JobSettings {
+    /// The effective `max_in_flight`: 0 stands for `concurrency`.
+    pub fn in_flight(&self) -> usize {
+        if self.max_in_flight == 0 {
+            self.concurrency
+        } else {
+            self.max_in_flight
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -476,6 +494,17 @@ impl Settings {
         DatabaseUrl::parse(&self.database.url).map_err(|p| ConfigError::new("database.url", p))?;
         positive("database.pool_size", self.database.pool_size)?;
         positive("jobs.concurrency", self.jobs.concurrency)?;
+        // Fewer jobs in flight than write slots would leave write slots no job can ever use.
+        if self.jobs.max_in_flight != 0 && self.jobs.max_in_flight < self.jobs.concurrency {
+            return Err(ConfigError::new(
+                "jobs.max_in_flight",
+                format!(
+                    "must be 0 (as many as jobs.concurrency) or at least jobs.concurrency ({}): \
+                     it is {}",
+                    self.jobs.concurrency, self.jobs.max_in_flight
+                ),
+            ));
+        }
         positive("jobs.max_attempts", self.jobs.max_attempts as usize)?;
         positive("jobs.queue_capacity", self.jobs.queue_capacity)?;
         positive("server.max_body_bytes", self.server.max_body_bytes)?;
@@ -778,8 +807,22 @@ mod tests {
         let s = Settings::defaults_with(|_| {}).expect("defaults load");
         assert_eq!(s.server.port, 3000);
         assert_eq!(s.jobs.concurrency, 5);
+        assert_eq!(s.jobs.max_in_flight, 50);
+        assert_eq!(s.jobs.in_flight(), 50);
         assert_eq!(s.stats.aggregation, Aggregation::Sum);
         assert_eq!(s.jobs.timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn max_in_flight_is_zero_or_at_least_the_write_slots() {
+        let key = |adjust: fn(&mut Settings)| Settings::defaults_with(adjust).map_err(|e| e.key);
+        assert_eq!(
+            key(|s| s.jobs.max_in_flight = 4).unwrap_err(),
+            "jobs.max_in_flight"
+        );
+        assert!(key(|s| s.jobs.max_in_flight = 5).is_ok());
+        let off = Settings::defaults_with(|s| s.jobs.max_in_flight = 0).unwrap();
+        assert_eq!(off.jobs.in_flight(), 5);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Workers: take record ids off the channel, each a turn to claim the next due record in claim
 //! order (class, then `run_at`, then id; see [`super::Priority`]), run the pipeline, and record
-//! the outcome. Beside them a sweeper finds due jobs (retries, jobs left by a restart, and on
+//! the outcome. Two bounds: a claimed job holds one of `jobs.max_in_flight` slots from its claim
+//! to its outcome, and one of `jobs.concurrency` write slots only for its write transaction, so
+//! jobs waiting on a slow provider do not keep the database work waiting. Beside them a sweeper finds due jobs (retries, jobs left by a restart, and on
 //! PostgreSQL jobs any instance enqueued, claimed straight from the table), takes back jobs
 //! orphaned by a dead process and prunes old records; a heartbeat task vouches for this
 //! instance's running jobs until the last of them has drained.
@@ -24,7 +26,10 @@ use crate::telemetry::metrics::{JobOutcome, Metrics};
 /// The `jobs.*` settings the runtime uses.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
+    /// Jobs in their write transaction at once.
     pub concurrency: usize,
+    /// Jobs claimed at once (the effective `jobs.max_in_flight`, at least `concurrency`).
+    pub max_in_flight: usize,
     pub backoff: Duration,
     pub timeout: Duration,
     pub shutdown_grace: Duration,
@@ -46,6 +51,7 @@ impl From<&crate::config::JobSettings> for RuntimeSettings {
     fn from(s: &crate::config::JobSettings) -> Self {
         Self {
             concurrency: s.concurrency,
+            max_in_flight: s.in_flight().max(s.concurrency),
             backoff: s.backoff,
             timeout: s.timeout,
             shutdown_grace: s.shutdown_grace,
@@ -72,6 +78,8 @@ struct Context {
     metrics: Metrics,
     /// Signalled each time a job gives its slot back, so the sweeper refills it at once.
     slot_freed: Arc<Notify>,
+    /// One permit per write slot (`jobs.concurrency`): a job holds one only for its commit.
+    writes: Arc<Semaphore>,
 }
 
 /// The task that hands queued job ids to workers, as `/health` names it.
@@ -84,8 +92,9 @@ pub struct JobRuntime {
     stop: CancellationToken,
     /// Cancelled when the shutdown grace is over: jobs still fetching are handed back.
     hard_stop: CancellationToken,
-    /// One permit per worker slot; a running job holds one. Outside the dispatcher, so a
-    /// dispatcher that is restarted neither forgets nor aborts the jobs already running.
+    /// One permit per in-flight slot (`jobs.max_in_flight`); a claimed job holds one until its
+    /// outcome is recorded. Outside the dispatcher, so a dispatcher that is restarted neither
+    /// forgets nor aborts the jobs already running.
     slots: Arc<Semaphore>,
     settings: RuntimeSettings,
     dispatcher: tokio::task::JoinHandle<()>,
@@ -110,7 +119,10 @@ impl JobRuntime {
         metrics: Metrics,
     ) -> Self {
         let worker = format!("ads-stats-{}", uuid::Uuid::new_v4().simple());
-        tracing::info!(worker = %worker, concurrency = settings.concurrency, "job workers started");
+        tracing::info!(
+            worker = %worker, concurrency = settings.concurrency,
+            max_in_flight = settings.max_in_flight, "job workers started"
+        );
         let ctx = Context {
             db,
             pipeline,
@@ -121,10 +133,11 @@ impl JobRuntime {
             faults,
             metrics,
             slot_freed: Arc::default(),
+            writes: Arc::new(Semaphore::new(settings.concurrency)),
         };
         let stop = CancellationToken::new();
         let hard_stop = CancellationToken::new();
-        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        let slots = Arc::new(Semaphore::new(settings.max_in_flight));
         // A restarted dispatcher takes the same channel up again: ids already in it are not lost.
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let dispatcher = {
@@ -171,14 +184,15 @@ impl JobRuntime {
     }
 
     /// No new job starts; running jobs get `jobs.shutdown_grace` to finish. Jobs still fetching
-    /// after that are handed back as QUEUED (their attempt not counted); jobs already writing
-    /// finish their transaction. Jobs never started stay QUEUED for the next start.
+    /// or waiting for a write slot after that are handed back as QUEUED (their attempt not
+    /// counted); jobs already writing finish their transaction. Jobs never started stay QUEUED for the next start.
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.sweeper.await;
         let _ = self.dispatcher.await;
-        let all = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX);
-        let running = self.settings.concurrency - self.slots.available_permits();
+        let in_flight = self.settings.max_in_flight;
+        let all = u32::try_from(in_flight).unwrap_or(u32::MAX);
+        let running = in_flight - self.slots.available_permits();
         if running > 0 {
             tracing::info!(
                 running,
@@ -190,7 +204,7 @@ impl JobRuntime {
             tokio::time::timeout(self.settings.shutdown_grace, self.slots.acquire_many(all)).await;
         if drained.is_err() {
             tracing::warn!(
-                left = self.settings.concurrency - self.slots.available_permits(),
+                left = in_flight - self.slots.available_permits(),
                 "shutdown grace over: handing unfinished jobs back to the queue"
             );
             self.hard_stop.cancel();
@@ -522,12 +536,31 @@ async fn attempt(
             };
         }
     };
+    // A write slot only now: the wait on the provider above held none. The job stays in the
+    // heartbeat while it waits for one, so its lease outlives a long wait.
+    let Some(_write) = write_slot(ctx, hard_stop).await else {
+        return Outcome::Released;
+    };
     // The write transaction is short and bounded by the database's own timeouts; it is never
     // cancelled half-way, so a job's writes and its completion mark commit together or not at all.
     match ctx.pipeline.commit(fetched, Some(lease)).await {
         Ok(summary) => Outcome::Succeeded(summary),
         Err(PipelineError::LeaseLost) => Outcome::LeaseLost,
         Err(e) => Outcome::failed(&e),
+    }
+}
+
+/// One of the `jobs.concurrency` write slots, or `None` at a hard stop: a job that has fetched
+/// but not written is handed back like one still fetching.
+async fn write_slot(
+    ctx: &Context,
+    hard_stop: &CancellationToken,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::select! {
+        biased;
+        _ = hard_stop.cancelled() => None,
+        // The semaphore is never closed.
+        permit = ctx.writes.clone().acquire_owned() => permit.ok(),
     }
 }
 

@@ -147,6 +147,9 @@ pub fn test_settings(db_url: &str, adjust: impl FnOnce(&mut Settings)) -> Settin
         s.jobs.poll_interval = Duration::from_millis(50);
         s.jobs.backoff = Duration::from_millis(50);
         s.jobs.shutdown_grace = Duration::from_secs(5);
+        // One bound, as these tests were written for: `jobs.concurrency` jobs claimed at once.
+        // tests/api/slow_provider.rs sets `jobs.max_in_flight` to test the separate bounds.
+        s.jobs.max_in_flight = 0;
         adjust(s);
     })
     .expect("test settings are valid")

@@ -40,5 +40,6 @@ mod retention;
 mod scheduler;
 mod schema;
 mod secrets;
+mod slow_provider;
 mod timezones;
 mod vm;
