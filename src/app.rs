@@ -152,7 +152,7 @@ impl Application {
             verifier: TokenVerifier::new(&settings.auth),
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.body_timeout,
-            sync_limiter: http::SyncRateLimiter::per_minute(
+            sync_limiter: http::KeyedRateLimiter::per_minute(
                 settings.rate_limit.manual_syncs_per_minute,
             ),
             tasks: tasks.clone(),

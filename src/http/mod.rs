@@ -26,7 +26,7 @@ pub use client_ip::client_ip;
 pub use dashboard::Dashboard;
 pub use errors::{ApiError, ErrorBody, ErrorCode};
 pub use health::HealthProbe;
-pub use rate_limit::SyncRateLimiter;
+pub use rate_limit::KeyedRateLimiter;
 pub use seller_gate::SellerGate;
 
 /// Everything a handler may use; one instance per process, shared through `web::Data`.
@@ -38,7 +38,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,
     /// `None` when `rate_limit.manual_syncs_per_minute` is 0.
-    pub sync_limiter: Option<SyncRateLimiter>,
+    pub sync_limiter: Option<KeyedRateLimiter>,
     pub tasks: TaskHealth,
     pub health_probe: HealthProbe,
     /// The process's main (multi-threaded) runtime; see [`AppState::on_main_runtime`].

@@ -1,6 +1,7 @@
-//! Per-seller limit on manual syncs (`rate_limit.manual_syncs_per_minute`): a GCRA bucket per
-//! seller from `governor`, so a burst up to the limit passes and then one request per interval.
-//! The scheduler never passes through here.
+//! A per-key request limit: a GCRA bucket per key from `governor`, so a burst up to the limit
+//! passes and then one request per interval. Two users: manual syncs per seller
+//! (`rate_limit.manual_syncs_per_minute`; the scheduler never passes through here) and dashboard
+//! logins per client address.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -8,16 +9,17 @@ use std::time::Duration;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// Sellers tracked before buckets that have refilled are dropped, so memory stays bounded.
+/// Keys tracked before buckets that have refilled are dropped, so memory stays bounded.
 const PRUNE_ABOVE: usize = 10_000;
 
-/// The per-seller buckets of manual syncs, kept in memory for this process.
-pub struct SyncRateLimiter {
+/// The per-key buckets (sellers for manual syncs, client addresses for logins), kept in memory
+/// for this process.
+pub struct KeyedRateLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
     checks: std::sync::atomic::AtomicU64,
 }
 
-impl SyncRateLimiter {
+impl KeyedRateLimiter {
     /// `None` when `per_minute` is 0: the limit is off.
     pub fn per_minute(per_minute: u32) -> Option<Self> {
         let per_minute = NonZeroU32::new(per_minute)?;
@@ -48,7 +50,7 @@ mod tests {
 
     #[test]
     fn a_burst_up_to_the_limit_passes_per_seller_then_waits() {
-        let limiter = SyncRateLimiter::per_minute(3).expect("on");
+        let limiter = KeyedRateLimiter::per_minute(3).expect("on");
         for _ in 0..3 {
             assert!(limiter.check("a").is_ok());
         }
@@ -62,6 +64,6 @@ mod tests {
 
     #[test]
     fn zero_turns_it_off() {
-        assert!(SyncRateLimiter::per_minute(0).is_none());
+        assert!(KeyedRateLimiter::per_minute(0).is_none());
     }
 }

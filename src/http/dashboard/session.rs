@@ -58,7 +58,7 @@ pub struct Access {
     ttl: Duration,
     secure_cookies: bool,
     /// Sign-in attempts per client address: online guessing gets a few tries a minute.
-    logins: crate::http::SyncRateLimiter,
+    logins: crate::http::KeyedRateLimiter,
 }
 
 impl Access {
@@ -74,7 +74,7 @@ impl Access {
             sessions: Mutex::default(),
             ttl: settings.dashboard.session_ttl,
             secure_cookies: settings.secure_cookies(),
-            logins: crate::http::SyncRateLimiter::per_minute(LOGINS_PER_MINUTE)?,
+            logins: crate::http::KeyedRateLimiter::per_minute(LOGINS_PER_MINUTE)?,
         })
     }
 
