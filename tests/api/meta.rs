@@ -2810,37 +2810,13 @@ async fn ad_rows_sum_to_every_level_to_the_cent(backend: Backend) {
         campaign_sums[&("s1-cmp-3".to_string(), day("2026-11-21"))][0],
         725
     );
-    // Sellpages add their campaigns up: page-1 = cmp-1 + cmp-2, page-2 = cmp-3 + cmp-5.
-    for (page, members) in [
-        ("s1-page-1", ["s1-cmp-1", "s1-cmp-2"]),
-        ("s1-page-2", ["s1-cmp-3", "s1-cmp-5"]),
-    ] {
-        for date in ["2026-11-20", "2026-11-21"] {
-            let mut sum = [0i64; 8];
-            for c in members {
-                if let Some(t) = campaign_sums.get(&(c.to_string(), day(date))) {
-                    for (a, b) in sum.iter_mut().zip(t) {
-                        *a += b;
-                    }
-                }
-            }
-            let row = stats::sellpage_row(&mut app.conn().await, page, day(date))
-                .await
-                .unwrap()
-                .expect("sellpage row");
-            let got = [
-                row.ad_spend_cents,
-                row.impressions,
-                row.clicks,
-                row.content_views,
-                row.add_to_cart,
-                row.checkouts,
-                row.purchases,
-                row.revenue_cents,
-            ];
-            assert_eq!(got, sum, "{page} {date}");
-        }
-    }
+    // Sellpages add their campaigns up.
+    assert_sellpages_add_up(
+        &app,
+        &campaign_sums,
+        &[day("2026-11-20"), day("2026-11-21")],
+    )
+    .await;
     // Ad 349999's two rows at each level, and ad 340099's two at ad level.
     assert_eq!(unmatched_total, 8);
     assert_eq!(unmatched_rows_metric(&app, 8.0).await, 8.0);
@@ -2982,4 +2958,44 @@ async fn appsecret_proof_is_sent_exactly_when_a_secret_is_set(backend: Backend) 
     assert!(!graph.seen()[0].query.contains_key("appsecret_proof"));
     assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
     drop(app.shutdown().await);
+}
+
+/// The account's sellpages add their campaigns up on every date of `dates`, to the cent:
+/// page-1 = cmp-1 + cmp-2, page-2 = cmp-3 + cmp-5 (`campaign_sums` as [`reader_sums_of`] gives
+/// them for the campaign level).
+pub(crate) async fn assert_sellpages_add_up(
+    app: &TestApp,
+    campaign_sums: &HashMap<(String, NaiveDate), [i64; 8]>,
+    dates: &[NaiveDate],
+) {
+    for (page, members) in [
+        ("s1-page-1", ["s1-cmp-1", "s1-cmp-2"]),
+        ("s1-page-2", ["s1-cmp-3", "s1-cmp-5"]),
+    ] {
+        for date in dates {
+            let mut sum = [0i64; 8];
+            for c in members {
+                if let Some(t) = campaign_sums.get(&(c.to_string(), *date)) {
+                    for (a, b) in sum.iter_mut().zip(t) {
+                        *a += b;
+                    }
+                }
+            }
+            let row = stats::sellpage_row(&mut app.conn().await, page, *date)
+                .await
+                .unwrap()
+                .expect("sellpage row");
+            let got = [
+                row.ad_spend_cents,
+                row.impressions,
+                row.clicks,
+                row.content_views,
+                row.add_to_cart,
+                row.checkouts,
+                row.purchases,
+                row.revenue_cents,
+            ];
+            assert_eq!(got, sum, "{page} {date}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ads_stats::config::{MetaSettings, Secret};
 use ads_stats::db::schema::{ad_connections, sync_jobs};
-use ads_stats::db::{self, connections, stats};
+use ads_stats::db::{self, connections};
 use ads_stats::db_run;
 use ads_stats::domain::Level;
 use chrono::NaiveDate;
@@ -18,9 +18,9 @@ use diesel_async::RunQueryDsl;
 
 use crate::helpers::{Backend, TestApp};
 use crate::meta::{
-    account_ads, account_app, account_levels, daily_rows, enqueue, meta_graph, raw, reader_sums_of,
-    run_id, totals_of, unmatched_rows_metric, AsyncMeta, AsyncRuns, FakeAd, FakeDay, FakeGraph,
-    Seen, APP_SECRET, CONNECTION, SELLER, TOKEN_PROOF,
+    account_ads, account_app, account_levels, assert_sellpages_add_up, daily_rows, enqueue,
+    meta_graph, raw, reader_sums_of, run_id, totals_of, unmatched_rows_metric, AsyncMeta,
+    AsyncRuns, FakeAd, FakeDay, FakeGraph, Seen, APP_SECRET, CONNECTION, SELLER, TOKEN_PROOF,
 };
 use crate::on_both_backends;
 
@@ -490,37 +490,8 @@ async fn done_when_a_28_day_sync_through_an_async_run_matches_the_ad_rows_to_the
     }
     // The PAUSED campaign's spend is kept.
     assert!(campaign_sums[&("s1-cmp-5".to_string(), from)][0] > 0);
-    // Sellpages add their campaigns up: page-1 = cmp-1 + cmp-2, page-2 = cmp-3 + cmp-5.
-    for (page, members) in [
-        ("s1-page-1", ["s1-cmp-1", "s1-cmp-2"]),
-        ("s1-page-2", ["s1-cmp-3", "s1-cmp-5"]),
-    ] {
-        for date in &dates {
-            let mut sum = [0i64; 8];
-            for c in members {
-                if let Some(t) = campaign_sums.get(&(c.to_string(), *date)) {
-                    for (a, b) in sum.iter_mut().zip(t) {
-                        *a += b;
-                    }
-                }
-            }
-            let row = stats::sellpage_row(&mut app.conn().await, page, *date)
-                .await
-                .unwrap()
-                .expect("sellpage row");
-            let got = [
-                row.ad_spend_cents,
-                row.impressions,
-                row.clicks,
-                row.content_views,
-                row.add_to_cart,
-                row.checkouts,
-                row.purchases,
-                row.revenue_cents,
-            ];
-            assert_eq!(got, sum, "{page} {date}");
-        }
-    }
+    // Sellpages add their campaigns up.
+    assert_sellpages_add_up(&app, &campaign_sums, &dates).await;
     // Rows of ads we do not know were counted, never written.
     assert_eq!(unmatched_total, 8 * 14);
     assert_eq!(
