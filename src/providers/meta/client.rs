@@ -123,21 +123,7 @@ pub async fn insights(
                 .query_pairs_mut()
                 .append_pair(APPSECRET_PROOF, proof);
         }
-        let answer = http
-            .get(request)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(|e| CallError::Transient(describe(e)))?;
-        let status = answer.status();
-        let usage = Usage::from_headers(answer.headers());
-        let body = answer
-            .bytes()
-            .await
-            .map_err(|e| CallError::Transient(describe(e)))?;
-        if !status.is_success() {
-            return Err(classify(status, &body, usage));
-        }
+        let (body, usage) = call(http.get(request).bearer_auth(token.expose())).await?;
         let page: Page = serde_json::from_slice(&body)
             .map_err(|e| CallError::Malformed(format!("insights page: {e}")))?;
         rows.extend(page.data);
@@ -162,8 +148,8 @@ pub async fn insights(
     }
 }
 
-/// Sends one Graph request other than an insights page (an async run's start or poll): its body
-/// and usage on success, the error sorted as for insights otherwise.
+/// Sends one Graph request (an insights page, an async run's start or poll): its body and usage
+/// on success, the error sorted by [`classify`] otherwise.
 pub async fn call(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Usage), CallError> {
     let answer = request
         .send()
