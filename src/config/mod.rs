@@ -37,8 +37,6 @@ pub use settings::{
 };
 pub use validate::{DEFAULT_JWT_SECRET, MIN_JWT_SECRET_BYTES, MIN_METRICS_TOKEN_BYTES};
 
-use validate::nonzero;
-
 /// A configuration problem: which key, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("config error: {key}: {problem}")]
@@ -59,7 +57,3 @@ impl ConfigError {
 /// A JWT secret every check accepts, for tests that need a production-grade configuration.
 #[cfg(test)]
 const REAL_SECRET: &str = "0123456789abcdef0123456789abcdef-private";
-
-/// What `meta_insights`' tests load and how they read its errors.
-#[cfg(test)]
-use load::{figment_error, DEFAULT_TOML};

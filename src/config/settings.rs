@@ -232,6 +232,7 @@ impl Settings {
     }
 
     pub fn scheduler_timezone(&self) -> chrono_tz::Tz {
+        // validate() has already accepted the zone.
         self.scheduler.timezone.parse().unwrap_or(chrono_tz::UTC)
     }
 }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::MIN_RAW_RETENTION;
 use super::{
     parse_cron, placeholder, Aggregation, ConfigError, DatabaseUrl, ProviderKind, Settings,
+    MIN_RAW_RETENTION,
 };
 
 /// The JWT secret shipped in `config/default.toml`; production refuses it.
