@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{nonzero, ConfigError, Secret};
+use super::validate::nonzero;
+use super::{ConfigError, Secret};
 
 /// The operator dashboard at `/dashboard`. Off (404) unless both the user and a password hash
 /// are set, so a fresh install never exposes it by accident.

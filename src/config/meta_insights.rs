@@ -85,8 +85,9 @@ mod tests {
     use figment::providers::{Format, Toml};
     use figment::Figment;
 
-    use super::super::{figment_error, Settings, DEFAULT_TOML};
     use super::*;
+    use crate::config::load::{figment_error, DEFAULT_TOML};
+    use crate::config::Settings;
 
     fn load(extra: &str) -> Result<Settings, ConfigError> {
         let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(extra));
