@@ -17,8 +17,9 @@ use crate::db_run;
 /// record is no longer QUEUED (another worker took it, or it was already done) or not due yet (a
 /// retry waiting out its backoff, delivered again early: it must not burn an attempt).
 ///
-/// Leases are measured on the database's clock (see [`rescue_orphans`](super::rescue_orphans)): on PostgreSQL the
-/// heartbeat starts at its `CURRENT_TIMESTAMP`; on SQLite the process clock is the database clock.
+/// Leases are measured on the database's clock (see [`rescue_orphans`](super::rescue_orphans)):
+/// on PostgreSQL the heartbeat starts at its `CURRENT_TIMESTAMP`; on SQLite the process clock is
+/// the database clock.
 pub async fn claim(
     conn: &mut DbConn,
     record_id: i64,
