@@ -63,7 +63,8 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The `error` code of the body (and of `/health`'s 503s).
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
@@ -79,6 +80,20 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManyActiveJobs { .. } => "too_many_active_jobs",
             ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the answers that have a `Retry-After`
+    /// (every route's and `/health`'s).
+    pub(crate) fn retry_after(&self) -> Option<String> {
+        match self {
+            ApiError::QueueFull | ApiError::DatabaseUnavailable(_) => {
+                Some(RETRY_AFTER_SECS.to_string())
+            }
+            ApiError::DatabaseBusy(_) => Some(BUSY_RETRY_AFTER_SECS.to_string()),
+            ApiError::RateLimited { retry_after_secs } => Some(retry_after_secs.to_string()),
+            ApiError::TooManyActiveJobs { .. } => Some(ACTIVE_JOBS_RETRY_AFTER_SECS.to_string()),
+            _ => None,
         }
     }
 }
@@ -121,23 +136,11 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        match self {
-            ApiError::Unauthorized => {
-                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-            }
-            ApiError::QueueFull | ApiError::DatabaseUnavailable(_) => {
-                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
-            }
-            ApiError::DatabaseBusy(_) => {
-                response.insert_header((header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS));
-            }
-            ApiError::RateLimited { retry_after_secs } => {
-                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-            }
-            ApiError::TooManyActiveJobs { .. } => {
-                response.insert_header((header::RETRY_AFTER, ACTIVE_JOBS_RETRY_AFTER_SECS));
-            }
-            _ => {}
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Some(wait) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, wait));
         }
         let mut response =
             response.json(json!({ "error": self.code(), "message": self.to_string() }));

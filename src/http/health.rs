@@ -14,6 +14,7 @@ use actix_web::{web, HttpResponse};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde_json::json;
 
+use super::errors::ApiError;
 use super::AppState;
 use crate::db::ops::OpsSnapshot;
 use crate::db::ticks::SchedulerTick;
@@ -58,12 +59,15 @@ impl Failure {
         }
     }
 
-    /// The same codes and waits as every other route's 503.
-    fn code_and_retry_after(self) -> (&'static str, &'static str) {
-        match self {
-            Failure::Busy => ("database_busy", "1"),
-            Failure::Unavailable | Failure::NoAnswer => ("database_unavailable", "5"),
-        }
+    /// The same codes and waits as every other route's 503: one definition, in [`ApiError`].
+    fn code_and_retry_after(self) -> (&'static str, String) {
+        let as_api = match self {
+            Failure::Busy => ApiError::DatabaseBusy(String::new()),
+            Failure::Unavailable | Failure::NoAnswer => {
+                ApiError::DatabaseUnavailable(String::new())
+            }
+        };
+        (as_api.code(), as_api.retry_after().unwrap_or_default())
     }
 }
 
