@@ -11,12 +11,20 @@ use crate::db::schema::sync_jobs::dsl as j;
 use crate::db::DbConn;
 use crate::db_run;
 
+/// The "one active job per job id" conflict target, matching the partial unique index on
+/// `sync_jobs (job_id) WHERE status IN ('QUEUED', 'RUNNING')`: one text for every enqueue path.
+macro_rules! unless_active {
+    () => {
+        "ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING"
+    };
+}
+
 const INSERT_UNLESS_ACTIVE: &str = concat!(
     "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
                             attempts, max_attempts, run_at, created_at, updated_at, priority) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8, $9) \
-     ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING \
-     RETURNING id, ",
+     VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8, $9) ",
+    unless_active!(),
+    " RETURNING id, ",
     job_columns_after_id!()
 );
 
@@ -73,8 +81,9 @@ fn insert_many_sql(rows: usize) -> String {
     format!(
         "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
                                 attempts, max_attempts, run_at, created_at, updated_at, priority) \
-         VALUES {} ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING id, job_id",
-        vec![row; rows].join(", ")
+         VALUES {} {} RETURNING id, job_id",
+        vec![row; rows].join(", "),
+        unless_active!()
     )
 }
 
@@ -83,7 +92,8 @@ const ENQUEUE_ROWS_PER_ARRAY_INSERT: usize = 5_000;
 
 // One fixed text for any number of rows, so PostgreSQL prepares it once per connection (a
 // 500-row VALUES list has 4,000 parameters to parse and plan each time).
-const INSERT_MANY_PG: &str = "\
+const INSERT_MANY_PG: &str = concat!(
+    "\
     INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
                            attempts, max_attempts, run_at, created_at, updated_at, priority) \
     SELECT job_id, seller_id, level, date_from, date_to, triggered_by, 'QUEUED', 0, \
@@ -91,8 +101,10 @@ const INSERT_MANY_PG: &str = "\
     FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], \
                 $7::int4[], $8::timestamp[], $9::int2[]) \
          AS u(job_id, seller_id, level, date_from, date_to, triggered_by, max_attempts, run_at, \
-              priority) \
-    ON CONFLICT (job_id) WHERE status IN ('QUEUED', 'RUNNING') DO NOTHING RETURNING id, job_id";
+              priority) ",
+    unless_active!(),
+    " RETURNING id, job_id"
+);
 
 /// A record's identity: what an enqueue hands the workers and answers the caller with. A tick
 /// records tens of thousands of jobs; carrying whole records would only cost memory.
