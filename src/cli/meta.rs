@@ -26,6 +26,7 @@ pub enum MetaCommand {
     /// connection's campaigns, with the difference. Exit 0 when Meta answered, 1 when not, 2 for
     /// a connection that cannot be checked.
     Check {
+        /// The META ad connection to check (its id in ad_connections)
         #[arg(long, value_name = "ID")]
         connection: String,
         /// The day to compare, YYYY-MM-DD (default: yesterday in the account's zone, as Meta
