@@ -14,6 +14,16 @@ pub fn now_utc() -> chrono::NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
 }
 
+/// How raw rows fold into a daily row (`stats.aggregation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// Daily = sum of the day's raw rows.
+    Sum,
+    /// Daily = the latest raw row (providers reporting day-to-date totals).
+    Latest,
+}
+
 /// Where in the ad hierarchy a stats row belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

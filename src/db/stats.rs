@@ -13,8 +13,8 @@ use diesel_async::RunQueryDsl;
 use super::models::{DailyStat, NewRawStat, RawStat, SellpageStat};
 use super::schema::{ad_stats_daily, ad_stats_raw, sellpage_stats_daily};
 use super::{prepared, DbConn};
-use crate::config::Aggregation;
 use crate::db_run;
+use crate::domain::Aggregation;
 
 /// Rows per INSERT: 18 parameters a row stays far below SQLite's 32,766.
 const RAW_ROWS_PER_STATEMENT: usize = 1000;
