@@ -20,6 +20,7 @@ use crate::auth::TokenVerifier;
 use crate::config::{DatabaseUrl, Settings};
 use crate::db::{self, Db};
 use crate::domain::{parse_day, Level};
+use crate::jobs::SyncJobId;
 use crate::pipeline::{Pipeline, SyncRequest};
 use crate::{demo, providers, telemetry};
 

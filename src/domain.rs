@@ -14,6 +14,16 @@ pub fn now_utc() -> chrono::NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
 }
 
+/// How raw rows fold into a daily row (`stats.aggregation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// Daily = sum of the day's raw rows.
+    Sum,
+    /// Daily = the latest raw row (providers reporting day-to-date totals).
+    Latest,
+}
+
 /// Where in the ad hierarchy a stats row belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -159,30 +169,118 @@ impl Metrics {
 }
 
 /// cpm = spend in dollars per thousand impressions; ctr = clicks per impression in percent;
-/// roas = revenue per unit of spend. Each is 0 when its denominator is 0. The SQL that folds daily
-/// rows computes the same expressions in the same order, so both agree to the bit.
+/// roas = revenue per unit of spend. Each is 0 when its denominator is 0. Evaluates
+/// [`Ratio::ALL`], the one definition the SQL that folds daily rows is also derived from.
 pub fn ratios(
     spend_cents: i64,
     impressions: i64,
     clicks: i64,
     revenue_cents: i64,
 ) -> (f64, f64, f64) {
-    let cpm = if impressions == 0 {
-        0.0
-    } else {
-        spend_cents as f64 / 100.0 / impressions as f64 * 1000.0
+    let total = |t: Total| match t {
+        Total::SpendCents => spend_cents,
+        Total::Impressions => impressions,
+        Total::Clicks => clicks,
+        Total::RevenueCents => revenue_cents,
     };
-    let ctr = if impressions == 0 {
-        0.0
-    } else {
-        clicks as f64 / impressions as f64 * 100.0
-    };
-    let roas = if spend_cents == 0 {
-        0.0
-    } else {
-        revenue_cents as f64 / spend_cents as f64
-    };
+    let [cpm, ctr, roas] = Ratio::ALL.map(|r| r.of(total(r.numerator), total(r.denominator)));
     (cpm, ctr, roas)
+}
+
+/// A total a ratio derives from, named as its column is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    SpendCents,
+    Impressions,
+    Clicks,
+    RevenueCents,
+}
+
+impl Total {
+    /// The column of the stats tables holding this total.
+    pub fn column(self) -> &'static str {
+        match self {
+            Total::SpendCents => "spend_cents",
+            Total::Impressions => "impressions",
+            Total::Clicks => "clicks",
+            Total::RevenueCents => "revenue_cents",
+        }
+    }
+}
+
+/// One ratio derived from totals: `numerator / unit / denominator * scale`, in that order, and 0
+/// when the denominator is 0. Rust ([`Ratio::of`]) and SQL ([`Ratio::sql`]) evaluate the same
+/// operations in the same order, so a ratio read back from the database equals, to the bit, the
+/// one computed here (tests compare them bit for bit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ratio {
+    /// The column holding it (`cpm`, `ctr`, `roas`).
+    pub name: &'static str,
+    pub numerator: Total,
+    /// Divides the numerator first (cents to dollars: 100), or 1.
+    pub unit: f64,
+    pub denominator: Total,
+    /// Multiplies the quotient last (per thousand: 1000; percent: 100), or 1.
+    pub scale: f64,
+}
+
+impl Ratio {
+    pub const CPM: Ratio = Ratio {
+        name: "cpm",
+        numerator: Total::SpendCents,
+        unit: 100.0,
+        denominator: Total::Impressions,
+        scale: 1000.0,
+    };
+    pub const CTR: Ratio = Ratio {
+        name: "ctr",
+        numerator: Total::Clicks,
+        unit: 1.0,
+        denominator: Total::Impressions,
+        scale: 100.0,
+    };
+    pub const ROAS: Ratio = Ratio {
+        name: "roas",
+        numerator: Total::RevenueCents,
+        unit: 1.0,
+        denominator: Total::SpendCents,
+        scale: 1.0,
+    };
+    /// In the order of the stats tables' columns.
+    pub const ALL: [Ratio; 3] = [Ratio::CPM, Ratio::CTR, Ratio::ROAS];
+
+    /// The ratio of two totals. Dividing or multiplying by 1 is exact in floating point, so the
+    /// steps the SQL leaves out change nothing.
+    pub fn of(&self, numerator: i64, denominator: i64) -> f64 {
+        if denominator == 0 {
+            0.0
+        } else {
+            numerator as f64 / self.unit / denominator as f64 * self.scale
+        }
+    }
+
+    /// The same ratio as an SQL expression over the totals `total` writes (a column, or an
+    /// expression such as a sum), computed in double precision on both backends; a unit or
+    /// scale of 1 is left out.
+    pub fn sql(&self, total: impl Fn(Total) -> String) -> String {
+        let real = |t: Total| format!("CAST({} AS DOUBLE PRECISION)", total(t));
+        // `{:?}` writes 100.0, not 100: a real literal, never integer arithmetic.
+        let step = |op: &str, x: f64| {
+            if x == 1.0 {
+                String::new()
+            } else {
+                format!(" {op} {x:?}")
+            }
+        };
+        format!(
+            "CASE WHEN {} = 0 THEN 0.0 ELSE {}{} / {}{} END",
+            total(self.denominator),
+            real(self.numerator),
+            step("/", self.unit),
+            real(self.denominator),
+            step("*", self.scale),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +294,38 @@ mod tests {
         }
         assert_eq!("adset".parse::<Level>(), Ok(Level::Adset));
         assert!("KEYWORD".parse::<Level>().is_err());
+    }
+
+    #[test]
+    fn ratio_sql_is_the_rust_formula_in_the_same_order() {
+        let sql: Vec<String> = Ratio::ALL
+            .iter()
+            .map(|r| r.sql(|t| t.column().to_string()))
+            .collect();
+        assert_eq!(
+            sql,
+            [
+                "CASE WHEN impressions = 0 THEN 0.0 ELSE CAST(spend_cents AS DOUBLE PRECISION) / 100.0 / CAST(impressions AS DOUBLE PRECISION) * 1000.0 END",
+                "CASE WHEN impressions = 0 THEN 0.0 ELSE CAST(clicks AS DOUBLE PRECISION) / CAST(impressions AS DOUBLE PRECISION) * 100.0 END",
+                "CASE WHEN spend_cents = 0 THEN 0.0 ELSE CAST(revenue_cents AS DOUBLE PRECISION) / CAST(spend_cents AS DOUBLE PRECISION) END",
+            ]
+        );
+    }
+
+    #[test]
+    fn ratios_keep_the_operation_order_to_the_bit() {
+        // The formulas as written before the table, step by step.
+        for (s, i, c, r) in [
+            (850, 1000, 20, 1700),
+            (1, 3, 1, 7),
+            (123_457, 999_983, 4_271, 98_765),
+        ] {
+            let (cpm, ctr, roas) = ratios(s, i, c, r);
+            let (s, i, c, r) = (s as f64, i as f64, c as f64, r as f64);
+            assert_eq!(cpm.to_bits(), (s / 100.0 / i * 1000.0).to_bits());
+            assert_eq!(ctr.to_bits(), (c / i * 100.0).to_bits());
+            assert_eq!(roas.to_bits(), (r / s).to_bits());
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod db;
 pub mod demo;
 pub mod domain;
+pub mod duration;
 pub mod http;
 pub mod jobs;
 pub mod password;

@@ -6,12 +6,11 @@
 //!
 //! One file per concern: `settings.rs` (the structs, one per table; `[meta]` and `[dashboard]` in
 //! their own files with their checks), `load.rs` (the layers), `validate.rs` (the checks serde
-//! cannot make), `database.rs` (the URL's scheme picks the backend), `duration.rs`.
+//! cannot make). The `[database]` table and its URL are `db`'s ([`crate::db::DatabaseSettings`],
+//! [`crate::db::DatabaseUrl`]), the aggregation is the domain's; they are re-exported here.
 
 mod cron_expr;
 mod dashboard;
-mod database;
-mod duration;
 pub mod effective;
 mod load;
 mod meta;
@@ -22,18 +21,21 @@ mod secret;
 mod settings;
 mod validate;
 
+pub use crate::db::{DatabaseSettings, DatabaseUrl};
+pub use crate::domain::Aggregation;
 pub use cron_expr::parse_cron;
 pub use dashboard::{AdminPassword, DashboardSettings};
-pub use database::DatabaseUrl;
-pub use duration::parse_duration;
+// Every duration setting's `#[serde(with = "super::duration")]`.
+use crate::duration;
+pub use crate::duration::parse_duration;
 pub use meta::{MetaSettings, TOKEN_KEY_BYTES};
 pub use meta_insights::{ActionReportTime, ActionTypes};
 pub use proxies::TrustedProxies;
 pub use secret::Secret;
 pub use settings::{
-    default_lookback_days, Aggregation, AuthSettings, DatabaseSettings, JobSettings, LogFormat,
-    LogSettings, MetricsSettings, MockSettings, ProviderKind, RateLimitSettings, SchedulerSettings,
-    ServerSettings, Settings, StatsSettings, MIN_RAW_RETENTION,
+    default_lookback_days, AuthSettings, JobSettings, LogFormat, LogSettings, MetricsSettings,
+    MockSettings, ProviderKind, RateLimitSettings, SchedulerSettings, ServerSettings, Settings,
+    StatsSettings, MIN_RAW_RETENTION,
 };
 pub use validate::{DEFAULT_JWT_SECRET, MIN_JWT_SECRET_BYTES, MIN_METRICS_TOKEN_BYTES};
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{DashboardSettings, MetaSettings, Secret, TrustedProxies};
+use crate::db::{DatabaseSettings, DatabaseUrl};
+use crate::domain::Aggregation;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,18 +65,6 @@ pub struct ServerSettings {
     pub trusted_proxies: TrustedProxies,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    pub url: String,
-    pub pool_size: usize,
-    #[serde(with = "super::duration")]
-    pub connect_timeout: Duration,
-    #[serde(with = "super::duration")]
-    pub statement_timeout: Duration,
-    pub run_migrations: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -100,16 +90,6 @@ pub struct AuthSettings {
     /// past now, is refused. A leaked token then stops working within this time. Zero is off.
     #[serde(with = "super::duration")]
     pub max_token_lifetime: Duration,
-}
-
-/// How raw rows fold into a daily row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Aggregation {
-    /// Daily = sum of the day's raw rows.
-    Sum,
-    /// Daily = the latest raw row (providers reporting day-to-date totals).
-    Latest,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +192,11 @@ pub struct SchedulerSettings {
 }
 
 impl Settings {
+    /// Where the database is (`database.url`, which `validate()` has already accepted).
+    pub fn database_url(&self) -> DatabaseUrl {
+        DatabaseUrl::parse(&self.database.url).unwrap_or(DatabaseUrl::Sqlite("".into()))
+    }
+
     /// The effective `stats.lookback_days`: the one set, else the provider's default.
     pub fn lookback_days(&self) -> u32 {
         self.stats

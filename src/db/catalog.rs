@@ -199,15 +199,6 @@ pub async fn entities_with_external_id(
     })
 }
 
-/// Sellers the scheduler syncs: ACTIVE, with an ACTIVE connection and a delivering campaign.
-pub async fn eligible_seller_ids(conn: &mut DbConn) -> QueryResult<Vec<String>> {
-    let sql = format!("SELECT s.id FROM sellers s WHERE {ELIGIBLE} ORDER BY s.id");
-    db_run!(conn, {
-        let rows: Vec<IdRow> = diesel::sql_query(&sql).load(conn).await?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
-    })
-}
-
 /// An ACTIVE ad connection of a seller the scheduler syncs: whose clock dates the seller's jobs,
 /// which provider serves it, and when its daily lookback was last queued.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
@@ -226,7 +217,7 @@ pub struct ScheduledConnection {
     pub lookback_queued_on: Option<NaiveDate>,
 }
 
-/// Every ACTIVE connection of every seller the scheduler syncs ([`eligible_seller_ids`]), in one
+/// Every ACTIVE connection of every seller the scheduler syncs ([`ELIGIBLE`]), in one
 /// query, so a tick costs the same few statements at 10 sellers or 10,000.
 ///
 /// With `recent_since` (a provider that reports every status, Meta), a seller without a
@@ -320,7 +311,7 @@ pub async fn claim_lookback(
     Ok(claimed)
 }
 
-/// Whether one seller has anything to sync (the same rule as [`eligible_seller_ids`]).
+/// Whether one seller has anything to sync (the scheduler's rule, [`ELIGIBLE`]).
 pub async fn is_eligible(conn: &mut DbConn, seller_id: &str) -> QueryResult<bool> {
     let sql = format!("SELECT s.id FROM sellers s WHERE s.id = $1 AND {ELIGIBLE}");
     db_run!(conn, {
@@ -328,7 +319,7 @@ pub async fn is_eligible(conn: &mut DbConn, seller_id: &str) -> QueryResult<bool
             crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
                 .load(conn)
                 .await?;
-        Ok(!rows.is_empty())
+        Ok(rows.iter().any(|row| row.id == seller_id))
     })
 }
 
@@ -337,7 +328,7 @@ pub async fn is_eligible(conn: &mut DbConn, seller_id: &str) -> QueryResult<bool
 pub struct SellerForSync {
     /// `ACTIVE`, `SUSPENDED`, or `None` when there is no such seller.
     pub status: Option<String>,
-    /// It has something to sync (the rule of [`eligible_seller_ids`]).
+    /// It has something to sync (the scheduler's rule, [`ELIGIBLE`]).
     pub eligible: bool,
     /// The distinct time zones of its ACTIVE connections, sorted.
     pub timezones: Vec<String>,
@@ -380,6 +371,8 @@ pub async fn seller_for_sync(conn: &mut DbConn, seller_id: &str) -> QueryResult<
     Ok(seller)
 }
 
+/// Sellers (`s`) the scheduler syncs: ACTIVE, with an ACTIVE connection and a delivering
+/// campaign.
 pub(super) const ELIGIBLE: &str = "s.status = 'ACTIVE' \
     AND EXISTS (SELECT 1 FROM ad_connections ac WHERE ac.seller_id = s.id AND ac.status = 'ACTIVE') \
     AND EXISTS (SELECT 1 FROM campaigns c JOIN ad_connections cc ON cc.id = c.connection_id \

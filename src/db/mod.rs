@@ -21,8 +21,10 @@ pub mod reads;
 pub mod report_runs;
 pub mod retention;
 pub mod schema;
+mod settings;
 pub mod stats;
 pub mod ticks;
+mod url;
 
 use std::path::Path;
 use std::time::Duration;
@@ -38,10 +40,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
 
-use crate::config::{DatabaseSettings, DatabaseUrl};
-
 pub use error::DbError;
 pub use prepared::prepared;
+pub use settings::DatabaseSettings;
+pub use url::DatabaseUrl;
 
 pub type PgConn = AsyncPgConnection;
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;

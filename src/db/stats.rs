@@ -13,8 +13,8 @@ use diesel_async::RunQueryDsl;
 use super::models::{DailyStat, NewRawStat, RawStat, SellpageStat};
 use super::schema::{ad_stats_daily, ad_stats_raw, sellpage_stats_daily};
 use super::{prepared, DbConn};
-use crate::config::Aggregation;
 use crate::db_run;
+use crate::domain::Aggregation;
 
 /// Rows per INSERT: 18 parameters a row stays far below SQLite's 32,766.
 const RAW_ROWS_PER_STATEMENT: usize = 1000;
@@ -99,26 +99,19 @@ pub async fn insert_raw(conn: &mut DbConn, rows: &[NewRawStat]) -> QueryResult<u
 const METRICS: &str =
     "spend_cents, impressions, clicks, content_views, add_to_cart, checkouts, purchases, revenue_cents";
 
-/// cpm, ctr and roas from totals, in the same operation order as `domain::ratios`.
+/// cpm, ctr and roas from totals: `domain::Ratio::ALL` as SQL.
 fn ratio_sql(spend: &str, impressions: &str, clicks: &str, revenue: &str) -> [String; 3] {
-    let real = |x: &str| format!("CAST({x} AS DOUBLE PRECISION)");
-    [
-        format!(
-            "CASE WHEN {impressions} = 0 THEN 0.0 ELSE {} / 100.0 / {} * 1000.0 END",
-            real(spend),
-            real(impressions)
-        ),
-        format!(
-            "CASE WHEN {impressions} = 0 THEN 0.0 ELSE {} / {} * 100.0 END",
-            real(clicks),
-            real(impressions)
-        ),
-        format!(
-            "CASE WHEN {spend} = 0 THEN 0.0 ELSE {} / {} END",
-            real(revenue),
-            real(spend)
-        ),
-    ]
+    use crate::domain::{Ratio, Total};
+    let total = |t: Total| {
+        match t {
+            Total::SpendCents => spend,
+            Total::Impressions => impressions,
+            Total::Clicks => clicks,
+            Total::RevenueCents => revenue,
+        }
+        .to_string()
+    };
+    Ratio::ALL.map(|ratio| ratio.sql(total))
 }
 
 // One batch: its run's record (none outside the job runtime) and its fetch time. The raw table

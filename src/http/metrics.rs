@@ -10,7 +10,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
-use super::{auth, ApiError, AppState};
+use super::bearer::bearer_token;
+use super::{ApiError, AppState};
 use crate::telemetry::metrics::{Format, PoolGauges};
 use crate::telemetry::OpsGauges;
 
@@ -31,7 +32,7 @@ pub async fn metrics(
 ) -> Result<HttpResponse, ApiError> {
     let expected = state.metrics_token.expose();
     if !expected.is_empty() {
-        let sent = auth::bearer_token(&req).map_err(|why| {
+        let sent = bearer_token(&req).map_err(|why| {
             tracing::debug!(reason = why, "scrape refused: no usable bearer token");
             ApiError::Unauthorized
         })?;

@@ -1,7 +1,7 @@
 //! The HTTP face: routes, the JSON error shape and the bearer-token extractor. Handlers talk to
 //! `jobs` and `db` query functions; they never write SQL.
 
-mod auth;
+mod bearer;
 mod client_ip;
 mod dashboard;
 mod errors;

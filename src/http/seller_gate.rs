@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use super::auth::AuthenticatedSeller;
+use super::bearer::AuthenticatedSeller;
 use super::{ApiError, AppState};
 use crate::db;
 

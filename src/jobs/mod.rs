@@ -5,6 +5,7 @@
 //! The database row is the truth: a job is recorded before it is acknowledged, the channel only
 //! carries ids, and anything the channel loses (full, restart) is found again by the sweeper.
 
+mod job_id;
 mod priority;
 mod queue;
 mod run_keeper;
@@ -14,6 +15,7 @@ mod supervisor;
 
 use std::time::Duration;
 
+pub use job_id::SyncJobId;
 pub use priority::Priority;
 pub use queue::{EnqueueError, Enqueued, JobQueue, Trigger};
 pub use runtime::{JobRuntime, RuntimeSettings, DISPATCHER, SWEEPER};

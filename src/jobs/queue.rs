@@ -11,7 +11,7 @@ use crate::db::models::NewJobRecord;
 use crate::db::{self, Db, DbError};
 use crate::pipeline::SyncRequest;
 
-use super::Priority;
+use super::{Priority, SyncJobId};
 
 /// What started a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

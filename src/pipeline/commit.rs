@@ -1,9 +1,9 @@
 //! The write half of a sync: raw rows, the fold into daily rows and the sellpage rollup, in one
 //! transaction with the job's completion mark.
 
-use crate::config::Aggregation;
 use crate::db::jobs::{Lease, RowsWritten};
 use crate::db::{self, DbConn};
+use crate::domain::Aggregation;
 use crate::domain::Level;
 
 use super::{millis, FaultPoint, Faults, Fetched, Pipeline, PipelineError, SyncSummary};

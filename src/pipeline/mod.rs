@@ -14,8 +14,8 @@ mod request;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Aggregation;
 use crate::db::Db;
+use crate::domain::Aggregation;
 use crate::providers::StatProvider;
 use crate::telemetry::Metrics;
 

@@ -12,7 +12,8 @@ use crate::providers::ProviderError;
 
 use super::FaultPoint;
 
-/// One job's worth of work: a seller, a level and an inclusive date range.
+/// One job's worth of work: a seller, a level and an inclusive date range (its job id is the job
+/// system's: `crate::jobs::SyncJobId`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRequest {
     pub seller_id: String,
@@ -29,17 +30,6 @@ impl SyncRequest {
             date_from: date,
             date_to: date,
         }
-    }
-
-    /// `sync__{sellerId}__{dateFrom}__{dateTo}__{level}`, the id the replaced system used.
-    pub fn job_id(&self) -> String {
-        format!(
-            "sync__{}__{}__{}__{}",
-            self.seller_id,
-            self.date_from.format("%Y-%m-%d"),
-            self.date_to.format("%Y-%m-%d"),
-            self.level
-        )
     }
 
     pub(super) fn dates(&self) -> impl Iterator<Item = NaiveDate> {

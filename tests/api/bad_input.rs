@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ads_stats::auth::TokenVerifier;
 use ads_stats::config::{parse_cron, parse_duration, Settings};
 use ads_stats::domain::{parse_day, Level};
+use ads_stats::jobs::SyncJobId;
 use ads_stats::pipeline::SyncRequest;
 use chrono::{Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use proptest::prelude::*;

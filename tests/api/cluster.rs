@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ads_stats::db::{self, models::NewJobRecord, Db};
 use ads_stats::domain::Level;
+use ads_stats::jobs::SyncJobId;
 use ads_stats::pipeline::SyncRequest;
 
 use crate::helpers::{

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ads_stats::db::models::NewJobRecord;
 use ads_stats::db::{self, stats};
 use ads_stats::domain::Level;
-use ads_stats::jobs::{Priority, Trigger};
+use ads_stats::jobs::{Priority, SyncJobId, Trigger};
 use ads_stats::pipeline::{FaultPoint, SyncRequest};
 
 use crate::helpers::{

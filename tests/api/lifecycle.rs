@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ads_stats::app::{Application, StartOptions, StartupError};
 use ads_stats::domain::Level;
+use ads_stats::jobs::SyncJobId;
 use ads_stats::providers::{FetchRequest, MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::NaiveDate;
 use tokio::io::AsyncWriteExt;

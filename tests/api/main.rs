@@ -17,6 +17,7 @@ mod fair_queue;
 mod grafana;
 mod hardening;
 mod health;
+mod house;
 mod job_cancel;
 mod jobs;
 mod lifecycle;

@@ -848,10 +848,15 @@ async fn an_expired_token_fails_the_job_and_stops_the_connection(backend: Backen
     let app = meta_app(backend, &graph).await;
     {
         let mut conn = app.conn().await;
-        assert_eq!(
-            catalog::eligible_seller_ids(&mut conn).await.unwrap(),
-            vec![SELLER]
-        );
+        // The sellers the scheduler's own read picks.
+        let mut scheduled: Vec<String> = catalog::scheduled_connections(&mut conn, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.seller_id)
+            .collect();
+        scheduled.dedup(); // one row per connection, ordered by seller
+        assert_eq!(scheduled, vec![SELLER]);
     }
     enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
     app.wait_until_idle(Duration::from_secs(10)).await;
@@ -870,7 +875,7 @@ async fn an_expired_token_fails_the_job_and_stops_the_connection(backend: Backen
     assert_eq!(app.tier_counts(SELLER).await, (0, 0, 0));
     let mut conn = app.conn().await;
     assert!(
-        catalog::eligible_seller_ids(&mut conn)
+        catalog::scheduled_connections(&mut conn, None)
             .await
             .unwrap()
             .is_empty(),

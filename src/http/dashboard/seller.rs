@@ -13,6 +13,7 @@ use super::layout::{html_response, page};
 use super::{signed_in, to_login};
 use crate::db;
 use crate::db::dashboard::{DayTotals, SellerRow, SellpageTotals};
+use crate::domain::Ratio;
 use crate::http::{ApiError, AppState};
 
 /// Days charted, today included.
@@ -145,11 +146,7 @@ impl Series {
             series.spend[i] = day.spend_cents as f64 / 100.0;
             series.revenue[i] = day.revenue_cents as f64 / 100.0;
             // From the day's totals, never an average of campaign ratios.
-            series.roas[i] = if day.spend_cents == 0 {
-                0.0
-            } else {
-                day.revenue_cents as f64 / day.spend_cents as f64
-            };
+            series.roas[i] = Ratio::ROAS.of(day.revenue_cents, day.spend_cents);
         }
         series
     }
@@ -201,7 +198,7 @@ fn ratio(revenue_cents: i64, spend_cents: i64) -> String {
     if spend_cents == 0 {
         "—".into()
     } else {
-        format!("{:.2}", revenue_cents as f64 / spend_cents as f64)
+        format!("{:.2}", Ratio::ROAS.of(revenue_cents, spend_cents))
     }
 }
 

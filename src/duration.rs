@@ -12,7 +12,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Durations in settings are human strings ("30s", "5m") or whole seconds: the
-/// `#[serde(with = "super::duration")]` of every duration setting.
+/// `#[serde(with = "crate::duration")]` of every duration setting (`config` re-exports
+/// this module as `super::duration` for its own structs).
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     struct Visitor;
     impl de::Visitor<'_> for Visitor {

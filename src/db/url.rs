@@ -1,13 +1,10 @@
 //! Where the database is: the `database.url` text parsed into the backend it names.
 //!
-//! This stays in `config/` rather than `db/`: `db` already reads `config` (pool settings, the
-//! aggregation), and a bad URL must be refused while the settings load (exit 2 naming
-//! `database.url`), so `config` calling into `db` would close an import circle.
+//! `config` calls [`DatabaseUrl::parse`] while the settings load, so a bad URL stops start-up
+//! with one line naming `database.url` (exit 2); `db` never reads `config`.
 
 use std::path::PathBuf;
 use std::str::FromStr;
-
-use super::Settings;
 
 /// Where the database lives, decided by the URL scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +14,8 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// Reads `postgres://…`, `postgresql://…`, `sqlite://PATH` or a bare path; the error is one
+    /// phrase for the line naming `database.url`.
     pub fn parse(url: &str) -> Result<Self, String> {
         let url = url.trim();
         if url.is_empty() {
@@ -39,13 +38,6 @@ impl DatabaseUrl {
             ));
         }
         Ok(Self::Sqlite(PathBuf::from(url)))
-    }
-}
-
-impl Settings {
-    pub fn database_url(&self) -> DatabaseUrl {
-        // validate() has already accepted the URL.
-        DatabaseUrl::parse(&self.database.url).unwrap_or(DatabaseUrl::Sqlite("".into()))
     }
 }
 

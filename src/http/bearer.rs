@@ -1,4 +1,5 @@
-//! The caller, from `Authorization: Bearer <JWT>`.
+//! The bearer extractor: the caller, from `Authorization: Bearer <JWT>` (verified by
+//! [`crate::auth`]).
 
 use std::future::{ready, Ready};
 
