@@ -83,8 +83,13 @@ where
         .with_resource(resource)
         .build();
     let tracer = provider.tracer("ads-stats");
+    // Only the fields the spans set: no thread, source location, target or busy/idle times.
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
         .with_filter(Targets::new().with_target(TARGET, tracing::Level::TRACE));
     Ok((Traces { provider }, layer))
 }
@@ -151,7 +156,8 @@ fn continue_remote(span: &Span, traceparent: Option<&str>, tracestate: Option<&s
 }
 
 /// An HTTP request's span (kind server), a child of the caller's `traceparent` when it sent
-/// one. Named `METHOD route` once [`record_http_response`] knows the route.
+/// one. Named after the method, then `METHOD route` once [`record_http_response`] knows the
+/// route (the OpenTelemetry convention for HTTP server spans).
 pub fn http_span(method: &str, traceparent: Option<&str>, tracestate: Option<&str>) -> Span {
     let span = tracing::info_span!(
         target: TARGET,
@@ -177,7 +183,10 @@ pub fn record_http_response(span: &Span, method: &str, route: Option<&str>, stat
         return;
     }
     if let Some(route) = route {
-        span.record("otel.name", format!("{method} {route}"));
+        // The span started before routing: rename it on the exporter's side.
+        span.context()
+            .span()
+            .update_name(format!("{method} {route}"));
         span.record("http.route", route);
     }
     span.record("http.response.status_code", status);
@@ -204,7 +213,6 @@ pub fn job_span(job: JobSpan<'_>) -> Span {
         target: TARGET,
         parent: None,
         "job",
-        otel.name = "job",
         job.id = job.job_id,
         job.level = job.level,
         job.trigger = job.trigger,
@@ -239,7 +247,6 @@ pub fn transaction_span(backend: &'static str, operation: &'static str) -> Span 
     tracing::info_span!(
         target: TARGET,
         "db.transaction",
-        otel.name = operation,
         otel.kind = "client",
         db.system.name = backend,
         db.operation.name = operation,
@@ -251,7 +258,6 @@ pub fn provider_fetch_span(provider: &'static str) -> Span {
     tracing::info_span!(
         target: TARGET,
         "provider.request",
-        otel.name = %format_args!("{provider} fetch"),
         otel.kind = "client",
         provider.name = provider,
     )
@@ -263,7 +269,6 @@ pub fn provider_span(provider: &'static str, method: &str, path: &str) -> Span {
     tracing::info_span!(
         target: TARGET,
         "provider.request",
-        otel.name = %format_args!("{provider} {method}"),
         otel.kind = "client",
         provider.name = provider,
         http.request.method = %method,
