@@ -418,3 +418,79 @@ async fn without_an_endpoint_nothing_is_sent() {
     }
     receiver.server.stop(false).await;
 }
+
+/// Each Meta Graph request is a `provider.request` span (here from `ads-stats sync`, which exports
+/// its spans before it exits), with the path but never the query, the token or the proof.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_meta_request_is_a_span_without_secrets() {
+    use crate::meta::{
+        connect_account, key_b64, meta_catalog, run_with_stdin, text, FakeGraph, Reply, APP_SECRET,
+        SELLER, TOKEN, TOKEN_PROOF,
+    };
+    let graph = FakeGraph::start(|_, _, _| Reply::json(200, serde_json::json!({"data": []}))).await;
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let db = migrated_db(&test_db).await;
+    {
+        let mut conn = db.conn().await.unwrap();
+        insert_catalog(&mut conn, &meta_catalog()).await.unwrap();
+        connect_account(&mut conn).await;
+    }
+    let receiver = Receiver::start().await;
+    let key = key_b64();
+    let envs = [
+        ("DATABASE_URL", test_db.url.as_str()),
+        ("ADS_STATS_META__TOKEN_KEY", key.as_str()),
+        ("ADS_STATS_META__APP_SECRET", APP_SECRET),
+        ("ADS_STATS_PROVIDER", "meta"),
+        ("ADS_STATS_STATS__AGGREGATION", "latest"),
+        ("ADS_STATS_META__BASE_URL", graph.url.as_str()),
+        ("ADS_STATS_TELEMETRY__OTLP_ENDPOINT", receiver.url.as_str()),
+        // Only the flush at exit sends: the command is done long before a timed export.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let args = [
+        "sync",
+        "--seller",
+        SELLER,
+        "--date",
+        "2026-11-20",
+        "--level",
+        "CAMPAIGN",
+    ];
+    let out = run_with_stdin(&args, &envs, "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let spans = receiver
+        .wait_for("Meta request spans", |spans| {
+            spans.iter().any(|s| {
+                s.attributes
+                    .get("url.path")
+                    .is_some_and(|p| p.ends_with("/insights"))
+            })
+        })
+        .await;
+    let meta: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "provider.request")
+        .collect();
+    let asked = graph.requests() + graph.account_reads().len();
+    assert!(graph.requests() >= 1, "the insights were asked for");
+    assert_eq!(meta.len(), asked, "one span per Graph request: {spans:#?}");
+    for span in &meta {
+        assert_eq!(span.attributes["provider.name"], "meta", "{span:?}");
+        assert_eq!(span.attributes["http.request.method"], "GET", "{span:?}");
+        assert_eq!(
+            span.attributes["http.response.status_code"], "200",
+            "{span:?}"
+        );
+        assert!(span.attributes["url.path"].contains("act_1001"), "{span:?}");
+    }
+    for span in &spans {
+        for value in span.attributes.values() {
+            for secret in [TOKEN, TOKEN_PROOF, APP_SECRET, key.as_str()] {
+                assert!(!value.contains(secret), "a secret in {span:?}");
+            }
+        }
+    }
+    receiver.server.stop(false).await;
+}
