@@ -226,7 +226,7 @@ fn check_otlp_endpoint(endpoint: &str) -> Result<(), ConfigError> {
     let url = reqwest::Url::parse(endpoint).map_err(|e| {
         ConfigError::new(
             KEY,
-            format!("`{endpoint}` is not a URL ({e}); expected e.g. http://127.0.0.1:4318"),
+            format!("is not a URL ({e}); expected e.g. http://127.0.0.1:4318"),
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {

@@ -494,3 +494,26 @@ async fn each_meta_request_is_a_span_without_secrets() {
     }
     receiver.server.stop(false).await;
 }
+
+/// A bad endpoint stops start-up with one line naming the key, exit 2.
+#[tokio::test]
+async fn a_bad_endpoint_is_a_start_up_error() {
+    for bad in [
+        "localhost:4318",
+        "grpc://127.0.0.1:4317",
+        "http://user:pw@collector:4318",
+    ] {
+        let out = crate::helpers::ads_stats()
+            .arg("serve")
+            .env("ADS_STATS_TELEMETRY__OTLP_ENDPOINT", bad)
+            .env("ADS_STATS_CONFIG_DIR", "/nonexistent")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains("telemetry.otlp_endpoint"), "{stderr}");
+        assert!(!stderr.contains("pw@"), "no credentials echoed: {stderr}");
+    }
+}
