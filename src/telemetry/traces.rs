@@ -27,7 +27,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::Layer;
 
-/// The `tracing` target of every span meant for traces (and of nothing else).
+/// The `tracing` target of every span meant for traces (and of nothing else). The provider
+/// spans live in `providers::spans` (this module reads provider errors: no import back), with
+/// the same target, which a test here checks.
 pub const TARGET: &str = "ads_stats::trace";
 
 /// How long one export may take before the batch is dropped.
@@ -253,43 +255,10 @@ pub fn transaction_span(backend: &'static str, operation: &'static str) -> Span 
     )
 }
 
-/// One fetch from a provider that makes no HTTP request of its own (the mock).
-pub fn provider_fetch_span(provider: &'static str) -> Span {
-    tracing::info_span!(
-        target: TARGET,
-        "provider.request",
-        otel.kind = "client",
-        provider.name = provider,
-    )
-}
-
-/// One request to a stats provider (kind client). `path` never carries a query (tokens and
-/// proofs travel there or in headers); the status is recorded with [`record_provider_status`].
-pub fn provider_span(provider: &'static str, method: &str, path: &str) -> Span {
-    tracing::info_span!(
-        target: TARGET,
-        "provider.request",
-        otel.kind = "client",
-        provider.name = provider,
-        http.request.method = %method,
-        url.path = %path,
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    )
-}
-
-/// The provider's HTTP status on the current provider span; no answer or an error status marks
-/// the span as an error.
-pub fn record_provider_status(span: &Span, status: Option<u16>) {
-    match status {
-        Some(status) => {
-            span.record("http.response.status_code", status);
-            if status >= 400 {
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        None => {
-            span.record("otel.status_code", "ERROR");
-        }
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn provider_spans_share_the_target() {
+        assert_eq!(crate::providers::spans::TARGET, super::TARGET);
     }
 }

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::limits::{self, Usage};
 use super::mapping::InsightRow;
 use crate::config::Secret;
-use crate::telemetry::traces;
+use crate::providers::spans;
 
 /// What one insights query went wrong with, before it is tied to a connection.
 #[derive(Debug)]
@@ -156,17 +156,17 @@ pub async fn call(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Usage), 
     let (client, request) = request.build_split();
     let request = request.map_err(|e| CallError::Transient(describe(e)))?;
     // The path only: the query may carry appsecret_proof.
-    let span = traces::provider_span("meta", request.method().as_str(), request.url().path());
+    let span = spans::request_span("meta", request.method().as_str(), request.url().path());
     let exchange = async {
         let answer = client.execute(request).await?;
         let status = answer.status();
-        traces::record_provider_status(&tracing::Span::current(), Some(status.as_u16()));
+        spans::record_status(&tracing::Span::current(), Some(status.as_u16()));
         let usage = Usage::from_headers(answer.headers());
         Ok::<_, reqwest::Error>((status, usage, answer.bytes().await?))
     };
     let answered = exchange.instrument(span.clone()).await;
     if answered.is_err() {
-        traces::record_provider_status(&span, None);
+        spans::record_status(&span, None);
     }
     let (status, usage, body) = answered.map_err(|e| CallError::Transient(describe(e)))?;
     if !status.is_success() {
