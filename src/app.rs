@@ -9,6 +9,7 @@ use actix_web::dev::{ServerHandle, Service};
 use actix_web::{App, HttpServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::auth::TokenVerifier;
 use crate::config::{parse_cron, DatabaseUrl, Settings};
@@ -179,8 +180,11 @@ impl Application {
                     let client = http::client_ip(req.peer_addr(), req.headers(), &trusted_proxies)
                         .map(|ip| ip.to_string())
                         .unwrap_or_default();
-                    let response = srv.call(req);
+                    // Off (and free) unless traces are exported.
+                    let span = http::request_span(&req);
+                    let response = span.in_scope(|| srv.call(req));
                     let metrics = metrics.clone();
+                    let request_span = span.clone();
                     async move {
                         let response = response.await?;
                         let status = response.status().as_u16();
@@ -188,6 +192,7 @@ impl Application {
                         // per job.
                         let route = response.request().match_pattern();
                         metrics.http_request(&method, route.as_deref(), status, started.elapsed());
+                        crate::telemetry::traces::record_http_response(&request_span, &method, route.as_deref(), status);
                         if let Some(code) = response.response().extensions().get::<http::ErrorCode>() {
                             metrics.http_error(code.0);
                         }
@@ -201,6 +206,7 @@ impl Application {
                         }
                         Ok(response)
                     }
+                    .instrument(span)
                 })
                 .configure(http::configure(server_state.clone()))
         })

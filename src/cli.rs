@@ -137,7 +137,6 @@ pub fn run(cli: Cli) -> i32 {
     if let Command::Backup { to, force } = &command {
         return backup::run(&settings, to, *force);
     }
-    telemetry::init(&settings.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,6 +147,15 @@ pub fn run(cli: Cli) -> i32 {
             return 1;
         }
     };
+    // The trace exporter (when `telemetry.otlp_endpoint` is set) sends on this runtime.
+    let traces =
+        match telemetry::init_with_traces(&settings.log, &settings.telemetry, runtime.handle()) {
+            Ok(traces) => traces,
+            Err(e) => {
+                eprintln!("ads-stats: {e}");
+                return 1;
+            }
+        };
     let outcome = runtime.block_on(async move {
         match command {
             Command::Serve => serve(&settings, StartOptions::default()).await,
@@ -167,6 +175,10 @@ pub fn run(cli: Cli) -> i32 {
             | Command::Backup { .. } => Ok(()),
         }
     });
+    // The last spans, exported while the runtime their requests run on is still up.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match outcome {
         Ok(()) => 0,
         Err(CommandError::Usage(msg)) => {

@@ -35,7 +35,7 @@ pub use secret::Secret;
 pub use settings::{
     default_lookback_days, AuthSettings, JobSettings, LogFormat, LogSettings, MetricsSettings,
     MockSettings, ProviderKind, RateLimitSettings, SchedulerSettings, ServerSettings, Settings,
-    StatsSettings, MIN_RAW_RETENTION,
+    StatsSettings, TelemetrySettings, MIN_RAW_RETENTION,
 };
 pub use validate::{DEFAULT_JWT_SECRET, MIN_JWT_SECRET_BYTES, MIN_METRICS_TOKEN_BYTES};
 

@@ -27,6 +27,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub dashboard: DashboardSettings,
     pub meta: MetaSettings,
+    pub telemetry: TelemetrySettings,
     /// Environment name from `ADS_STATS_ENV` (`development` when unset); not a file key.
     #[serde(skip)]
     pub environment: String,
@@ -181,6 +182,30 @@ pub struct MetricsSettings {
     /// When not empty, a scrape must send `Authorization: Bearer <token>`. Empty: no token needed
     /// (a scraper on a private network, or a service listening on loopback only).
     pub bearer_token: Secret,
+}
+
+/// Traces (see `telemetry::traces`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// The OTLP/HTTP collector's base URL (`http://127.0.0.1:4318`): spans are posted to
+    /// `<it>/v1/traces` as protobuf. A URL already ending in `/v1/traces` is used as it is.
+    /// Empty: no traces, and no cost.
+    pub otlp_endpoint: String,
+}
+
+impl TelemetrySettings {
+    /// Where spans are posted, or `None` when traces are off.
+    pub fn traces_url(&self) -> Option<String> {
+        let base = self.otlp_endpoint.trim();
+        if base.is_empty() {
+            return None;
+        }
+        if base.trim_end_matches('/').ends_with("/v1/traces") {
+            return Some(base.to_string());
+        }
+        Some(format!("{}/v1/traces", base.trim_end_matches('/')))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

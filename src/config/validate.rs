@@ -70,6 +70,7 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", format!("not a tracing filter ({e})")))?;
         check_metrics_token(self.metrics.bearer_token.expose())?;
+        check_otlp_endpoint(&self.telemetry.otlp_endpoint)?;
         placeholder::check(self)?;
         self.meta.validate(self.provider, self.is_production())?;
         self.check_jwt_secret()
@@ -214,10 +215,79 @@ pub(super) fn nonzero(key: &str, value: Duration) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `telemetry.otlp_endpoint`: empty (off), or an http(s) URL with a host and no credentials
+/// (`ads-stats config` prints it; a collector's token goes in `OTEL_EXPORTER_OTLP_HEADERS`).
+fn check_otlp_endpoint(endpoint: &str) -> Result<(), ConfigError> {
+    const KEY: &str = "telemetry.otlp_endpoint";
+    let endpoint = endpoint.trim();
+    if endpoint.is_empty() {
+        return Ok(());
+    }
+    let url = reqwest::Url::parse(endpoint).map_err(|e| {
+        ConfigError::new(
+            KEY,
+            format!("is not a URL ({e}); expected e.g. http://127.0.0.1:4318"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(
+            KEY,
+            "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:4318",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            KEY,
+            "must not carry credentials; pass a collector token in OTEL_EXPORTER_OTLP_HEADERS",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(KEY, "must have no query or fragment"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Secret, REAL_SECRET};
+
+    #[test]
+    fn otlp_endpoint_is_off_or_a_plain_http_url() {
+        let key = |endpoint: &'static str| {
+            Settings::defaults_with(move |s| s.telemetry.otlp_endpoint = endpoint.into())
+                .map(|s| s.telemetry.traces_url())
+                .map_err(|e| (e.key, e.problem))
+        };
+        assert_eq!(key("").unwrap(), None, "off by default");
+        assert_eq!(
+            key("http://127.0.0.1:4318").unwrap().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        assert_eq!(
+            key("https://otel.internal:4318/").unwrap().as_deref(),
+            Some("https://otel.internal:4318/v1/traces")
+        );
+        assert_eq!(
+            key("http://collector/v1/traces").unwrap().as_deref(),
+            Some("http://collector/v1/traces"),
+            "a full URL is kept"
+        );
+        for bad in [
+            "127.0.0.1:4318",
+            "localhost:4318",
+            "grpc://127.0.0.1:4317",
+            "http://",
+            "http://user:pw@collector:4318",
+            "http://collector:4318?x=1",
+            "not a url",
+        ] {
+            let (k, problem) = key(bad).unwrap_err();
+            assert_eq!(k, "telemetry.otlp_endpoint", "{bad}");
+            assert!(!problem.contains('\n'), "one line: {problem}");
+            assert!(!problem.contains("pw"), "no credentials echoed: {problem}");
+        }
+    }
 
     #[test]
     fn max_in_flight_is_zero_or_at_least_the_write_slots() {

@@ -196,6 +196,9 @@ pub struct JobRecord {
     pub updated_at: NaiveDateTime,
     /// The claim class (see the jobs module's `Priority`): claims take the lowest first.
     pub priority: i16,
+    /// The W3C `traceparent` of the request that created the job, when traces are exported: the
+    /// job's span continues that trace. Never shown by the API.
+    pub trace_parent: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -176,6 +176,7 @@ diesel::table! {
         updated_at -> Timestamp,
         priority -> SmallInt,
         report_run_id -> Nullable<Text>,
+        trace_parent -> Nullable<Text>,
     }
 }
 

@@ -12,6 +12,7 @@ mod rate_limit;
 mod seller_gate;
 mod stats;
 mod sync;
+mod trace_context;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use errors::{ApiError, ErrorBody, ErrorCode};
 pub use health::HealthProbe;
 pub use rate_limit::KeyedRateLimiter;
 pub use seller_gate::SellerGate;
+pub use trace_context::request_span;
 
 /// Everything a handler may use; one instance per process, shared through `web::Data`.
 pub struct AppState {
@@ -71,8 +73,12 @@ impl AppState {
         F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
         T: Send + 'static,
     {
+        // The request's span goes along: a manual sync's new jobs keep its traceparent.
         self.runtime
-            .spawn(work)
+            .spawn(tracing::Instrument::instrument(
+                work,
+                tracing::Span::current(),
+            ))
             .await
             .map_err(|e| ApiError::Internal(format!("database work did not finish: {e}")))?
     }

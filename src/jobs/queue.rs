@@ -311,11 +311,16 @@ impl JobQueue {
                 priority: priority.as_i16(),
             })
             .collect();
-        Ok(db::jobs::enqueue_many(conn, &jobs)
-            .await?
-            .into_iter()
-            .map(|(record, created)| Enqueued { record, created })
-            .collect())
+        // A manual sync's jobs continue the trace of the request that asked for them.
+        let parent =
+            (trigger == Trigger::Manual).then(crate::telemetry::traces::current_traceparent);
+        Ok(
+            db::jobs::enqueue_many_traced(conn, &jobs, parent.flatten().as_deref())
+                .await?
+                .into_iter()
+                .map(|(record, created)| Enqueued { record, created })
+                .collect(),
+        )
     }
 
     /// Sends an id if the channel has room and it is not already there; `false` otherwise.

@@ -78,6 +78,8 @@ impl StatProvider for MockProvider {
 
     /// Day by day, each day's entities in the order asked (the order raw rows are written in).
     async fn fetch(&self, request: &FetchRequest<'_>) -> Result<Vec<ProviderStat>, ProviderError> {
+        // Nothing awaited below: the span covers the whole (synchronous) fetch.
+        let _span = super::spans::fetch_span("mock").entered();
         Ok(request
             .dates()
             .flat_map(|date| {

@@ -3,6 +3,7 @@
 
 pub mod meta;
 pub mod mock;
+pub(crate) mod spans;
 
 use std::sync::Arc;
 use std::time::Duration;

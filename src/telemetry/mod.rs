@@ -1,30 +1,88 @@
 //! What the service tells its operators: logs through `tracing` (readable text by default, JSON by
-//! `log.format = "json"`) and Prometheus metrics ([`metrics`]).
+//! `log.format = "json"`), Prometheus metrics ([`metrics`]) and, when `telemetry.otlp_endpoint` is
+//! set, traces over OTLP ([`traces`]).
 
 pub mod metrics;
 pub mod ops;
+pub mod traces;
 
 pub use metrics::Metrics;
 pub use ops::{OpsGauges, ProviderOutcome};
+pub use traces::Traces;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TelemetrySettings};
 
 /// Installs the global subscriber once; later calls (tests) are no-ops. `RUST_LOG` wins over
-/// `log.level` when set.
+/// `log.level` when set. Logs only: the trace spans stay off.
 pub fn init(settings: &LogSettings) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new(&settings.level));
-    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(log_filter(settings))
+        .with_ansi(ansi())
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// [`init`], plus the trace exporter when `telemetry.otlp_endpoint` is set: its requests run on
+/// `runtime`. Returns the exporter to shut down at the end ([`Traces::shutdown`]); `Ok(None)`
+/// when traces are off (then this is exactly [`init`]).
+pub fn init_with_traces(
+    log: &LogSettings,
+    telemetry: &TelemetrySettings,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Option<Traces>, String> {
+    let Some(url) = telemetry.traces_url() else {
+        init(log);
+        return Ok(None);
+    };
+    let (traces, spans) = {
+        // reqwest builds its connector on the runtime it will run on.
+        let _entered = runtime.enter();
+        traces::layer(&url, runtime.clone())?
+    };
+    let logs = match log.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi())
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let installed = tracing_subscriber::registry()
+        .with(logs.with_filter(log_filter(log)))
+        .with(spans)
+        .try_init();
+    if installed.is_err() {
+        // A subscriber was there already (tests): nothing would reach this exporter.
+        traces.shutdown();
+        return Ok(None);
+    }
+    tracing::info!(endpoint = %url, "exporting traces over OTLP");
+    Ok(Some(traces))
+}
+
+/// `log.level` (or `RUST_LOG`), with the trace spans' target off: log lines never show them.
+fn log_filter(settings: &LogSettings) -> EnvFilter {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(&settings.level));
+    match format!("{}=off", traces::TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+fn ansi() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
 }

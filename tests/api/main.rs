@@ -43,4 +43,5 @@ mod schema;
 mod secrets;
 mod slow_provider;
 mod timezones;
+mod traces;
 mod vm;

@@ -2,7 +2,7 @@
 //! with the same job id is already QUEUED or RUNNING (the partial unique index decides races).
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Integer, SmallInt, Text, Timestamp};
+use diesel::sql_types::{BigInt, Date, Integer, Nullable, SmallInt, Text, Timestamp};
 use diesel_async::RunQueryDsl;
 
 use super::{active, QUEUED, RUNNING};
@@ -21,8 +21,9 @@ macro_rules! unless_active {
 
 const INSERT_UNLESS_ACTIVE: &str = concat!(
     "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
-                            attempts, max_attempts, run_at, created_at, updated_at, priority) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8, $9) ",
+                            attempts, max_attempts, run_at, created_at, updated_at, priority, \
+                            trace_parent) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', 0, $7, $8, $8, $8, $9, $10) ",
     unless_active!(),
     " RETURNING id, ",
     job_columns_after_id!()
@@ -31,6 +32,15 @@ const INSERT_UNLESS_ACTIVE: &str = concat!(
 /// Records a job unless one with the same job id is QUEUED or RUNNING. Returns the record and
 /// whether it is new. The partial unique index decides races between processes and threads.
 pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobRecord, bool)> {
+    enqueue_traced(conn, job, None).await
+}
+
+/// [`enqueue`], the record keeping `trace_parent` (the W3C `traceparent` its span continues).
+async fn enqueue_traced(
+    conn: &mut DbConn,
+    job: &NewJobRecord,
+    trace_parent: Option<&str>,
+) -> QueryResult<(JobRecord, bool)> {
     // A conflicting job can finish between the INSERT and the SELECT; then insert again.
     for _ in 0..5 {
         let inserted: Vec<JobRecord> = db_run!(conn, {
@@ -44,7 +54,8 @@ pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobR
                     .bind::<Text, _>(&job.triggered_by)
                     .bind::<Integer, _>(job.max_attempts)
                     .bind::<Timestamp, _>(job.run_at)
-                    .bind::<SmallInt, _>(job.priority),
+                    .bind::<SmallInt, _>(job.priority)
+                    .bind::<Nullable<Text>, _>(trace_parent),
             )
             .load(conn)
             .await
@@ -65,22 +76,23 @@ pub async fn enqueue(conn: &mut DbConn, job: &NewJobRecord) -> QueryResult<(JobR
     ))
 }
 
-/// Rows per multi-row INSERT on SQLite: 11 parameters a row keeps a chunk far below its limit.
+/// Rows per multi-row INSERT on SQLite: 12 parameters a row keeps a chunk far below its limit.
 const ENQUEUE_ROWS_PER_STATEMENT: usize = 500;
 const _: () = assert!(
-    ENQUEUE_ROWS_PER_STATEMENT * 11 < 32_766,
+    ENQUEUE_ROWS_PER_STATEMENT * 12 < 32_766,
     "SQLite's parameter limit"
 );
 
 /// SQLite: the SQL recording `rows` jobs at once, each unless the same job id is QUEUED or
-/// RUNNING; 11 parameters a row, in column order. Anonymous `?` placeholders: SQLite looks each
+/// RUNNING; 12 parameters a row, in column order. Anonymous `?` placeholders: SQLite looks each
 /// new `$n` up among the statement's names one by one, which made a 500-row statement (4,000
 /// names) spend most of an enqueue comparing strings.
 fn insert_many_sql(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, 'QUEUED', 0, ?, ?, ?, ?, ?)";
+    let row = "(?, ?, ?, ?, ?, ?, 'QUEUED', 0, ?, ?, ?, ?, ?, ?)";
     format!(
         "INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
-                                attempts, max_attempts, run_at, created_at, updated_at, priority) \
+                                attempts, max_attempts, run_at, created_at, updated_at, priority, \
+                                trace_parent) \
          VALUES {} {} RETURNING id, job_id",
         vec![row; rows].join(", "),
         unless_active!()
@@ -95,13 +107,14 @@ const ENQUEUE_ROWS_PER_ARRAY_INSERT: usize = 5_000;
 const INSERT_MANY_PG: &str = concat!(
     "\
     INSERT INTO sync_jobs (job_id, seller_id, level, date_from, date_to, triggered_by, status, \
-                           attempts, max_attempts, run_at, created_at, updated_at, priority) \
+                           attempts, max_attempts, run_at, created_at, updated_at, priority, \
+                           trace_parent) \
     SELECT job_id, seller_id, level, date_from, date_to, triggered_by, 'QUEUED', 0, \
-           max_attempts, run_at, run_at, run_at, priority \
+           max_attempts, run_at, run_at, run_at, priority, trace_parent \
     FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], \
-                $7::int4[], $8::timestamp[], $9::int2[]) \
+                $7::int4[], $8::timestamp[], $9::int2[], $10::text[]) \
          AS u(job_id, seller_id, level, date_from, date_to, triggered_by, max_attempts, run_at, \
-              priority) ",
+              priority, trace_parent) ",
     unless_active!(),
     " RETURNING id, job_id"
 );
@@ -126,7 +139,11 @@ impl From<JobRecord> for RecordedJob {
 }
 
 /// Records `jobs` (each unless its job id is QUEUED or RUNNING); returns the new records.
-async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Vec<RecordedJob>> {
+async fn insert_many(
+    conn: &mut DbConn,
+    jobs: &[NewJobRecord],
+    trace_parent: Option<&str>,
+) -> QueryResult<Vec<RecordedJob>> {
     let mut inserted = Vec::new();
     db_run!(conn, postgres {
         use diesel::sql_types::Array;
@@ -149,6 +166,9 @@ async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Ve
                     .bind::<Array<Timestamp>, _>(chunk.iter().map(|j| j.run_at).collect::<Vec<_>>())
                     .bind::<Array<SmallInt>, _>(
                         chunk.iter().map(|j| j.priority).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Nullable<Text>>, _>(
+                        vec![trace_parent; chunk.len()],
                     ),
             )
             .load(conn)
@@ -171,7 +191,8 @@ async fn insert_many(conn: &mut DbConn, jobs: &[NewJobRecord]) -> QueryResult<Ve
                     .bind::<Timestamp, _>(job.run_at)
                     .bind::<Timestamp, _>(job.run_at)
                     .bind::<Timestamp, _>(job.run_at)
-                    .bind::<SmallInt, _>(job.priority);
+                    .bind::<SmallInt, _>(job.priority)
+                    .bind::<Nullable<Text>, _>(trace_parent.map(str::to_string));
             }
             let rows: Vec<RecordedJob> = query.load(conn).await?;
             inserted.extend(rows);
@@ -187,9 +208,20 @@ pub async fn enqueue_many(
     conn: &mut DbConn,
     jobs: &[NewJobRecord],
 ) -> QueryResult<Vec<(RecordedJob, bool)>> {
+    enqueue_many_traced(conn, jobs, None).await
+}
+
+/// [`enqueue_many`], the new records keeping `trace_parent`: the W3C `traceparent` of the request
+/// that asked for them, which their job spans continue (`None`: each job starts its own trace).
+/// Records found active already keep theirs.
+pub async fn enqueue_many_traced(
+    conn: &mut DbConn,
+    jobs: &[NewJobRecord],
+    trace_parent: Option<&str>,
+) -> QueryResult<Vec<(RecordedJob, bool)>> {
     use std::collections::HashMap;
     let mut found: HashMap<String, (RecordedJob, bool)> = HashMap::with_capacity(jobs.len());
-    for record in insert_many(conn, jobs).await? {
+    for record in insert_many(conn, jobs, trace_parent).await? {
         found.insert(record.job_id.clone(), (record, true));
     }
     let skipped: Vec<&str> = jobs
@@ -216,7 +248,7 @@ pub async fn enqueue_many(
             Some(entry) => out.push(entry.clone()),
             // Its active twin finished between the INSERT and the read: record it on its own.
             None => {
-                let (record, created) = enqueue(conn, job).await?;
+                let (record, created) = enqueue_traced(conn, job, trace_parent).await?;
                 let entry = (RecordedJob::from(record), created);
                 found.insert(job.job_id.clone(), entry.clone());
                 out.push(entry);
@@ -234,10 +266,10 @@ mod tests {
     }
 
     #[test]
-    fn the_multi_row_insert_has_eleven_placeholders_a_row() {
+    fn the_multi_row_insert_has_twelve_placeholders_a_row() {
         for rows in [1, 2, 500] {
             let sql = super::insert_many_sql(rows);
-            assert_eq!(sql.matches('?').count(), rows * 11, "{rows}");
+            assert_eq!(sql.matches('?').count(), rows * 12, "{rows}");
             assert!(!sql.contains('$'), "{sql}");
         }
     }

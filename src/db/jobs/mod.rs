@@ -56,7 +56,7 @@ macro_rules! job_columns_after_id {
     () => {
         "job_id, seller_id, level, date_from, date_to, triggered_by, status, attempts, \
          max_attempts, last_error, run_at, locked_by, heartbeat_at, entities, raw_rows, daily_rows, \
-         sellpage_rows, created_at, started_at, finished_at, updated_at, priority"
+         sellpage_rows, created_at, started_at, finished_at, updated_at, priority, trace_parent"
     };
 }
 
@@ -69,7 +69,7 @@ mod listings;
 mod requeue;
 
 pub use claim::{claim, claim_due, claim_next, due};
-pub use enqueue::{enqueue, enqueue_many, RecordedJob};
+pub use enqueue::{enqueue, enqueue_many, enqueue_many_traced, RecordedJob};
 pub use finish::{
     commit_without_waiting_for_flush, defer, mark_attempt_failed, mark_succeeded, prune, release,
 };

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::heartbeat::RunningGuard;
 use super::Context;
@@ -14,8 +15,20 @@ use crate::pipeline::{PipelineError, SyncRequest};
 use crate::providers::ReportRuns;
 use crate::telemetry::metrics::JobOutcome;
 
-/// Runs a record this instance has claimed and records the outcome.
+/// Runs a record this instance has claimed and records the outcome, in the attempt's span.
 pub(super) async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationToken) {
+    let span = crate::telemetry::traces::job_span(crate::telemetry::traces::JobSpan {
+        job_id: &record.job_id,
+        level: &record.level,
+        seller_id: &record.seller_id,
+        attempt: record.attempts,
+        trigger: &record.triggered_by,
+        trace_parent: record.trace_parent.as_deref(),
+    });
+    run_in_span(ctx, record, hard_stop).instrument(span).await
+}
+
+async fn run_in_span(ctx: &Context, record: JobRecord, hard_stop: &CancellationToken) {
     let record_id = record.id;
     let lease = Lease {
         record_id,
@@ -27,6 +40,7 @@ pub(super) async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &Ca
     let _heartbeat = RunningGuard::new(ctx, record_id);
     let started = Instant::now();
     let outcome = attempt(ctx, &record, &lease, hard_stop).await;
+    crate::telemetry::traces::record_job_outcome(outcome.name());
     let elapsed = started.elapsed();
     let duration_ms = elapsed.as_millis() as u64;
     let now = db::now_utc();
@@ -201,6 +215,17 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// `job.outcome` on the attempt's span.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded(_) => "succeeded",
+            Outcome::Released => "released",
+            Outcome::LeaseLost => "lease_lost",
+            Outcome::Deferred { .. } => "deferred",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
     fn failed(error: &PipelineError) -> Self {
         // A paused account (nothing asked), or one the provider throttled with a known pause
         // (the request was refused, not answered wrongly): the job waits for the pause without
@@ -279,7 +304,13 @@ async fn attempt(
     };
     // The write transaction is short and bounded by the database's own timeouts; it is never
     // cancelled half-way, so a job's writes and its completion mark commit together or not at all.
-    match ctx.pipeline.commit(fetched, Some(lease)).await {
+    let span = crate::telemetry::traces::transaction_span(ctx.db.backend_name(), "job write");
+    match ctx
+        .pipeline
+        .commit(fetched, Some(lease))
+        .instrument(span)
+        .await
+    {
         Ok(summary) => Outcome::Succeeded(summary),
         Err(PipelineError::LeaseLost) => Outcome::LeaseLost,
         Err(e) => Outcome::failed(&e),

@@ -18,7 +18,8 @@ impl Scheduler {
     /// tick, failed or not, in the metrics.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickSummary, EnqueueError> {
         let started = Instant::now();
-        let result = self.enqueue_today(now, started).await;
+        let span = crate::telemetry::traces::tick_span(now);
+        let result = tracing::Instrument::instrument(self.enqueue_today(now, started), span).await;
         self.metrics
             .tick_finished(now, started.elapsed(), result.is_ok());
         result

@@ -7,8 +7,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::{self, CallError};
-use super::limits::Usage;
+use super::client;
 use super::{call_error, MetaProvider};
 use crate::domain::AdAccount;
 use crate::providers::{AccountInfo, ProviderError};
@@ -68,26 +67,10 @@ impl MetaProvider {
             url.query_pairs_mut()
                 .append_pair(client::APPSECRET_PROOF, &proof);
         }
-        let answer = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
+        // Through `call`, like every Graph request: the same errors, and its provider span.
+        let (body, _) = client::call(self.http.get(url).bearer_auth(token.expose()))
             .await
-            .map_err(|e| call_error(account, &sealed, CallError::Transient(client::describe(e))))?;
-        let status = answer.status();
-        let usage = Usage::from_headers(answer.headers());
-        let body = answer
-            .bytes()
-            .await
-            .map_err(|e| call_error(account, &sealed, CallError::Transient(client::describe(e))))?;
-        if !status.is_success() {
-            return Err(call_error(
-                account,
-                &sealed,
-                client::classify(status, &body, usage),
-            ));
-        }
+            .map_err(|e| call_error(account, &sealed, e))?;
         let answer: Answer = serde_json::from_slice(&body)
             .map_err(|e| ProviderError::Malformed(format!("ad account: {e}")))?;
         parse(answer)

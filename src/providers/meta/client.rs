@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::limits::{self, Usage};
 use super::mapping::InsightRow;
 use crate::config::Secret;
+use crate::providers::spans;
 
 /// What one insights query went wrong with, before it is tied to a connection.
 #[derive(Debug)]
@@ -151,16 +153,22 @@ pub async fn insights(
 /// Sends one Graph request (an insights page, an async run's start or poll): its body and usage
 /// on success, the error sorted by [`classify`] otherwise.
 pub async fn call(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Usage), CallError> {
-    let answer = request
-        .send()
-        .await
-        .map_err(|e| CallError::Transient(describe(e)))?;
-    let status = answer.status();
-    let usage = Usage::from_headers(answer.headers());
-    let body = answer
-        .bytes()
-        .await
-        .map_err(|e| CallError::Transient(describe(e)))?;
+    let (client, request) = request.build_split();
+    let request = request.map_err(|e| CallError::Transient(describe(e)))?;
+    // The path only: the query may carry appsecret_proof.
+    let span = spans::request_span("meta", request.method().as_str(), request.url().path());
+    let exchange = async {
+        let answer = client.execute(request).await?;
+        let status = answer.status();
+        spans::record_status(&tracing::Span::current(), Some(status.as_u16()));
+        let usage = Usage::from_headers(answer.headers());
+        Ok::<_, reqwest::Error>((status, usage, answer.bytes().await?))
+    };
+    let answered = exchange.instrument(span.clone()).await;
+    if answered.is_err() {
+        spans::record_status(&span, None);
+    }
+    let (status, usage, body) = answered.map_err(|e| CallError::Transient(describe(e)))?;
     if !status.is_success() {
         return Err(classify(status, &body, usage));
     }

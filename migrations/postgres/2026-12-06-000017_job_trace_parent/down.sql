@@ -1,0 +1,1 @@
+ALTER TABLE sync_jobs DROP COLUMN trace_parent;
