@@ -463,13 +463,16 @@ pub async fn sellpage_currency_conflicts(
     date_from: NaiveDate,
     date_to: NaiveDate,
 ) -> QueryResult<Vec<(String, NaiveDate)>> {
+    // Fixed text, run by every campaign job: prepared once per connection.
     let rows: Vec<ConflictRow> = db_run!(conn, {
-        diesel::sql_query(CURRENCY_CONFLICTS_SQL)
-            .bind::<Text, _>(seller_id)
-            .bind::<Date, _>(date_from)
-            .bind::<Date, _>(date_to)
-            .load(conn)
-            .await
+        prepared(
+            diesel::sql_query(CURRENCY_CONFLICTS_SQL)
+                .bind::<Text, _>(seller_id)
+                .bind::<Date, _>(date_from)
+                .bind::<Date, _>(date_to),
+        )
+        .load(conn)
+        .await
     })?;
     Ok(rows
         .into_iter()

@@ -205,11 +205,17 @@ async fn write_batch_tiers(
             ));
         }
     }
-    for (at, ((fetched, lease), summary)) in jobs.iter().zip(&mut summaries).enumerate() {
-        summary.duration_ms = millis(fetched.started.elapsed());
-        if !db::jobs::mark_succeeded(conn, lease, rows_written(summary), now).await? {
-            return Err(blame(at, PipelineError::LeaseLost));
-        }
+    let marks: Vec<_> = jobs
+        .iter()
+        .zip(&mut summaries)
+        .map(|((fetched, lease), summary)| {
+            summary.duration_ms = millis(fetched.started.elapsed());
+            (lease, rows_written(summary))
+        })
+        .collect();
+    let held = db::jobs::mark_many_succeeded(conn, &marks, now).await?;
+    if let Some(at) = held.iter().position(|held| !held) {
+        return Err(blame(at, PipelineError::LeaseLost));
     }
     Ok(summaries)
 }
