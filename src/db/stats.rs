@@ -16,6 +16,9 @@ use super::{prepared, DbConn};
 use crate::config::Aggregation;
 use crate::db_run;
 
+mod grouped;
+pub use grouped::{append_and_fold_grouped, DailyRowsBySellerLevel};
+
 /// Rows per INSERT: 18 parameters a row stays far below SQLite's 32,766.
 const RAW_ROWS_PER_STATEMENT: usize = 1000;
 
@@ -267,94 +270,6 @@ pub async fn append_and_fold(
     Ok((raw, daily))
 }
 
-/// PostgreSQL: [`append_and_fold_pg_sql`] for rows of several jobs, answering how many daily
-/// rows each (seller, level) got: the fold RETURNs its rows and the statement counts them.
-fn append_and_fold_grouped_pg_sql(aggregation: Aggregation) -> String {
-    format!(
-        "WITH raw AS ({INSERT_RAW_PG} RETURNING seller_id, level, entity_id, stat_date, {METRICS}), \
-         folded AS ({} RETURNING seller_id, level) \
-         SELECT seller_id, level, COUNT(*) AS n FROM folded GROUP BY seller_id, level",
-        fold_upsert_sql(aggregation, "$19", "FROM raw")
-    )
-}
-
-#[derive(QueryableByName)]
-struct FoldedCount {
-    #[diesel(sql_type = Text)]
-    seller_id: String,
-    #[diesel(sql_type = Text)]
-    level: String,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
-struct FoldedKey {
-    #[diesel(sql_type = Text)]
-    seller_id: String,
-    #[diesel(sql_type = Text)]
-    level: String,
-}
-
-/// Daily rows written, by (seller id, level).
-pub type DailyRowsBySellerLevel = std::collections::HashMap<(String, String), usize>;
-
-/// Appends the readings of several jobs (each row carries its own `job_record_id`) and folds them
-/// into `ad_stats_daily` in one statement per 10,000 rows (SQLite: one INSERT per 1,000 rows and
-/// one fold), for a group commit. Returns the daily rows written per (seller id, level), so each
-/// job learns its own count. The caller must not mix two jobs of the same seller and level: an
-/// upsert cannot touch one daily row twice in a statement (PostgreSQL refuses it) and the counts
-/// would merge.
-pub async fn append_and_fold_grouped(
-    conn: &mut DbConn,
-    aggregation: Aggregation,
-    rows: &[NewRawStat],
-    now: NaiveDateTime,
-) -> QueryResult<DailyRowsBySellerLevel> {
-    let mut counts = DailyRowsBySellerLevel::new();
-    if rows.is_empty() {
-        return Ok(counts);
-    }
-    if let DbConn::Postgres(pg) = conn {
-        let pg: &mut super::PgConn = pg;
-        let sql = append_and_fold_grouped_pg_sql(aggregation);
-        for chunk in rows.chunks(RAW_ROWS_PER_ARRAY_INSERT) {
-            let folded: Vec<FoldedCount> =
-                prepared(bind_raw_arrays(&sql, chunk).bind::<Timestamp, _>(now))
-                    .load(pg)
-                    .await?;
-            for f in folded {
-                *counts.entry((f.seller_id, f.level)).or_default() += f.n as usize;
-            }
-        }
-        return Ok(counts);
-    }
-    // SQLite (no INSERT inside WITH): as in `append_and_fold`, the rows above the last rowid are
-    // this transaction's; the fold returns one line per daily row written.
-    let last: Vec<RowId> = db_run!(conn, {
-        diesel::sql_query(LAST_RAW_ROWID_SQLITE).load(conn).await
-    })?;
-    let last = last.into_iter().next().map_or(0, |r| r.id);
-    insert_raw(conn, rows).await?;
-    let sql = format!(
-        "{} RETURNING seller_id, level",
-        fold_appended_sql(aggregation)
-    );
-    let folded: Vec<FoldedKey> = db_run!(conn, {
-        prepared(
-            diesel::sql_query(&sql)
-                .bind::<Timestamp, _>(now)
-                .bind::<diesel::sql_types::BigInt, _>(last),
-        )
-        .load(conn)
-        .await
-    })?;
-    for f in folded {
-        *counts.entry((f.seller_id, f.level)).or_default() += 1;
-    }
-    Ok(counts)
-}
-
 // Clears the seller's rollup over the dates before it is rebuilt: a sellpage that lost campaigns
 // (moved to another page, or to none) must lose their numbers, and one left with no campaign rows
 // must lose its row, which an upsert alone never does.
@@ -576,7 +491,7 @@ mod tests {
             fold_daily_sql(Aggregation::Sum),
             fold_daily_sql(Aggregation::Latest),
             fold_appended_sql(Aggregation::Sum),
-            append_and_fold_grouped_pg_sql(Aggregation::Sum),
+            grouped::append_and_fold_grouped_pg_sql(Aggregation::Sum),
             RAW_ROWS_SQL.to_string(),
             CLEAR_ROLLUP_SQL.to_string(),
             rollup_sql(),
