@@ -16,6 +16,9 @@ use super::{prepared, DbConn};
 use crate::db_run;
 use crate::domain::Aggregation;
 
+mod grouped;
+pub use grouped::{append_and_fold_grouped, DailyRowsBySellerLevel};
+
 /// Rows per INSERT: 18 parameters a row stays far below SQLite's 32,766.
 const RAW_ROWS_PER_STATEMENT: usize = 1000;
 
@@ -368,13 +371,16 @@ pub async fn sellpage_currency_conflicts(
     date_from: NaiveDate,
     date_to: NaiveDate,
 ) -> QueryResult<Vec<(String, NaiveDate)>> {
+    // Fixed text, run by every campaign job: prepared once per connection.
     let rows: Vec<ConflictRow> = db_run!(conn, {
-        diesel::sql_query(CURRENCY_CONFLICTS_SQL)
-            .bind::<Text, _>(seller_id)
-            .bind::<Date, _>(date_from)
-            .bind::<Date, _>(date_to)
-            .load(conn)
-            .await
+        prepared(
+            diesel::sql_query(CURRENCY_CONFLICTS_SQL)
+                .bind::<Text, _>(seller_id)
+                .bind::<Date, _>(date_from)
+                .bind::<Date, _>(date_to),
+        )
+        .load(conn)
+        .await
     })?;
     Ok(rows
         .into_iter()
@@ -478,6 +484,7 @@ mod tests {
             fold_daily_sql(Aggregation::Sum),
             fold_daily_sql(Aggregation::Latest),
             fold_appended_sql(Aggregation::Sum),
+            grouped::append_and_fold_grouped_pg_sql(Aggregation::Sum),
             RAW_ROWS_SQL.to_string(),
             CLEAR_ROLLUP_SQL.to_string(),
             rollup_sql(),

@@ -15,6 +15,7 @@ mod dashboard_ops;
 mod dashboard_ops_browser;
 mod fair_queue;
 mod grafana;
+mod group_commit;
 mod hardening;
 mod health;
 mod house;

@@ -56,6 +56,66 @@ pub async fn mark_succeeded(
     Ok(updated == 1)
 }
 
+// The SUCCEEDED marks of a group commit in one statement: each lease's record, as `leased!`
+// guards it, gets its own counts. Returns the ids it marked.
+const MARK_MANY_SUCCEEDED_PG: &str = "\
+    UPDATE sync_jobs AS j SET status = 'SUCCEEDED', last_error = NULL, entities = u.entities, \
+        raw_rows = u.raw_rows, daily_rows = u.daily_rows, sellpage_rows = u.sellpage_rows, \
+        finished_at = $1, updated_at = $1 \
+    FROM unnest($2::int8[], $3::text[], $4::int4[], $5::int8[], $6::int8[], $7::int8[], \
+        $8::int8[]) AS u(id, worker, attempts, entities, raw_rows, daily_rows, sellpage_rows) \
+    WHERE j.id = u.id AND j.status = 'RUNNING' AND j.locked_by = u.worker \
+        AND j.attempts = u.attempts \
+    RETURNING j.id";
+
+#[derive(QueryableByName)]
+struct MarkedId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// [`mark_succeeded`] for the jobs of a group commit: on PostgreSQL one statement for all, on
+/// SQLite one UPDATE each. Answers, in order, whether each lease still held (`false`: the
+/// caller must roll back, as for one job).
+pub async fn mark_many_succeeded(
+    conn: &mut DbConn,
+    marks: &[(&Lease, RowsWritten)],
+    now: NaiveDateTime,
+) -> QueryResult<Vec<bool>> {
+    use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamp};
+    if let DbConn::Postgres(pg) = conn {
+        let pg: &mut crate::db::PgConn = pg;
+        let ids: Vec<i64> = marks.iter().map(|(l, _)| l.record_id).collect();
+        let marked: Vec<MarkedId> = crate::db::prepared(
+            diesel::sql_query(MARK_MANY_SUCCEEDED_PG)
+                .bind::<Timestamp, _>(now)
+                .bind::<Array<BigInt>, _>(&ids)
+                .bind::<Array<Text>, _>(
+                    marks
+                        .iter()
+                        .map(|(l, _)| l.worker.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<Integer>, _>(marks.iter().map(|(l, _)| l.attempt).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(marks.iter().map(|(_, r)| r.entities).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(marks.iter().map(|(_, r)| r.raw).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(marks.iter().map(|(_, r)| r.daily).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(
+                    marks.iter().map(|(_, r)| r.sellpage).collect::<Vec<_>>(),
+                ),
+        )
+        .load(pg)
+        .await?;
+        let marked: std::collections::HashSet<i64> = marked.into_iter().map(|m| m.id).collect();
+        return Ok(ids.iter().map(|id| marked.contains(id)).collect());
+    }
+    let mut held = Vec::with_capacity(marks.len());
+    for (lease, rows) in marks {
+        held.push(mark_succeeded(conn, lease, *rows, now).await?);
+    }
+    Ok(held)
+}
+
 /// Records a failed attempt: back to QUEUED until `retry_at` when given, otherwise FAILED for good.
 pub async fn mark_attempt_failed(
     conn: &mut DbConn,
@@ -148,4 +208,12 @@ pub async fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usiz
         .execute(conn)
         .await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_group_mark_binds_its_placeholders_in_order() {
+        crate::db::assert_placeholders_in_order(super::MARK_MANY_SUCCEEDED_PG);
+    }
 }

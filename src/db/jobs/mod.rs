@@ -71,7 +71,8 @@ mod requeue;
 pub use claim::{claim, claim_due, claim_next, due};
 pub use enqueue::{enqueue, enqueue_many, enqueue_many_traced, RecordedJob};
 pub use finish::{
-    commit_without_waiting_for_flush, defer, mark_attempt_failed, mark_succeeded, prune, release,
+    commit_without_waiting_for_flush, defer, mark_attempt_failed, mark_many_succeeded,
+    mark_succeeded, prune, release,
 };
 pub use lease::{heartbeat, rescue_orphans};
 pub use listings::{active_counts, all, failed, newest, status_counts, StatusCounts};

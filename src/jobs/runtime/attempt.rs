@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::group_commit::{self, Written};
 use super::heartbeat::RunningGuard;
 use super::Context;
 use crate::db::jobs::Lease;
@@ -297,36 +298,21 @@ async fn attempt(
             };
         }
     };
-    // A write slot only now: the wait on the provider above held none. The job stays in the
-    // heartbeat while it waits for one, so its lease outlives a long wait.
-    let Some(_write) = write_slot(ctx, hard_stop).await else {
-        return Outcome::Released;
-    };
-    // The write transaction is short and bounded by the database's own timeouts; it is never
-    // cancelled half-way, so a job's writes and its completion mark commit together or not at all.
-    let span = crate::telemetry::traces::transaction_span(ctx.db.backend_name(), "job write");
-    match ctx
-        .pipeline
-        .commit(fetched, Some(lease))
-        .instrument(span)
-        .await
-    {
-        Ok(summary) => Outcome::Succeeded(summary),
-        Err(PipelineError::LeaseLost) => Outcome::LeaseLost,
-        Err(e) => Outcome::failed(&e),
-    }
-}
-
-/// One of the `jobs.concurrency` write slots, or `None` at a hard stop: a job that has fetched
-/// but not written is handed back like one still fetching.
-async fn write_slot(
-    ctx: &Context,
-    hard_stop: &CancellationToken,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    tokio::select! {
-        biased;
-        _ = hard_stop.cancelled() => None,
-        // The semaphore is never closed.
-        permit = ctx.writes.clone().acquire_owned() => permit.ok(),
+    // A write slot only now: the wait on the provider above held none. Jobs that find every
+    // slot taken share the next free one's transaction (group commit).
+    match group_commit::write(ctx, fetched, lease, hard_stop).await {
+        Written::Done(Ok(summary)) => Outcome::Succeeded(summary),
+        Written::Done(Err(PipelineError::LeaseLost)) => Outcome::LeaseLost,
+        Written::Done(Err(e)) => Outcome::failed(&e),
+        Written::Released => Outcome::Released,
+        Written::Lost => {
+            let text = "the write of the job stopped without an answer".to_string();
+            Outcome::Failed {
+                public: text.clone(),
+                detail: text,
+                permanent: false,
+                not_before: None,
+            }
+        }
     }
 }

@@ -2,14 +2,16 @@
 //! order (class, then `run_at`, then id; see [`super::Priority`]), run the pipeline, and record
 //! the outcome. Two bounds: a claimed job holds one of `jobs.max_in_flight` slots from its claim
 //! to its outcome, and one of `jobs.concurrency` write slots only for its write transaction, so
-//! jobs waiting on a slow provider do not keep the database work waiting. Beside them a sweeper
+//! jobs waiting on a slow provider do not keep the database work waiting; jobs that find every
+//! write slot taken are written together in the next free one's transaction (group commit).
+//! Beside them a sweeper
 //! finds due jobs (retries, jobs left by a restart, and on PostgreSQL jobs any instance enqueued,
 //! claimed straight from the table), takes back jobs orphaned by a dead process and prunes old
 //! records; a heartbeat task vouches for this instance's running jobs until the last of them has
 //! drained.
 //!
 //! This file starts and stops the tasks; `dispatch`, `attempt`, `sweeper` and `heartbeat` each
-//! hold one of them.
+//! hold one of them, `group_commit` the shared write path.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,7 @@ use crate::telemetry::metrics::Metrics;
 
 mod attempt;
 mod dispatch;
+mod group_commit;
 mod heartbeat;
 mod sweeper;
 
@@ -90,6 +93,8 @@ struct Context {
     slot_freed: Arc<Notify>,
     /// One permit per write slot (`jobs.concurrency`): a job holds one only for its commit.
     writes: Arc<Semaphore>,
+    /// Jobs that have fetched and wait for a write slot: the next slot writes them together.
+    group: Arc<group_commit::GroupCommit>,
 }
 
 /// The task that hands queued job ids to workers, as `/health` names it.
@@ -144,6 +149,7 @@ impl JobRuntime {
             metrics,
             slot_freed: Arc::default(),
             writes: Arc::new(Semaphore::new(settings.concurrency)),
+            group: Arc::default(),
         };
         let stop = CancellationToken::new();
         let hard_stop = CancellationToken::new();
