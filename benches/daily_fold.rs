@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ads_stats::config::{Aggregation, Settings};
 use ads_stats::db::catalog::{insert_catalog, Catalog};
 use ads_stats::db::models::{NewAdConnection, NewCampaign, NewSeller};
-use ads_stats::db::{stats, Db, DbConn};
+use ads_stats::db::{writes, Db, DbConn};
 use ads_stats::domain::Level;
 use ads_stats::pipeline::{Pipeline, SyncRequest};
 use ads_stats::providers::MockProvider;
@@ -76,12 +76,12 @@ async fn run(backend: &str, url: &str) {
             .transaction(async |c: &mut DbConn| {
                 let now = ads_stats::db::now_utc();
                 let t0 = Instant::now();
-                stats::insert_raw(c, &fetched.rows).await?;
+                writes::insert_raw(c, &fetched.rows).await?;
                 let t1 = Instant::now();
                 // A batch outside the job runtime: no record (`job_record_id` is none).
-                stats::fold_into_daily(c, Aggregation::Sum, None, fetched.fetched_at, now).await?;
+                writes::fold_into_daily(c, Aggregation::Sum, None, fetched.fetched_at, now).await?;
                 let t2 = Instant::now();
-                stats::roll_up_sellpages(c, "bench", request.date_from, request.date_to, now)
+                writes::roll_up_sellpages(c, "bench", request.date_from, request.date_to, now)
                     .await?;
                 let t3 = Instant::now();
                 Ok::<_, diesel::result::Error>(([t1 - t0, t2 - t1, t3 - t2], t3))

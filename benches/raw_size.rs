@@ -18,7 +18,7 @@ mod support;
 use ads_stats::config::{Aggregation, Settings};
 use ads_stats::db::catalog::{DeliveringAd, DeliveringAdset, DeliveringCampaign};
 use ads_stats::db::models::NewRawStat;
-use ads_stats::db::{self, stats, Db, DbConn};
+use ads_stats::db::{self, writes, Db, DbConn};
 use ads_stats::db_run;
 use ads_stats::domain::EntityBudget;
 use ads_stats::pipeline::entities::{ad_budgets, adset_budgets, campaign_budgets};
@@ -215,7 +215,7 @@ async fn run(backend: &str, url: &str) {
                 job += 1;
                 per_seller += batch.len();
                 conn.transaction(async |conn: &mut DbConn| {
-                    stats::append_and_fold(conn, Aggregation::Sum, &batch, at).await
+                    writes::append_and_fold(conn, Aggregation::Sum, &batch, at).await
                 })
                 .await
                 .expect("write");

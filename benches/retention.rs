@@ -26,7 +26,7 @@ use ads_stats::config::Settings;
 use ads_stats::db::catalog::{insert_catalog, Catalog};
 use ads_stats::db::models::{NewRawStat, NewSeller};
 use ads_stats::db::retention::{self, RAW_BATCHES_PER_SWEEP, RAW_DELETE_BATCH};
-use ads_stats::db::{stats, Db, DbConn};
+use ads_stats::db::{writes, Db, DbConn};
 use ads_stats::db_run;
 use chrono::{Duration, NaiveDateTime};
 use diesel_async::SimpleAsyncConnection;
@@ -164,7 +164,7 @@ async fn simulate(
             let rows: Vec<NewRawStat> = (0..sellers)
                 .flat_map(|s| (0..ENTITIES).map(move |e| raw_row(s, e, job, fetched_at)))
                 .collect();
-            stats::insert_raw(conn, &rows).await.expect("insert");
+            writes::insert_raw(conn, &rows).await.expect("insert");
         }
         let before_total = retention::raw_rows_total(conn).await.expect("count");
         // The sweeper as of the end of the simulated day: passes until no backlog is left (in

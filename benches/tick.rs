@@ -738,7 +738,7 @@ async fn measure_floor(scratch: &Scratch, sellers: usize) -> Vec<Figures> {
                 let mut conn = scratch.conn().await;
                 let upsert = floor_upsert_sql(batch);
                 conn.transaction(async |conn: &mut DbConn| {
-                    db::stats::insert_raw(conn, &rows).await?;
+                    db::writes::insert_raw(conn, &rows).await?;
                     db_run!(conn, { diesel::sql_query(&upsert).execute(conn).await })
                 })
                 .await

@@ -22,9 +22,9 @@ pub mod report_runs;
 pub mod retention;
 pub mod schema;
 mod settings;
-pub mod stats;
 pub mod ticks;
 mod url;
+pub mod writes;
 
 use std::path::Path;
 use std::time::Duration;

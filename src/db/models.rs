@@ -97,7 +97,7 @@ pub struct NewRawStat {
     pub fetched_at: NaiveDateTime,
 }
 
-/// A raw row as read back (`stats::raw_rows`).
+/// A raw row as read back (`writes::raw_rows`).
 #[derive(Debug, Clone, PartialEq, QueryableByName, Serialize)]
 #[diesel(table_name = ad_stats_raw)]
 pub struct RawStat {

@@ -3,7 +3,7 @@
 //! made for it (migration `read_indexes`); pages are keyset pages, so page 1,000 costs what page 1
 //! does.
 //!
-//! The SQL uses `$n` placeholders in order of first appearance (see `db/stats.rs` for why).
+//! The SQL uses `$n` placeholders in order of first appearance (see `db/writes.rs` for why).
 
 use chrono::NaiveDate;
 use diesel::sql_types::{BigInt, Date, Text};

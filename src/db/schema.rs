@@ -81,7 +81,7 @@ diesel::table! {
     /// No single-column key: the rows have no id on PostgreSQL (nothing reads one; SQLite keeps
     /// its rowid as `id`, unknown here). Partitioned by day of `fetched_at` on PostgreSQL, where
     /// the six counters are 4-byte `integer`s: read them through `CAST(… AS BIGINT)`, as
-    /// `stats::raw_rows` does, never through this DSL (see migration 000014).
+    /// `writes::raw_rows` does, never through this DSL (see migration 000014).
     ad_stats_raw (seller_id, level, entity_id, stat_date, fetched_at) {
         seller_id -> Text,
         level -> Text,

@@ -165,7 +165,7 @@ async fn write_batch_tiers(
         .iter()
         .flat_map(|(fetched, _)| fetched.rows.iter().cloned())
         .collect();
-    let daily = db::stats::append_and_fold_grouped(conn, aggregation, &rows, now).await?;
+    let daily = db::writes::append_and_fold_grouped(conn, aggregation, &rows, now).await?;
     drop(rows);
     for at in 0..jobs.len() {
         if faults.trip(FaultPoint::AfterRawInsert) {
@@ -236,7 +236,7 @@ async fn roll_up(
     request: &super::SyncRequest,
     now: chrono::NaiveDateTime,
 ) -> Result<(usize, usize), PipelineError> {
-    let conflicts = db::stats::sellpage_currency_conflicts(
+    let conflicts = db::writes::sellpage_currency_conflicts(
         conn,
         &request.seller_id,
         request.date_from,
@@ -249,7 +249,7 @@ async fn roll_up(
             "sellpage not rolled up for the date: its campaigns report in several currencies"
         );
     }
-    let rows = db::stats::roll_up_sellpages(
+    let rows = db::writes::roll_up_sellpages(
         conn,
         &request.seller_id,
         request.date_from,
@@ -273,7 +273,7 @@ async fn write_tiers(
         db::jobs::commit_without_waiting_for_flush(conn).await?;
     }
     let (raw_rows, daily_rows) =
-        db::stats::append_and_fold(conn, aggregation, &fetched.rows, now).await?;
+        db::writes::append_and_fold(conn, aggregation, &fetched.rows, now).await?;
     if faults.trip(FaultPoint::AfterRawInsert) {
         return Err(PipelineError::Injected(FaultPoint::AfterRawInsert));
     }

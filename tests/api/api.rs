@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ads_stats::db::catalog::{self, HierarchyTable};
-use ads_stats::db::stats;
+use ads_stats::db::writes;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -73,7 +73,7 @@ async fn accepted_with_three_job_ids_that_run(backend: Backend) {
     );
     let mut conn = app.conn().await;
     assert_eq!(
-        stats::tier_counts(&mut conn, "s1").await.unwrap(),
+        writes::tier_counts(&mut conn, "s1").await.unwrap(),
         (4 + 2 + 3, 4 + 2 + 3, 2)
     );
     drop(conn);
@@ -99,7 +99,7 @@ async fn a_specific_date_is_synced(backend: Backend) {
     assert_eq!(ids[0], format!("sync__s1__{date}__{date}__CAMPAIGN"));
     app.wait_until_idle(Duration::from_secs(20)).await;
     let mut conn = app.conn().await;
-    let rows = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", date.parse().unwrap())
+    let rows = writes::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", date.parse().unwrap())
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -129,7 +129,7 @@ async fn repeated_request_is_deduplicated_while_active(backend: Backend) {
     assert_eq!(app.jobs().await.len(), 3, "the repeat created nothing");
     app.wait_until_idle(Duration::from_secs(20)).await;
     let mut conn = app.conn().await;
-    let (raw, _, _) = stats::tier_counts(&mut conn, "s1").await.unwrap();
+    let (raw, _, _) = writes::tier_counts(&mut conn, "s1").await.unwrap();
     assert_eq!(raw, 9, "each entity synced once");
     drop(conn);
     // Once finished, the same ids run again and append new raw rows.

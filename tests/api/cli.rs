@@ -3,7 +3,7 @@
 use std::process::Output;
 
 use ads_stats::db::catalog::insert_catalog;
-use ads_stats::db::stats;
+use ads_stats::db::writes;
 use ads_stats::domain::Level;
 
 use crate::helpers::{
@@ -237,7 +237,7 @@ async fn migrate_creates_the_schema(backend: Backend) {
     let db = migrated_db(&test_db).await;
     let mut conn = db.conn().await.unwrap();
     assert_eq!(
-        stats::tier_counts(&mut conn, "nobody").await.unwrap(),
+        writes::tier_counts(&mut conn, "nobody").await.unwrap(),
         (0, 0, 0)
     );
 }
@@ -265,11 +265,11 @@ async fn sync_command_writes_all_three_levels(backend: Backend) {
         (Level::Adset, "s1-adset-1"),
         (Level::Ad, "s1-ad-1"),
     ] {
-        let raw = stats::raw_rows(&mut conn, level.as_str(), entity, day)
+        let raw = writes::raw_rows(&mut conn, level.as_str(), entity, day)
             .await
             .unwrap();
         assert_eq!(raw.len(), 1, "{level}");
-        let daily = stats::daily_row(&mut conn, level.as_str(), entity, day)
+        let daily = writes::daily_row(&mut conn, level.as_str(), entity, day)
             .await
             .unwrap();
         assert_eq!(
@@ -278,7 +278,7 @@ async fn sync_command_writes_all_three_levels(backend: Backend) {
             "{level}"
         );
     }
-    assert!(stats::sellpage_row(&mut conn, "s1-page-1", day)
+    assert!(writes::sellpage_row(&mut conn, "s1-page-1", day)
         .await
         .unwrap()
         .is_some());
@@ -312,7 +312,7 @@ async fn sync_command_writes_all_three_levels(backend: Backend) {
             stderr(&out)
         );
     }
-    let (raw, _, _) = stats::tier_counts(&mut conn, "s1").await.unwrap();
+    let (raw, _, _) = writes::tier_counts(&mut conn, "s1").await.unwrap();
     assert_eq!(raw, 4 + 2 + 3, "failed commands wrote nothing");
 }
 

@@ -188,7 +188,7 @@ async fn killed_inside_the_write_transaction_nothing_is_lost_or_doubled() {
 
     restart_calmly_until_idle(&test_db, &db).await;
     let mut conn = db.conn().await.unwrap();
-    let (raw, daily, sellpage) = ads_stats::db::stats::tier_counts(&mut conn, "s1")
+    let (raw, daily, sellpage) = ads_stats::db::writes::tier_counts(&mut conn, "s1")
         .await
         .unwrap();
     assert_eq!(

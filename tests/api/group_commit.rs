@@ -410,7 +410,7 @@ async fn assert_only_one_failed(
     let mut conn = db.conn().await.expect("conn");
     for (at, (request, result)) in requests.iter().zip(results).enumerate() {
         let record = &records[&request.job_id()];
-        let counts = db::stats::tier_counts(&mut conn, &request.seller_id)
+        let counts = db::writes::tier_counts(&mut conn, &request.seller_id)
             .await
             .expect("counts");
         if at == failed {

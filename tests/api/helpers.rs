@@ -335,7 +335,7 @@ impl TestApp {
     /// (raw, daily, sellpage) row counts of one seller.
     pub async fn tier_counts(&self, seller: &str) -> (i64, i64, i64) {
         let mut conn = self.conn().await;
-        ads_stats::db::stats::tier_counts(&mut conn, seller)
+        ads_stats::db::writes::tier_counts(&mut conn, seller)
             .await
             .expect("counts")
     }

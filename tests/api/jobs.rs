@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ads_stats::db::models::NewJobRecord;
-use ads_stats::db::{self, stats};
+use ads_stats::db::{self, writes};
 use ads_stats::domain::Level;
 use ads_stats::jobs::{Priority, SyncJobId, Trigger};
 use ads_stats::pipeline::{FaultPoint, SyncRequest};
@@ -246,7 +246,7 @@ async fn a_crash_before_the_completion_mark_keeps_writes_and_mark_together(backe
         "the crashed attempt's writes were rolled back with its mark"
     );
     let mut conn = app.conn().await;
-    let daily = stats::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", today())
+    let daily = writes::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", today())
         .await
         .unwrap()
         .unwrap();
@@ -304,7 +304,7 @@ async fn graceful_shutdown_leaves_unstarted_jobs_queued(backend: Backend) {
         assert!(j.locked_by.is_none());
     }
     assert_eq!(
-        stats::tier_counts(&mut conn, "s1").await.unwrap(),
+        writes::tier_counts(&mut conn, "s1").await.unwrap(),
         (0, 0, 0)
     );
     drop(conn);
@@ -336,7 +336,7 @@ async fn graceful_shutdown_lets_a_running_job_finish_within_the_grace(backend: B
     assert!(waiting
         .iter()
         .all(|j| j.attempts == 0 && j.started_at.is_none()));
-    let (raw, _, _) = stats::tier_counts(&mut conn, "s1").await.unwrap();
+    let (raw, _, _) = writes::tier_counts(&mut conn, "s1").await.unwrap();
     assert_eq!(raw, done[0].raw_rows.unwrap());
 }
 

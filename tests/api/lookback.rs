@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ads_stats::config::Aggregation;
 use ads_stats::db::models::JobRecord;
-use ads_stats::db::{stats, DbConn};
+use ads_stats::db::{writes, DbConn};
 use ads_stats::db_run;
 use ads_stats::providers::{FetchRequest, MockProvider, ProviderError, ProviderStat, StatProvider};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -289,13 +289,13 @@ async fn with_latest_a_resynced_day_holds_the_fresh_snapshot(backend: Backend) {
 
     let mut conn = app.conn().await;
     for (entity, level) in [("s-cmp-1", "CAMPAIGN"), ("s-ad-3", "AD")] {
-        let raws = stats::raw_rows(&mut conn, level, entity, day(11, 10))
+        let raws = writes::raw_rows(&mut conn, level, entity, day(11, 10))
             .await
             .unwrap();
         assert_eq!(raws.len(), 2, "synced on the 10th, re-synced on the 11th");
         let (first, fresh) = (&raws[0], &raws[1]);
         assert_eq!(fresh.spend_cents, first.spend_cents * 3);
-        let daily = stats::daily_row(&mut conn, level, entity, day(11, 10))
+        let daily = writes::daily_row(&mut conn, level, entity, day(11, 10))
             .await
             .unwrap()
             .expect("a daily row");
@@ -321,7 +321,7 @@ async fn with_latest_a_resynced_day_holds_the_fresh_snapshot(backend: Backend) {
         assert_eq!(daily.raw_count, 2);
     }
     // A day the lookback did not reach again keeps its single snapshot.
-    let raws = stats::raw_rows(&mut conn, "CAMPAIGN", "s-cmp-1", day(11, 8))
+    let raws = writes::raw_rows(&mut conn, "CAMPAIGN", "s-cmp-1", day(11, 8))
         .await
         .unwrap();
     assert_eq!(raws.len(), 1);

@@ -12,7 +12,7 @@ use ads_stats::crypto::TokenSealer;
 use ads_stats::db::catalog::{self, insert_catalog, Catalog, HierarchyTable};
 use ads_stats::db::models::{JobRecord, NewAdConnection, NewCampaign, RawStat};
 use ads_stats::db::schema::{ad_connections, sync_jobs};
-use ads_stats::db::{self, connections, stats, Db, DbConn};
+use ads_stats::db::{self, connections, writes, Db, DbConn};
 use ads_stats::db_run;
 use ads_stats::domain::{Level, Metrics};
 use ads_stats::jobs::Trigger;
@@ -394,7 +394,7 @@ fn metrics_of(r: &RawStat) -> Metrics {
 
 pub(crate) async fn raw(app: &TestApp, level: &str, entity: &str, date: &str) -> Vec<RawStat> {
     let mut conn = app.conn().await;
-    stats::raw_rows(&mut conn, level, entity, day(date))
+    writes::raw_rows(&mut conn, level, entity, day(date))
         .await
         .unwrap()
 }
@@ -553,7 +553,7 @@ async fn two_pages_map_to_the_cent(backend: Backend) {
         assert_eq!(metrics_of(&rows[0]), metrics, "{entity} {date}");
         assert_eq!(rows[0].provider, "meta");
         let mut conn = app.conn().await;
-        let daily = stats::daily_row(&mut conn, "CAMPAIGN", entity, day(date))
+        let daily = writes::daily_row(&mut conn, "CAMPAIGN", entity, day(date))
             .await
             .unwrap()
             .expect("daily row");
@@ -2888,7 +2888,7 @@ async fn action_type_settings_choose_the_counted_type(backend: Backend) {
     enqueue(&app, Level::Ad, "2026-11-20", "2026-11-20").await;
     app.wait_until_idle(Duration::from_secs(20)).await;
     assert_eq!(app.jobs().await[0].status, "SUCCEEDED");
-    let ad1 = stats::daily_row(&mut app.conn().await, "AD", "s1-ad-1", day("2026-11-20"))
+    let ad1 = writes::daily_row(&mut app.conn().await, "AD", "s1-ad-1", day("2026-11-20"))
         .await
         .unwrap()
         .expect("ad-1's row");
@@ -2902,7 +2902,7 @@ async fn action_type_settings_choose_the_counted_type(backend: Backend) {
         (3, 8997, 28, 5)
     );
     // Ad-3 has no omni_purchase: the next type in the list counts.
-    let ad3 = stats::daily_row(&mut app.conn().await, "AD", "s1-ad-3", day("2026-11-20"))
+    let ad3 = writes::daily_row(&mut app.conn().await, "AD", "s1-ad-3", day("2026-11-20"))
         .await
         .unwrap()
         .expect("ad-3's row");
@@ -2986,7 +2986,7 @@ pub(crate) async fn assert_sellpages_add_up(
                     }
                 }
             }
-            let row = stats::sellpage_row(&mut app.conn().await, page, *date)
+            let row = writes::sellpage_row(&mut app.conn().await, page, *date)
                 .await
                 .unwrap()
                 .expect("sellpage row");

@@ -222,7 +222,7 @@ async fn a_due_read_at_the_start_of_a_job_logs_a_zone_change(backend: Backend) {
         ("Asia/Tokyo", "JPY", "ACTIVE")
     );
     let mut conn = db.conn().await.unwrap();
-    let rows = ads_stats::db::stats::raw_rows(
+    let rows = ads_stats::db::writes::raw_rows(
         &mut conn,
         "CAMPAIGN",
         "s1-cmp-1",
@@ -545,13 +545,13 @@ async fn a_sellpage_of_two_currencies_is_not_rolled_up(backend: Backend) {
     assert!(jobs.iter().all(|j| j.status == "SUCCEEDED"), "{jobs:#?}");
     let mut conn = app.conn().await;
     assert_eq!(
-        ads_stats::db::stats::sellpage_row(&mut conn, "s1-page-1", date)
+        ads_stats::db::writes::sellpage_row(&mut conn, "s1-page-1", date)
             .await
             .unwrap(),
         None,
         "no sum of yen and dollars"
     );
-    let page2 = ads_stats::db::stats::sellpage_row(&mut conn, "s1-page-2", date)
+    let page2 = ads_stats::db::writes::sellpage_row(&mut conn, "s1-page-2", date)
         .await
         .unwrap()
         .expect("page-2 rolled up");
@@ -575,7 +575,7 @@ async fn a_sellpage_of_two_currencies_is_not_rolled_up(backend: Backend) {
         .unwrap();
     app.wait_until_idle(Duration::from_secs(10)).await;
     let mut conn = app.conn().await;
-    let page1 = ads_stats::db::stats::sellpage_row(&mut conn, "s1-page-1", date)
+    let page1 = ads_stats::db::writes::sellpage_row(&mut conn, "s1-page-1", date)
         .await
         .unwrap()
         .expect("one currency again: rolled up");

@@ -17,7 +17,7 @@ use std::time::Duration;
 use ads_stats::config::{Aggregation, ProviderKind};
 use ads_stats::db::catalog::{self, HierarchyTable};
 use ads_stats::db::models::JobRecord;
-use ads_stats::db::stats;
+use ads_stats::db::writes;
 use ads_stats::providers::MetaProvider;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
@@ -165,7 +165,7 @@ async fn meta_connections_sync_yesterday_and_today(backend: Backend) {
     let mut conn = app.conn().await;
     for d in [day(11, 29), day(11, 30)] {
         assert!(
-            stats::daily_row(&mut conn, "CAMPAIGN", "tyo-cmp-1", d)
+            writes::daily_row(&mut conn, "CAMPAIGN", "tyo-cmp-1", d)
                 .await
                 .unwrap()
                 .is_some(),
@@ -216,7 +216,7 @@ async fn lookback_days_default_by_provider_and_an_explicit_value_wins(backend: B
     assert!(jobs.iter().all(|j| j.status == "SUCCEEDED"), "{jobs:#?}");
     let mut conn = app.conn().await;
     for d in [day(10, 31), day(11, 27)] {
-        assert!(stats::daily_row(&mut conn, "AD", "s-ad-1", d)
+        assert!(writes::daily_row(&mut conn, "AD", "s-ad-1", d)
             .await
             .unwrap()
             .is_some());
@@ -441,7 +441,7 @@ async fn a_seller_whose_campaigns_were_paused_today_still_has_yesterday_synced(b
         |row: Option<ads_stats::db::models::DailyStat>| row.expect("a daily row").spend_cents;
     assert_eq!(
         spend(
-            stats::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", day(11, 28))
+            writes::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", day(11, 28))
                 .await
                 .unwrap()
         ),
@@ -481,7 +481,7 @@ async fn a_seller_whose_campaigns_were_paused_today_still_has_yesterday_synced(b
         ("ADSET", "s1-adset-1"),
         ("AD", "s1-ad-1"),
     ] {
-        let row = stats::daily_row(&mut conn, level, entity, day(11, 28))
+        let row = writes::daily_row(&mut conn, level, entity, day(11, 28))
             .await
             .unwrap()
             .expect("a daily row");
@@ -490,7 +490,7 @@ async fn a_seller_whose_campaigns_were_paused_today_still_has_yesterday_synced(b
             (2 * 2_468, 2 * 900),
             "{level}"
         );
-        let row = stats::daily_row(&mut conn, level, entity, day(11, 27))
+        let row = writes::daily_row(&mut conn, level, entity, day(11, 27))
             .await
             .unwrap()
             .expect("a daily row");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ads_stats::config::Aggregation;
 use ads_stats::db::catalog::{self, insert_catalog, HierarchyTable};
 use ads_stats::db::schema::campaigns;
-use ads_stats::db::{stats, Db, DbConn};
+use ads_stats::db::{writes, Db, DbConn};
 use ads_stats::db_run;
 use ads_stats::domain::{ratios, Level};
 use ads_stats::pipeline::entities::delivering_entities;
@@ -61,7 +61,7 @@ async fn raw_rows_carry_every_field(backend: Backend) {
     let summary = pipeline(&db, Aggregation::Sum).run(&request).await.unwrap();
     assert_eq!((summary.entities, summary.raw_rows), (4, 4));
     let mut conn = db.conn().await.unwrap();
-    let rows = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
+    let rows = writes::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -123,13 +123,13 @@ async fn raw_table_is_append_only(backend: Backend) {
     let request = SyncRequest::one_day("s1", Level::Ad, day());
     p.run(&request).await.unwrap();
     let mut conn = db.conn().await.unwrap();
-    let first = stats::raw_rows(&mut conn, "AD", "s1-ad-1", day())
+    let first = writes::raw_rows(&mut conn, "AD", "s1-ad-1", day())
         .await
         .unwrap();
     drop(conn);
     p.run(&request).await.unwrap();
     let mut conn = db.conn().await.unwrap();
-    let both = stats::raw_rows(&mut conn, "AD", "s1-ad-1", day())
+    let both = writes::raw_rows(&mut conn, "AD", "s1-ad-1", day())
         .await
         .unwrap();
     assert_eq!(both.len(), 2, "two syncs, two raw rows");
@@ -149,10 +149,10 @@ async fn daily_rows_sum_raw_rows_and_recompute_ratios(backend: Backend) {
     let summary = p.run(&request).await.unwrap();
     assert_eq!(summary.daily_rows, 4);
     let mut conn = db.conn().await.unwrap();
-    let raw = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
+    let raw = writes::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
         .await
         .unwrap();
-    let daily = stats::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
+    let daily = writes::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
         .await
         .unwrap()
         .unwrap();
@@ -171,10 +171,10 @@ async fn daily_rows_sum_raw_rows_and_recompute_ratios(backend: Backend) {
 
     p.run(&request).await.unwrap();
     let mut conn = db.conn().await.unwrap();
-    let raw = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
+    let raw = writes::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
         .await
         .unwrap();
-    let daily = stats::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
+    let daily = writes::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
         .await
         .unwrap()
         .unwrap();
@@ -211,10 +211,10 @@ async fn latest_mode_keeps_the_latest_snapshot(backend: Backend) {
     p.run(&request).await.unwrap();
     p.run(&request).await.unwrap();
     let mut conn = db.conn().await.unwrap();
-    let raw = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
+    let raw = writes::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
         .await
         .unwrap();
-    let daily = stats::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
+    let daily = writes::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
         .await
         .unwrap()
         .unwrap();
@@ -259,7 +259,7 @@ async fn first_sync_ratios_come_from_the_totals(backend: Backend) {
         for sync in 1..=2 {
             p.run(&request).await.unwrap();
             let mut conn = db.conn().await.unwrap();
-            let raw = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
+            let raw = writes::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
                 .await
                 .unwrap();
             assert_eq!(
@@ -269,7 +269,7 @@ async fn first_sync_ratios_come_from_the_totals(backend: Backend) {
             );
             for k in 1..=4 {
                 let entity = format!("s1-cmp-{k}");
-                let daily = stats::daily_row(&mut conn, "CAMPAIGN", &entity, day())
+                let daily = writes::daily_row(&mut conn, "CAMPAIGN", &entity, day())
                     .await
                     .unwrap()
                     .unwrap();
@@ -309,15 +309,15 @@ async fn sellpages_roll_up_their_campaigns(backend: Backend) {
         .unwrap();
 
     let mut conn = db.conn().await.unwrap();
-    let c1 = stats::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
+    let c1 = writes::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-1", day())
         .await
         .unwrap()
         .unwrap();
-    let c2 = stats::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
+    let c2 = writes::daily_row(&mut conn, "CAMPAIGN", "s1-cmp-2", day())
         .await
         .unwrap()
         .unwrap();
-    let page = stats::sellpage_row(&mut conn, "s1-page-1", day())
+    let page = writes::sellpage_row(&mut conn, "s1-page-1", day())
         .await
         .unwrap()
         .unwrap();
@@ -333,11 +333,11 @@ async fn sellpages_roll_up_their_campaigns(backend: Backend) {
         page.revenue_cents,
     );
     assert_eq!((page.cpm, page.ctr, page.roas), (cpm, ctr, roas));
-    assert!(stats::sellpage_row(&mut conn, "s1-page-2", day())
+    assert!(writes::sellpage_row(&mut conn, "s1-page-2", day())
         .await
         .unwrap()
         .is_none());
-    assert!(stats::sellpage_row(&mut conn, "s2-page-1", day())
+    assert!(writes::sellpage_row(&mut conn, "s2-page-1", day())
         .await
         .unwrap()
         .is_some());
@@ -348,7 +348,7 @@ async fn sellpages_roll_up_their_campaigns(backend: Backend) {
         .await
         .unwrap();
     let mut conn = db.conn().await.unwrap();
-    let again = stats::sellpage_row(&mut conn, "s1-page-1", day())
+    let again = writes::sellpage_row(&mut conn, "s1-page-1", day())
         .await
         .unwrap()
         .unwrap();
@@ -515,7 +515,7 @@ async fn a_failure_after_the_raw_insert_leaves_nothing(backend: Backend) {
         assert!(err.to_string().contains("injected"), "{err}");
         let mut conn = db.conn().await.unwrap();
         assert_eq!(
-            stats::tier_counts(&mut conn, "s1").await.unwrap(),
+            writes::tier_counts(&mut conn, "s1").await.unwrap(),
             (0, 0, 0),
             "{point:?}"
         );
@@ -528,7 +528,7 @@ async fn a_failure_after_the_raw_insert_leaves_nothing(backend: Backend) {
     );
     let mut conn = db.conn().await.unwrap();
     assert_eq!(
-        stats::tier_counts(&mut conn, "s1").await.unwrap(),
+        writes::tier_counts(&mut conn, "s1").await.unwrap(),
         (4, 4, 2)
     );
 }
@@ -549,7 +549,7 @@ async fn a_date_range_writes_every_day(backend: Backend) {
     assert_eq!(summary.sellpage_rows, 2 * 4);
     let mut conn = db.conn().await.unwrap();
     for d in from.iter_days().take(4) {
-        let raw = stats::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-3", d)
+        let raw = writes::raw_rows(&mut conn, "CAMPAIGN", "s1-cmp-3", d)
             .await
             .unwrap();
         assert_eq!(
@@ -572,13 +572,13 @@ async fn set_sellpage(conn: &mut DbConn, campaign: &str, sellpage: Option<&str>)
 
 /// The sellpage's row on `date` counts exactly `members`, with the sums of their daily rows.
 async fn assert_page_holds(conn: &mut DbConn, page: &str, date: NaiveDate, members: &[&str]) {
-    let row = stats::sellpage_row(conn, page, date)
+    let row = writes::sellpage_row(conn, page, date)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("{page} has no row on {date}"));
     let (mut spend, mut impressions, mut revenue) = (0, 0, 0);
     for campaign in members {
-        let daily = stats::daily_row(conn, "CAMPAIGN", campaign, date)
+        let daily = writes::daily_row(conn, "CAMPAIGN", campaign, date)
             .await
             .unwrap()
             .unwrap();
@@ -617,7 +617,7 @@ async fn a_campaign_moved_to_another_sellpage_counts_there_only(backend: Backend
     let mut conn = db.conn().await.unwrap();
     assert_page_holds(&mut conn, "s1-page-1", day(), &["s1-cmp-1", "s1-cmp-2"]).await;
     assert_page_holds(&mut conn, "s1-page-2", day(), &["s1-cmp-3"]).await;
-    let other_seller = stats::sellpage_row(&mut conn, "s2-page-1", day())
+    let other_seller = writes::sellpage_row(&mut conn, "s2-page-1", day())
         .await
         .unwrap()
         .unwrap();
@@ -629,7 +629,7 @@ async fn a_campaign_moved_to_another_sellpage_counts_there_only(backend: Backend
     assert_page_holds(&mut conn, "s1-page-1", day(), &["s1-cmp-1"]).await;
     assert_page_holds(&mut conn, "s1-page-2", day(), &["s1-cmp-2", "s1-cmp-3"]).await;
     assert_eq!(
-        stats::sellpage_row(&mut conn, "s2-page-1", day())
+        writes::sellpage_row(&mut conn, "s2-page-1", day())
             .await
             .unwrap()
             .unwrap(),
@@ -656,13 +656,13 @@ async fn a_campaign_losing_its_sellpage_leaves_the_rollup(backend: Backend) {
     let mut conn = db.conn().await.unwrap();
     assert_page_holds(&mut conn, "s1-page-1", day(), &["s1-cmp-2"]).await;
     assert!(
-        stats::sellpage_row(&mut conn, "s1-page-2", day())
+        writes::sellpage_row(&mut conn, "s1-page-2", day())
             .await
             .unwrap()
             .is_none(),
         "page-2 has no campaign left"
     );
-    assert_eq!(stats::tier_counts(&mut conn, "s1").await.unwrap().2, 1);
+    assert_eq!(writes::tier_counts(&mut conn, "s1").await.unwrap().2, 1);
 }
 
 async fn the_last_campaign_leaving_a_sellpage_takes_its_row(backend: Backend) {
@@ -678,7 +678,7 @@ async fn the_last_campaign_leaving_a_sellpage_takes_its_row(backend: Backend) {
     sync_campaigns(&p, "s1", day(), day()).await;
     let mut conn = db.conn().await.unwrap();
     assert!(
-        stats::sellpage_row(&mut conn, "s1-page-2", day())
+        writes::sellpage_row(&mut conn, "s1-page-2", day())
             .await
             .unwrap()
             .is_none(),

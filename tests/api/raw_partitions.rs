@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ads_stats::config::Aggregation;
 use ads_stats::db::models::NewRawStat;
 use ads_stats::db::retention::{self, raw_partition_name, PartitionWork};
-use ads_stats::db::{now_utc, stats, DbConn};
+use ads_stats::db::{now_utc, writes, DbConn};
 use ads_stats::db_run;
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::sql_types::{BigInt, Date, Double, Nullable, Text, Timestamp};
@@ -120,7 +120,7 @@ async fn inserts_across_midnight_land_in_their_days_partitions() {
         let rows = vec![raw_row(entity, job, fetched_at)];
         let (raw, daily) = conn
             .transaction(async |conn: &mut DbConn| {
-                stats::append_and_fold(conn, Aggregation::Sum, &rows, now_utc()).await
+                writes::append_and_fold(conn, Aggregation::Sum, &rows, now_utc()).await
             })
             .await
             .unwrap();
@@ -134,7 +134,7 @@ async fn inserts_across_midnight_land_in_their_days_partitions() {
         ]
     );
     // Read back whole, from either side of midnight.
-    let before = stats::raw_rows(&mut conn, "CAMPAIGN", "before-midnight", day)
+    let before = writes::raw_rows(&mut conn, "CAMPAIGN", "before-midnight", day)
         .await
         .unwrap();
     assert_eq!(before.len(), 1);
@@ -148,7 +148,7 @@ async fn a_row_without_its_days_partition_is_kept_and_moved_in_later() {
     let mut conn = db.conn().await.unwrap();
     let day = NaiveDate::from_ymd_opt(2026, 4, 1).unwrap();
     // No partition for the day: the DEFAULT partition takes the row, the sync does not fail.
-    stats::insert_raw(&mut conn, &[raw_row("early", 1, at(day, 12, 0, 0))])
+    writes::insert_raw(&mut conn, &[raw_row("early", 1, at(day, 12, 0, 0))])
         .await
         .unwrap();
     assert_eq!(
@@ -238,7 +238,7 @@ async fn retention_drops_whole_days_and_keeps_today(backend: Backend) {
         cut_off + chrono::Duration::seconds(1),
     ));
     rows.push(raw_row("today", 3, now));
-    stats::insert_raw(&mut conn, &rows).await.unwrap();
+    writes::insert_raw(&mut conn, &rows).await.unwrap();
     assert_eq!(retention::raw_rows_total(&mut conn).await.unwrap(), 8);
 
     let work = retention::maintain_raw_partitions(&mut conn, now, cut_off)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use ads_stats::db::catalog::insert_catalog;
 use ads_stats::db::models::NewRawStat;
 use ads_stats::db::retention::{self, Pruned};
-use ads_stats::db::{now_utc, stats, DbConn};
+use ads_stats::db::{now_utc, writes, DbConn};
 use ads_stats::db_run;
 use chrono::NaiveDateTime;
 use diesel::sql_types::BigInt;
@@ -64,8 +64,8 @@ async fn synced_batch(conn: &mut DbConn, job: &str, n: usize, fetched_at: NaiveD
         // One reading per entity and day in a batch, as a provider answers.
         .map(|i| raw_row("s", &format!("{job}-entity-{i}"), job, fetched_at))
         .collect();
-    stats::insert_raw(conn, &rows).await.unwrap();
-    stats::fold_into_daily(
+    writes::insert_raw(conn, &rows).await.unwrap();
+    writes::fold_into_daily(
         conn,
         ads_stats::config::Aggregation::Sum,
         Some(record_id(job)),
@@ -84,7 +84,7 @@ struct Total {
 
 /// (daily rows, sum of their `raw_count`).
 async fn daily_raw_counts(conn: &mut DbConn) -> (i64, i64) {
-    let (_, daily, _) = stats::tier_counts(conn, "s").await.unwrap();
+    let (_, daily, _) = writes::tier_counts(conn, "s").await.unwrap();
     let rows: Vec<Total> = db_run!(conn, {
         diesel::sql_query(
             "SELECT CAST(COALESCE(SUM(raw_count), 0) AS BIGINT) AS n FROM ad_stats_daily",
@@ -164,8 +164,8 @@ async fn the_sweeper_applies_the_raw_retention_and_keeps_daily_rows(backend: Bac
     let recent: Vec<NewRawStat> = (0..4)
         .map(|_| raw_row("s", "s-cmp-2", "a-day-ago", days_ago(1)))
         .collect();
-    stats::insert_raw(&mut conn, &old).await.unwrap();
-    stats::insert_raw(&mut conn, &recent).await.unwrap();
+    writes::insert_raw(&mut conn, &old).await.unwrap();
+    writes::insert_raw(&mut conn, &recent).await.unwrap();
     drop(conn);
     let test_db = first.shutdown().await;
 
@@ -189,7 +189,7 @@ async fn the_sweeper_applies_the_raw_retention_and_keeps_daily_rows(backend: Bac
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut conn = second.conn().await;
-    let kept = stats::raw_rows(&mut conn, "CAMPAIGN", "s-cmp-2", days_ago(1).date())
+    let kept = writes::raw_rows(&mut conn, "CAMPAIGN", "s-cmp-2", days_ago(1).date())
         .await
         .unwrap();
     assert_eq!(
@@ -198,7 +198,7 @@ async fn the_sweeper_applies_the_raw_retention_and_keeps_daily_rows(backend: Bac
             .count(),
         4
     );
-    let today_rows = stats::raw_rows(&mut conn, "CAMPAIGN", "s-cmp-1", today())
+    let today_rows = writes::raw_rows(&mut conn, "CAMPAIGN", "s-cmp-1", today())
         .await
         .unwrap();
     assert!(!today_rows.is_empty(), "today's sync keeps its raw rows");

@@ -7,8 +7,8 @@
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
-use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::Context;
 use crate::db::jobs::Lease;

@@ -1,5 +1,6 @@
-//! The three stats tiers: append raw readings, fold them into daily rows, roll campaigns up to
-//! sellpages. Each write here is one set-based statement; callers run them inside one transaction.
+//! The write path of the three stats tiers (their reads are in `db/reads.rs`): append raw
+//! readings, fold them into daily rows, roll campaigns up to sellpages. Each write here is one
+//! set-based statement; callers run them inside one transaction.
 //!
 //! The SQL uses `$n` placeholders, numbered in order of first appearance in the text: PostgreSQL
 //! reads them as positional parameters, SQLite as named ones that take the next free position,
