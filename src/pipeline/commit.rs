@@ -50,10 +50,7 @@ impl Pipeline {
         // A second job of a seller and level already in the batch is written alone after it.
         let mut keys = std::collections::HashSet::new();
         let batch: Vec<usize> = (0..jobs.len())
-            .filter(|&at| {
-                let request = &jobs[at].0.request;
-                keys.insert((request.seller_id.as_str(), request.level))
-            })
+            .filter(|&at| keys.insert(jobs[at].0.request.group_commit_key()))
             .collect();
         let mut results: Vec<Option<Result<SyncSummary, PipelineError>>> =
             (0..jobs.len()).map(|_| None).collect();

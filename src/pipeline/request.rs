@@ -32,6 +32,12 @@ impl SyncRequest {
         }
     }
 
+    /// What may not appear twice in one group commit: two syncs of one seller and level fold into
+    /// the same daily rows, which one upsert cannot touch twice, and their counts would merge.
+    pub fn group_commit_key(&self) -> (&str, Level) {
+        (&self.seller_id, self.level)
+    }
+
     pub(super) fn dates(&self) -> impl Iterator<Item = NaiveDate> {
         let to = self.date_to;
         self.date_from.iter_days().take_while(move |d| *d <= to)

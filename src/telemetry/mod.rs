@@ -19,14 +19,9 @@ use crate::config::{LogFormat, LogSettings, TelemetrySettings};
 /// Installs the global subscriber once; later calls (tests) are no-ops. `RUST_LOG` wins over
 /// `log.level` when set. Logs only: the trace spans stay off.
 pub fn init(settings: &LogSettings) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(log_filter(settings))
-        .with_ansi(ansi())
-        .with_writer(std::io::stderr);
-    let _ = match settings.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(settings))
+        .try_init();
 }
 
 /// [`init`], plus the trace exporter when `telemetry.otlp_endpoint` is set: its requests run on
@@ -46,7 +41,26 @@ pub fn init_with_traces(
         let _entered = runtime.enter();
         traces::layer(&url, runtime.clone())?
     };
-    let logs = match log.format {
+    let installed = tracing_subscriber::registry()
+        .with(log_layer(log))
+        .with(spans)
+        .try_init();
+    if installed.is_err() {
+        // A subscriber was there already (tests): nothing would reach this exporter.
+        traces.shutdown();
+        return Ok(None);
+    }
+    tracing::info!(endpoint = %url, "exporting traces over OTLP");
+    Ok(Some(traces))
+}
+
+/// Log lines to stderr, text or JSON, filtered by [`log_filter`]: the one log layer both
+/// [`init`] and [`init_with_traces`] install.
+fn log_layer<S>(settings: &LogSettings) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let layer = match settings.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(ansi())
             .with_writer(std::io::stderr)
@@ -57,17 +71,7 @@ pub fn init_with_traces(
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let installed = tracing_subscriber::registry()
-        .with(logs.with_filter(log_filter(log)))
-        .with(spans)
-        .try_init();
-    if installed.is_err() {
-        // A subscriber was there already (tests): nothing would reach this exporter.
-        traces.shutdown();
-        return Ok(None);
-    }
-    tracing::info!(endpoint = %url, "exporting traces over OTLP");
-    Ok(Some(traces))
+    layer.with_filter(log_filter(settings)).boxed()
 }
 
 /// `log.level` (or `RUST_LOG`), with the trace spans' target off: log lines never show them.

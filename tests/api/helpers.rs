@@ -991,3 +991,15 @@ pub fn host_port(url: &str) -> String {
         .expect("split yields one part")
         .to_string()
 }
+
+/// The sellers the scheduler's own read picks (`scheduled_connections`), one each, in order.
+pub async fn scheduled_sellers(conn: &mut DbConn) -> Vec<String> {
+    let mut sellers: Vec<String> = ads_stats::db::catalog::scheduled_connections(conn, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.seller_id)
+        .collect();
+    sellers.dedup(); // one row per connection, ordered by seller
+    sellers
+}

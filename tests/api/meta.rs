@@ -25,7 +25,9 @@ use diesel_async::RunQueryDsl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::helpers::{ads_stats, app, migrated_db, seller_catalog, Backend, TestApp, TestDb};
+use crate::helpers::{
+    ads_stats, app, migrated_db, scheduled_sellers, seller_catalog, Backend, TestApp, TestDb,
+};
 use crate::on_both_backends;
 
 pub(crate) const KEY: [u8; 32] = [42; 32];
@@ -848,15 +850,7 @@ async fn an_expired_token_fails_the_job_and_stops_the_connection(backend: Backen
     let app = meta_app(backend, &graph).await;
     {
         let mut conn = app.conn().await;
-        // The sellers the scheduler's own read picks.
-        let mut scheduled: Vec<String> = catalog::scheduled_connections(&mut conn, None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.seller_id)
-            .collect();
-        scheduled.dedup(); // one row per connection, ordered by seller
-        assert_eq!(scheduled, vec![SELLER]);
+        assert_eq!(scheduled_sellers(&mut conn).await, vec![SELLER]);
     }
     enqueue(&app, Level::Campaign, "2026-11-20", "2026-11-20").await;
     app.wait_until_idle(Duration::from_secs(10)).await;

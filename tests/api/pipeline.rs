@@ -17,7 +17,9 @@ use chrono::NaiveDate;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::helpers::{add_seller, merge, migrated_db, seller_catalog, Backend, TestDb};
+use crate::helpers::{
+    add_seller, merge, migrated_db, scheduled_sellers, seller_catalog, Backend, TestDb,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -387,15 +389,10 @@ async fn eligible_sellers_are_active_connected_and_delivering(backend: Backend) 
         .await
         .unwrap();
     }
-    // The sellers the scheduler's own read picks.
-    let mut scheduled: Vec<String> = catalog::scheduled_connections(&mut conn, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.seller_id)
-        .collect();
-    scheduled.dedup(); // one row per connection, ordered by seller
-    assert_eq!(scheduled, vec!["active".to_string()]);
+    assert_eq!(
+        scheduled_sellers(&mut conn).await,
+        vec!["active".to_string()]
+    );
     assert!(catalog::is_eligible(&mut conn, "active").await.unwrap());
     for s in ["suspended", "revoked", "paused-only", "empty", "unknown"] {
         assert!(!catalog::is_eligible(&mut conn, s).await.unwrap(), "{s}");

@@ -38,10 +38,8 @@ struct Waiting {
 }
 
 impl Waiting {
-    /// Two jobs with the same key would fold into the same daily rows.
-    fn key(&self) -> (&str, &'static str) {
-        let request = &self.fetched.request;
-        (&request.seller_id, request.level.as_str())
+    fn key(&self) -> (&str, crate::domain::Level) {
+        self.fetched.request.group_commit_key()
     }
 }
 
