@@ -3,7 +3,8 @@
 
 use tracing::Span;
 
-/// `telemetry::traces::TARGET`: only spans with it are exported, and log lines never show them.
+/// The target of every span meant for traces (`telemetry::traces` re-exports it): only spans with
+/// it are exported, and log lines never show them.
 pub(crate) const TARGET: &str = "ads_stats::trace";
 
 /// One fetch from a provider that makes no HTTP request of its own (the mock).

@@ -27,10 +27,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::Layer;
 
-/// The `tracing` target of every span meant for traces (and of nothing else). The provider
-/// spans live in `providers::spans` (this module reads provider errors: no import back), with
-/// the same target, which a test here checks.
-pub const TARGET: &str = "ads_stats::trace";
+/// The `tracing` target of every span meant for traces (and of nothing else). Defined beside
+/// the provider spans, which cannot import this module (it reads provider errors).
+pub(crate) use crate::providers::spans::TARGET;
 
 /// How long one export may take before the batch is dropped.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -253,12 +252,4 @@ pub fn transaction_span(backend: &'static str, operation: &'static str) -> Span 
         db.system.name = backend,
         db.operation.name = operation,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn provider_spans_share_the_target() {
-        assert_eq!(crate::providers::spans::TARGET, super::TARGET);
-    }
 }
