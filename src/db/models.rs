@@ -199,6 +199,9 @@ pub struct JobRecord {
     /// The W3C `traceparent` of the request that created the job, when traces are exported: the
     /// job's span continues that trace. Never shown by the API.
     pub trace_parent: Option<String>,
+    /// What the provider keeps about reports it started for this job (Meta's async runs), read
+    /// with the claim so an attempt resumes them without another read. Never shown by the API.
+    pub report_run_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]

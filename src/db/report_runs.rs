@@ -1,6 +1,7 @@
 //! `sync_jobs.report_run_id`: what a provider keeps about the reports it started for a job (Meta's
-//! async report runs), so a retried attempt resumes them. Written only under the job's lease: an
-//! attempt that lost its job must not overwrite what the new holder keeps.
+//! async report runs), so a retried attempt resumes them (the claim reads it back with the
+//! record). Written only under the job's lease: an attempt that lost its job must not overwrite
+//! what the new holder keeps.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -9,19 +10,6 @@ use super::jobs::{Lease, RUNNING};
 use super::schema::sync_jobs::dsl as j;
 use super::DbConn;
 use crate::db_run;
-
-/// What the job's earlier attempts kept, if anything.
-pub async fn known(conn: &mut DbConn, record_id: i64) -> QueryResult<Option<String>> {
-    db_run!(conn, {
-        j::sync_jobs
-            .find(record_id)
-            .select(j::report_run_id)
-            .first::<Option<String>>(conn)
-            .await
-            .optional()
-            .map(Option::flatten)
-    })
-}
 
 /// Stores `state` (`None` clears it) while `lease` still holds the record; `false` when it does
 /// not (the job moved on).

@@ -13,12 +13,6 @@ pub(super) struct LeasedRunKeeper {
     pub(super) lease: Lease,
 }
 
-/// What the job's earlier attempts kept.
-pub(super) async fn known(db: &Db, record_id: i64) -> Result<Option<String>, DbError> {
-    let mut conn = db.conn().await?;
-    Ok(db::report_runs::known(&mut conn, record_id).await?)
-}
-
 #[async_trait::async_trait]
 impl RunKeeper for LeasedRunKeeper {
     async fn keep(&self, state: Option<&str>) -> Result<(), String> {

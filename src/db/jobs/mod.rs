@@ -56,7 +56,7 @@ macro_rules! job_columns_after_id {
     () => {
         "job_id, seller_id, level, date_from, date_to, triggered_by, status, attempts, \
          max_attempts, last_error, run_at, locked_by, heartbeat_at, entities, raw_rows, daily_rows, \
-         sellpage_rows, created_at, started_at, finished_at, updated_at, priority, trace_parent"
+         sellpage_rows, created_at, started_at, finished_at, updated_at, priority, trace_parent, report_run_id"
     };
 }
 

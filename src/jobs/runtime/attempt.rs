@@ -266,17 +266,15 @@ async fn attempt(
         date_from: record.date_from,
         date_to: record.date_to,
     };
-    // A report the provider started in an earlier attempt (Meta's async run) is resumed.
-    let known = match crate::jobs::run_keeper::known(&ctx.db, record.id).await {
-        Ok(known) => known,
-        Err(e) => return Outcome::failed(&PipelineError::Db(e)),
-    };
+    // A report the provider started in an earlier attempt (Meta's async run) is resumed: the
+    // claim read what the record keeps.
+    let known = record.report_run_id.as_deref();
     let keeper = crate::jobs::run_keeper::LeasedRunKeeper {
         db: ctx.db.clone(),
         lease: lease.clone(),
     };
     let report_runs = ReportRuns {
-        known: known.as_deref(),
+        known,
         keeper: Some(&keeper),
     };
     let timeout = ctx.settings.timeout;
