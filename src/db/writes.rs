@@ -18,7 +18,11 @@ use crate::db_run;
 use crate::domain::Aggregation;
 
 mod grouped;
+mod rollup;
 pub use grouped::{append_and_fold_grouped, DailyRowsBySellerLevel};
+pub use rollup::{
+    roll_up_sellpages, roll_up_sellpages_reporting_conflicts, sellpage_currency_conflicts,
+};
 
 /// Rows per INSERT: 18 parameters a row stays far below SQLite's 32,766.
 const RAW_ROWS_PER_STATEMENT: usize = 1000;
@@ -264,131 +268,6 @@ pub async fn append_and_fold(
     Ok((raw, daily))
 }
 
-// Clears the seller's rollup over the dates before it is rebuilt: a sellpage that lost campaigns
-// (moved to another page, or to none) must lose their numbers, and one left with no campaign rows
-// must lose its row, which an upsert alone never does.
-const CLEAR_ROLLUP_SQL: &str =
-    "DELETE FROM sellpage_stats_daily WHERE seller_id = $1 AND stat_date BETWEEN $2 AND $3";
-
-fn rollup_sql() -> String {
-    let sums = METRICS
-        .split(", ")
-        .map(|c| format!("CAST(SUM(d.{c}) AS BIGINT) AS {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let set = METRICS
-        .replace("spend_cents", "ad_spend_cents")
-        .split(", ")
-        .chain([
-            "cpm",
-            "ctr",
-            "roas",
-            "campaign_count",
-            "updated_at",
-            "currency",
-        ])
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // A sellpage whose campaigns on a date report in several currencies has no meaningful sum:
-    // that date gets no row (see `sellpage_currency_conflicts`).
-    // After the DELETE a conflict comes only from a concurrent sync of the same seller and dates
-    // (on PostgreSQL its rows are invisible to our DELETE): take its place instead of failing.
-    format!(
-        "INSERT INTO sellpage_stats_daily (seller_id, sellpage_id, stat_date, ad_{METRICS}, cpm, ctr, roas, campaign_count, updated_at, currency) \
-         SELECT seller_id, sellpage_id, stat_date, {METRICS}, {}, campaign_count, $1, currency FROM ( \
-           SELECT c.seller_id AS seller_id, c.sellpage_id AS sellpage_id, d.stat_date AS stat_date, {sums}, \
-                  COUNT(*) AS campaign_count, MIN(ac.currency) AS currency \
-           FROM ad_stats_daily d JOIN campaigns c ON c.id = d.entity_id \
-             JOIN ad_connections ac ON ac.id = c.connection_id \
-           WHERE d.seller_id = $2 AND d.level = 'CAMPAIGN' AND c.seller_id = $2 \
-             AND c.sellpage_id IS NOT NULL AND d.stat_date BETWEEN $3 AND $4 \
-           GROUP BY c.seller_id, c.sellpage_id, d.stat_date \
-           HAVING COUNT(DISTINCT ac.currency) = 1 \
-         ) totals WHERE true \
-         ON CONFLICT (sellpage_id, stat_date) DO UPDATE SET {set}",
-        ratio_sql("spend_cents", "impressions", "clicks", "revenue_cents").join(", ")
-    )
-}
-
-/// Recomputes `sellpage_stats_daily` for the seller's sellpages over the dates, from the
-/// campaign-level daily rows and the campaigns' current sellpages: the seller's rows for those
-/// dates are deleted, then rebuilt, so sellpages whose campaigns have no rows end with none.
-/// Run it inside the caller's transaction, so readers never see the dates half rebuilt.
-/// Returns the number of sellpage rows written.
-pub async fn roll_up_sellpages(
-    conn: &mut DbConn,
-    seller_id: &str,
-    date_from: NaiveDate,
-    date_to: NaiveDate,
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
-    let sql = rollup_sql();
-    db_run!(conn, {
-        prepared(
-            diesel::sql_query(CLEAR_ROLLUP_SQL)
-                .bind::<Text, _>(seller_id)
-                .bind::<Date, _>(date_from)
-                .bind::<Date, _>(date_to),
-        )
-        .execute(conn)
-        .await?;
-        prepared(
-            diesel::sql_query(&sql)
-                .bind::<Timestamp, _>(now)
-                .bind::<Text, _>(seller_id)
-                .bind::<Date, _>(date_from)
-                .bind::<Date, _>(date_to),
-        )
-        .execute(conn)
-        .await
-    })
-}
-
-// The (sellpage, date) pairs the rollup leaves out: campaigns of several account currencies.
-const CURRENCY_CONFLICTS_SQL: &str =
-    "SELECT c.sellpage_id AS sellpage_id, d.stat_date AS stat_date \
-    FROM ad_stats_daily d JOIN campaigns c ON c.id = d.entity_id \
-      JOIN ad_connections ac ON ac.id = c.connection_id \
-    WHERE d.seller_id = $1 AND d.level = 'CAMPAIGN' AND c.seller_id = $1 \
-      AND c.sellpage_id IS NOT NULL AND d.stat_date BETWEEN $2 AND $3 \
-    GROUP BY c.sellpage_id, d.stat_date HAVING COUNT(DISTINCT ac.currency) > 1 \
-    ORDER BY c.sellpage_id, d.stat_date";
-
-#[derive(QueryableByName)]
-struct ConflictRow {
-    #[diesel(sql_type = Text)]
-    sellpage_id: String,
-    #[diesel(sql_type = Date)]
-    stat_date: NaiveDate,
-}
-
-/// The seller's sellpages and dates whose campaign rows come from ad accounts of more than one
-/// currency: amounts in yen and dollars cannot be added, so [`roll_up_sellpages`] writes no row
-/// for them. In (sellpage, date) order.
-pub async fn sellpage_currency_conflicts(
-    conn: &mut DbConn,
-    seller_id: &str,
-    date_from: NaiveDate,
-    date_to: NaiveDate,
-) -> QueryResult<Vec<(String, NaiveDate)>> {
-    // Fixed text, run by every campaign job: prepared once per connection.
-    let rows: Vec<ConflictRow> = db_run!(conn, {
-        prepared(
-            diesel::sql_query(CURRENCY_CONFLICTS_SQL)
-                .bind::<Text, _>(seller_id)
-                .bind::<Date, _>(date_from)
-                .bind::<Date, _>(date_to),
-        )
-        .load(conn)
-        .await
-    })?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.sellpage_id, r.stat_date))
-        .collect())
-}
-
 // The counters are 4-byte integers on PostgreSQL: read back as BIGINT on both backends.
 const RAW_ROWS_SQL: &str = "\
     SELECT seller_id, level, entity_id, stat_date, spend_cents, \
@@ -487,22 +366,9 @@ mod tests {
             fold_appended_sql(Aggregation::Sum),
             grouped::append_and_fold_grouped_pg_sql(Aggregation::Sum),
             RAW_ROWS_SQL.to_string(),
-            CLEAR_ROLLUP_SQL.to_string(),
-            rollup_sql(),
-            CURRENCY_CONFLICTS_SQL.to_string(),
         ] {
             crate::db::assert_placeholders_in_order(&sql);
         }
-    }
-
-    #[test]
-    fn the_rollup_clears_the_sellers_dates_before_rebuilding_them() {
-        assert!(
-            CLEAR_ROLLUP_SQL.starts_with("DELETE FROM sellpage_stats_daily WHERE seller_id = $1")
-        );
-        assert!(CLEAR_ROLLUP_SQL.ends_with("stat_date BETWEEN $2 AND $3"));
-        // The rebuild covers exactly the dates cleared, so no other date loses its row.
-        assert!(rollup_sql().contains("d.stat_date BETWEEN $3 AND $4"));
     }
 
     #[test]

@@ -233,11 +233,12 @@ async fn roll_up(
     request: &super::SyncRequest,
     now: chrono::NaiveDateTime,
 ) -> Result<(usize, usize), PipelineError> {
-    let conflicts = db::writes::sellpage_currency_conflicts(
+    let (rows, conflicts) = db::writes::roll_up_sellpages_reporting_conflicts(
         conn,
         &request.seller_id,
         request.date_from,
         request.date_to,
+        now,
     )
     .await?;
     for (sellpage, date) in &conflicts {
@@ -246,14 +247,6 @@ async fn roll_up(
             "sellpage not rolled up for the date: its campaigns report in several currencies"
         );
     }
-    let rows = db::writes::roll_up_sellpages(
-        conn,
-        &request.seller_id,
-        request.date_from,
-        request.date_to,
-        now,
-    )
-    .await?;
     Ok((rows, conflicts.len()))
 }
 
