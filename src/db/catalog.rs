@@ -10,6 +10,7 @@ use super::models::{NewAd, NewAdConnection, NewAdset, NewCampaign, NewSeller, Ne
 use super::schema::{ad_connections, ads, adsets, campaigns, sellers, sellpages};
 use super::DbConn;
 use crate::db_run;
+use crate::domain::AdAccount;
 
 /// A campaign that delivers: it, its connection and its seller are all ACTIVE.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +121,11 @@ pub async fn delivering_tree(
             .load(conn)
             .await
     })?;
+    Ok(assemble_tree(rows))
+}
+
+/// The rows of [`delivering_tree_sql`] as a tree.
+fn assemble_tree(rows: Vec<TreeRow>) -> DeliveringTree {
     let mut tree = DeliveringTree::default();
     for row in rows {
         let parent = row.parent_id.unwrap_or_default();
@@ -143,7 +149,34 @@ pub async fn delivering_tree(
             }),
         }
     }
-    Ok(tree)
+    tree
+}
+
+/// [`delivering_tree`] and the seller's ACTIVE connections
+/// ([`active_accounts`](super::connections::active_accounts)), the two reads a sync starts with:
+/// on PostgreSQL pipelined on one connection (one round trip), on SQLite one after the other.
+pub async fn delivering_tree_and_accounts(
+    conn: &mut DbConn,
+    seller_id: &str,
+    depth: u8,
+) -> QueryResult<(DeliveringTree, Vec<AdAccount>)> {
+    if let DbConn::Postgres(pg) = conn {
+        let pg: &crate::db::PgConn = pg;
+        let sql = delivering_tree_sql(depth);
+        let tree = async {
+            let mut shared = pg;
+            let rows: Vec<TreeRow> =
+                crate::db::prepared(diesel::sql_query(&sql).bind::<Text, _>(seller_id))
+                    .load(&mut shared)
+                    .await?;
+            Ok(assemble_tree(rows))
+        };
+        let accounts = super::connections::active_accounts_shared(pg, seller_id);
+        return futures_util::try_join!(tree, accounts);
+    }
+    let tree = delivering_tree(conn, seller_id, depth).await?;
+    let accounts = super::connections::active_accounts(conn, seller_id).await?;
+    Ok((tree, accounts))
 }
 
 /// One of a seller's entities of one level whatever its status, with its campaign's connection.

@@ -66,17 +66,31 @@ macro_rules! account_columns {
     };
 }
 
-/// The seller's ACTIVE connections, ordered by id.
-pub async fn active_accounts(conn: &mut DbConn, seller_id: &str) -> QueryResult<Vec<AdAccount>> {
-    let rows: Vec<Row> = db_run!(conn, {
+// The seller's ACTIVE connections, ordered by id, as their account columns.
+macro_rules! active_accounts_of {
+    ($seller_id:expr) => {
         c::table
-            .filter(c::seller_id.eq(seller_id))
-            .filter(c::status.eq("ACTIVE"))
+            .filter(c::seller_id.eq($seller_id))
+            .filter(c::status.eq(ACTIVE))
             .order(c::id)
             .select(account_columns!())
-            .load(conn)
-            .await
-    })?;
+    };
+}
+
+/// The seller's ACTIVE connections, ordered by id.
+pub async fn active_accounts(conn: &mut DbConn, seller_id: &str) -> QueryResult<Vec<AdAccount>> {
+    let rows: Vec<Row> = db_run!(conn, { active_accounts_of!(seller_id).load(conn).await })?;
+    Ok(rows.into_iter().map(account).collect())
+}
+
+/// [`active_accounts`] on a shared PostgreSQL connection: polled together with another read on
+/// the same connection, the two travel in one round trip (diesel-async pipelines them).
+pub(super) async fn active_accounts_shared(
+    conn: &super::PgConn,
+    seller_id: &str,
+) -> QueryResult<Vec<AdAccount>> {
+    let mut shared = conn;
+    let rows: Vec<Row> = active_accounts_of!(seller_id).load(&mut shared).await?;
     Ok(rows.into_iter().map(account).collect())
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::db::catalog::{self, DeliveringAd, DeliveringAdset, DeliveringCampaign};
 use crate::db::DbConn;
-use crate::domain::{EntityBudget, Level};
+use crate::domain::{AdAccount, EntityBudget, Level};
 
 /// The delivering entities of one level with their effective daily budgets, ordered by id.
 pub async fn delivering_entities(
@@ -13,17 +13,37 @@ pub async fn delivering_entities(
     seller_id: &str,
     level: Level,
 ) -> diesel::QueryResult<Vec<EntityBudget>> {
-    let depth = match level {
+    let tree = catalog::delivering_tree(conn, seller_id, depth(level)).await?;
+    Ok(budgets(level, &tree))
+}
+
+/// [`delivering_entities`] and the seller's ACTIVE ad accounts, read together (one round trip on
+/// PostgreSQL): what a sync starts with.
+pub async fn delivering_entities_and_accounts(
+    conn: &mut DbConn,
+    seller_id: &str,
+    level: Level,
+) -> diesel::QueryResult<(Vec<EntityBudget>, Vec<AdAccount>)> {
+    let (tree, accounts) =
+        catalog::delivering_tree_and_accounts(conn, seller_id, depth(level)).await?;
+    Ok((budgets(level, &tree), accounts))
+}
+
+/// How deep a level's catalogue read goes (1: campaigns; 2: and ad sets; 3: and ads).
+fn depth(level: Level) -> u8 {
+    match level {
         Level::Campaign => 1,
         Level::Adset => 2,
         Level::Ad => 3,
-    };
-    let tree = catalog::delivering_tree(conn, seller_id, depth).await?;
-    Ok(match level {
+    }
+}
+
+fn budgets(level: Level, tree: &catalog::DeliveringTree) -> Vec<EntityBudget> {
+    match level {
         Level::Campaign => campaign_budgets(&tree.campaigns),
         Level::Adset => adset_budgets(&tree.campaigns, &tree.adsets),
         Level::Ad => ad_budgets(&tree.campaigns, &tree.adsets, &tree.ads),
-    })
+    }
 }
 
 /// The seller's entities of one level that carry a provider id but are not among `delivering`
@@ -35,24 +55,21 @@ pub async fn other_known_entities(
     level: Level,
     delivering: &[EntityBudget],
 ) -> diesel::QueryResult<Vec<EntityBudget>> {
-    let depth = match level {
-        Level::Campaign => 1,
-        Level::Adset => 2,
-        Level::Ad => 3,
-    };
     let ours: std::collections::HashSet<&str> =
         delivering.iter().map(|e| e.entity_id.as_str()).collect();
-    Ok(catalog::entities_with_external_id(conn, seller_id, depth)
-        .await?
-        .into_iter()
-        .filter(|e| !ours.contains(e.id.as_str()))
-        .map(|e| EntityBudget {
-            entity_id: e.id,
-            daily_budget_cents: 0,
-            connection_id: e.connection_id,
-            external_id: Some(e.external_id),
-        })
-        .collect())
+    Ok(
+        catalog::entities_with_external_id(conn, seller_id, depth(level))
+            .await?
+            .into_iter()
+            .filter(|e| !ours.contains(e.id.as_str()))
+            .map(|e| EntityBudget {
+                entity_id: e.id,
+                daily_budget_cents: 0,
+                connection_id: e.connection_id,
+                external_id: Some(e.external_id),
+            })
+            .collect(),
+    )
 }
 
 /// A campaign spends its own budget.

@@ -44,10 +44,13 @@ impl Pipeline {
         }
         let (entities, others, accounts, now) = {
             let mut conn = self.db.conn().await?;
-            let entities =
-                entities::delivering_entities(&mut conn, &request.seller_id, request.level)
-                    .await
-                    .map_err(DbError::from)?;
+            let (entities, accounts) = entities::delivering_entities_and_accounts(
+                &mut conn,
+                &request.seller_id,
+                request.level,
+            )
+            .await
+            .map_err(DbError::from)?;
             let others = if self.provider.reports_every_status() {
                 entities::other_known_entities(
                     &mut conn,
@@ -60,9 +63,6 @@ impl Pipeline {
             } else {
                 Vec::new()
             };
-            let accounts = db::connections::active_accounts(&mut conn, &request.seller_id)
-                .await
-                .map_err(DbError::from)?;
             // Only a paused account needs the database's clock (the one job claims use).
             let now = if accounts.iter().any(|a| a.paused_until.is_some()) {
                 Some(
