@@ -80,6 +80,11 @@ impl Application {
             let applied = db.run_migrations(&settings.database_url()).await?;
             tracing::info!(applied, backend = db.backend_name(), "migrations checked");
         }
+        // In the background: a database that is slow to answer never delays the start.
+        tokio::spawn({
+            let db = db.clone();
+            async move { db.warm_up().await }
+        });
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),

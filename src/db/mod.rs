@@ -245,6 +245,21 @@ impl Db {
         self.pool_stats().max_size
     }
 
+    /// Opens every pooled connection now and gives them back (PostgreSQL): a connection costs a
+    /// TCP connect and an authentication, which the first tick's jobs would otherwise wait for one
+    /// by one. Best effort: one that cannot open now opens when a job needs it.
+    pub async fn warm_up(&self) {
+        if !matches!(self.pool, DbPool::Postgres(_)) {
+            return;
+        }
+        let opened =
+            futures_util::future::join_all((0..self.pool_size()).map(|_| self.conn())).await;
+        let failed = opened.iter().filter(|c| c.is_err()).count();
+        if failed > 0 {
+            tracing::debug!(failed, "some pooled connections did not open ahead of use");
+        }
+    }
+
     /// Applies pending embedded migrations for this backend; returns how many ran.
     pub async fn run_migrations(&self, url: &DatabaseUrl) -> Result<usize, DbError> {
         let url = url.clone();

@@ -10,8 +10,6 @@ use crate::db::schema::sync_jobs::dsl as j;
 use crate::db::DbConn;
 use crate::db_run;
 
-/// Marks the leased run SUCCEEDED with its row counts. `false` when the lease was lost (the record
-/// was rescued or released meanwhile): the caller must then roll back the run's writes.
 /// For a queued job's write transaction on PostgreSQL: its COMMIT returns without waiting for
 /// the WAL flush (`SET LOCAL synchronous_commit = off`, this transaction only).
 ///
@@ -30,6 +28,8 @@ pub async fn commit_without_waiting_for_flush(conn: &mut DbConn) -> QueryResult<
     }
 }
 
+/// Marks the leased run SUCCEEDED with its row counts. `false` when the lease was lost (the record
+/// was rescued or released meanwhile): the caller must then roll back the run's writes.
 pub async fn mark_succeeded(
     conn: &mut DbConn,
     lease: &Lease,
