@@ -712,13 +712,28 @@ pub(crate) async fn console_errors(
         .collect()
 }
 
+/// The texts of the elements `css` finds. A page that redraws between the find and the read
+/// leaves the found elements stale: they are then found again (a few times at most).
 pub(crate) async fn texts(browser: &fantoccini::Client, css: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for element in browser.find_all(Locator::Css(css)).await.unwrap() {
-        // plotters puts newlines around its text nodes.
-        out.push(element.text().await.unwrap().trim().to_string());
+    let mut tries = 0;
+    'find: loop {
+        tries += 1;
+        let mut out = Vec::new();
+        for element in browser.find_all(Locator::Css(css)).await.unwrap() {
+            match element.text().await {
+                // plotters puts newlines around its text nodes.
+                Ok(text) => out.push(text.trim().to_string()),
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && tries < 10 =>
+                {
+                    continue 'find
+                }
+                Err(e) => panic!("reading {css}: {e}"),
+            }
+        }
+        return out;
     }
-    out
 }
 
 pub(crate) async fn screenshot(browser: &fantoccini::Client, name: &str) {
