@@ -27,9 +27,11 @@ pub use rollup::{
 /// Rows per INSERT: 18 parameters a row stays far below SQLite's 32,766.
 const RAW_ROWS_PER_STATEMENT: usize = 1000;
 
-/// Rows per statement on PostgreSQL, where they travel as 18 arrays (no parameter limit): the
-/// bound only keeps one statement's memory modest for a long date range.
-const RAW_ROWS_PER_ARRAY_INSERT: usize = 10_000;
+/// Rows per statement on PostgreSQL, where they travel as 18 arrays (no parameter limit). Each
+/// pooled connection keeps the buffers of the largest message it ever sent, so this bounds the
+/// service's memory: at 10,000 rows a statement, group commits of 50 jobs left some 25 MiB of
+/// such buffers across the pool; at 1,000 the tick is as fast (docs/BENCHMARKS.md).
+const RAW_ROWS_PER_ARRAY_INSERT: usize = 1_000;
 
 // One fixed statement whatever the number of rows, so it is prepared once per connection; a
 // multi-row VALUES list is new text for every row count and is parsed and planned each time.
