@@ -136,8 +136,10 @@ mod tests {
         let s = Settings::defaults_with(|_| {}).expect("defaults load");
         assert_eq!(s.server.port, 3000);
         assert_eq!(s.jobs.concurrency, 5);
-        assert_eq!(s.jobs.max_in_flight, 50);
-        assert_eq!(s.jobs.in_flight(), 50);
+        assert_eq!(s.jobs.max_in_flight, 500);
+        assert_eq!(s.jobs.in_flight(), 500);
+        assert_eq!(s.jobs.max_provider_requests, 50);
+        assert_eq!(s.jobs.provider_requests(), 50);
         assert_eq!(s.stats.aggregation, Aggregation::Sum);
         assert_eq!(s.jobs.timeout, Duration::from_secs(300));
     }

@@ -131,11 +131,17 @@ pub struct JobSettings {
     /// Most jobs of this instance in their write transaction at once: what bounds the database
     /// work (and the pool connections) syncs take.
     pub concurrency: usize,
-    /// Most jobs this instance has claimed at once: waiting on the provider, waiting for one of
-    /// the `concurrency` write slots, or writing. A job waiting on the provider holds no write
-    /// slot and no pool connection, so a slow provider is waited on `max_in_flight` at a time.
-    /// 0 means `concurrency`: a job keeps its write slot while it waits on the provider.
+    /// Most jobs this instance has claimed at once: waiting on the provider, fetched and waiting
+    /// for one of the `concurrency` write slots, or writing. The fetched jobs queued for a write
+    /// are what group commit writes many to a transaction. 0 means `concurrency`: a job keeps its
+    /// write slot while it waits on the provider.
     pub max_in_flight: usize,
+    /// Most of those jobs waiting on the provider at once (a job is claimed only when one of
+    /// these is free, and gives it back as soon as its readings are in). A job waiting on the
+    /// provider holds no write slot and no pool connection, so a slow provider is waited on this
+    /// many at a time. 0 means as many as `max_in_flight`; more than `max_in_flight` counts as
+    /// `max_in_flight`.
+    pub max_provider_requests: usize,
     pub max_attempts: u32,
     #[serde(with = "super::duration")]
     pub backoff: Duration,
@@ -162,6 +168,15 @@ impl JobSettings {
             self.concurrency
         } else {
             self.max_in_flight
+        }
+    }
+
+    /// The effective `max_provider_requests`: 0 stands for the effective `max_in_flight`, and it
+    /// is never above it.
+    pub fn provider_requests(&self) -> usize {
+        match self.max_provider_requests {
+            0 => self.in_flight(),
+            n => n.min(self.in_flight()),
         }
     }
 }

@@ -299,6 +299,10 @@ mod tests {
         assert!(key(|s| s.jobs.max_in_flight = 5).is_ok());
         let off = Settings::defaults_with(|s| s.jobs.max_in_flight = 0).unwrap();
         assert_eq!(off.jobs.in_flight(), 5);
+        // The provider bound follows: never more requests waiting than jobs claimed.
+        assert_eq!(off.jobs.provider_requests(), 5);
+        let all = Settings::defaults_with(|s| s.jobs.max_provider_requests = 0).unwrap();
+        assert_eq!(all.jobs.provider_requests(), all.jobs.in_flight());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The job system: durable records in `sync_jobs`, an in-process channel of record ids feeding at
-//! most `jobs.max_in_flight` claimed jobs (of which `jobs.concurrency` write at once), and the
+//! most `jobs.max_in_flight` claimed jobs (of which `jobs.max_provider_requests` wait on the
+//! provider and `jobs.concurrency` write at once), and the
 //! cron scheduler that enqueues a sync per eligible seller.
 //!
 //! The database row is the truth: a job is recorded before it is acknowledged, the channel only

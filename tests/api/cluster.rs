@@ -478,6 +478,8 @@ async fn three_instances_killed_in_turn_tick_each_mark_once_and_lose_no_job() {
         ("ADS_STATS_JOBS__MAX_ATTEMPTS", "1000"),
         ("ADS_STATS_JOBS__RESCUE_AFTER", "2s"),
         ("ADS_STATS_JOBS__POLL_INTERVAL", "100ms"),
+        // Below a tick's jobs, so the bound is reached and checked below.
+        ("ADS_STATS_JOBS__MAX_IN_FLIGHT", "50"),
         ("ADS_STATS_JOBS__BACKOFF", "100ms"),
     ];
     let ticking = [

@@ -1,5 +1,6 @@
 //! A slow provider still fits the cadence: a job waiting on the provider holds one of
-//! `jobs.max_in_flight` slots, never one of the `jobs.concurrency` write slots, so many jobs wait
+//! `jobs.max_provider_requests` slots and one of `jobs.max_in_flight`, never one of the
+//! `jobs.concurrency` write slots, so many jobs wait
 //! on the provider at once while at most `jobs.concurrency` write; a job waiting for a write slot
 //! keeps its lease, and a shutdown while many wait loses no job.
 
@@ -23,6 +24,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     more_jobs_wait_on_the_provider_than_write_slots_up_to_max_in_flight,
+    a_job_is_claimed_only_when_a_provider_slot_is_free,
     shutdown_while_many_wait_on_the_provider_loses_no_job,
     the_next_tick_skips_sellers_whose_jobs_still_wait_on_the_provider,
 );
@@ -157,6 +159,56 @@ async fn more_jobs_wait_on_the_provider_than_write_slots_up_to_max_in_flight(bac
     );
     assert_eq!(provider.answered(), 15);
     assert_eq!(provider.most_waiting(), 10, "jobs.max_in_flight = 10");
+    assert_books_balance(&app.db, &catalog).await;
+    app.shutdown().await;
+}
+
+/// 15 jobs, 12 in flight but 4 provider slots: exactly 4 wait on the provider and only those 4
+/// are claimed (the other 11 stay QUEUED, so the next claim still takes the most urgent job);
+/// once the provider answers, each fetched job gives its provider slot to the next and all 15
+/// succeed once, never more than 4 asking at a time.
+async fn a_job_is_claimed_only_when_a_provider_slot_is_free(backend: Backend) {
+    let catalog = generated_catalog("q", 5);
+    let (provider, gate) = GatedProvider::new(false);
+    let app = app(backend)
+        .with_catalog(catalog.clone())
+        .with_provider(provider.clone())
+        .with_settings(|s| {
+            s.jobs.concurrency = 2;
+            s.jobs.max_in_flight = 12;
+            s.jobs.max_provider_requests = 4;
+        })
+        .spawn()
+        .await;
+    enqueue_today(&app, &names("q", 5)).await;
+
+    wait_until(
+        Duration::from_secs(30),
+        "4 jobs waiting on the provider",
+        || provider.waiting() == 4,
+    )
+    .await;
+    let jobs = app.jobs().await;
+    assert_eq!(running(&jobs), 4, "{jobs:#?}");
+    assert_eq!(jobs.iter().filter(|j| j.status == "QUEUED").count(), 11);
+    // A few sweeper polls later still no fifth job is claimed.
+    let polls = Instant::now();
+    while polls.elapsed() < Duration::from_millis(300) {
+        assert_eq!(provider.waiting(), 4);
+        assert_eq!(running(&app.jobs().await), 4);
+    }
+
+    gate.send_replace(true);
+    app.wait_until_idle(Duration::from_secs(60)).await;
+    let jobs = app.jobs().await;
+    assert_eq!(jobs.len(), 15);
+    assert!(
+        jobs.iter()
+            .all(|j| j.status == "SUCCEEDED" && j.attempts == 1),
+        "{jobs:#?}"
+    );
+    assert_eq!(provider.answered(), 15);
+    assert_eq!(provider.most_waiting(), 4, "jobs.max_provider_requests = 4");
     assert_books_balance(&app.db, &catalog).await;
     app.shutdown().await;
 }

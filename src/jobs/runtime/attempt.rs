@@ -8,6 +8,7 @@ use tracing::Instrument;
 
 use super::group_commit::{self, Written};
 use super::heartbeat::RunningGuard;
+use super::slots::Slot;
 use super::Context;
 use crate::db::jobs::Lease;
 use crate::db::models::JobRecord;
@@ -17,7 +18,12 @@ use crate::providers::ReportRuns;
 use crate::telemetry::metrics::JobOutcome;
 
 /// Runs a record this instance has claimed and records the outcome, in the attempt's span.
-pub(super) async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &CancellationToken) {
+pub(super) async fn run_claimed(
+    ctx: &Context,
+    record: JobRecord,
+    slot: &mut Slot,
+    hard_stop: &CancellationToken,
+) {
     let span = crate::telemetry::traces::job_span(crate::telemetry::traces::JobSpan {
         job_id: &record.job_id,
         level: &record.level,
@@ -26,10 +32,17 @@ pub(super) async fn run_claimed(ctx: &Context, record: JobRecord, hard_stop: &Ca
         trigger: &record.triggered_by,
         trace_parent: record.trace_parent.as_deref(),
     });
-    run_in_span(ctx, record, hard_stop).instrument(span).await
+    run_in_span(ctx, record, slot, hard_stop)
+        .instrument(span)
+        .await
 }
 
-async fn run_in_span(ctx: &Context, record: JobRecord, hard_stop: &CancellationToken) {
+async fn run_in_span(
+    ctx: &Context,
+    record: JobRecord,
+    slot: &mut Slot,
+    hard_stop: &CancellationToken,
+) {
     let record_id = record.id;
     let lease = Lease {
         record_id,
@@ -40,7 +53,7 @@ async fn run_in_span(ctx: &Context, record: JobRecord, hard_stop: &CancellationT
     // nobody runs (the sweeper then takes it back after `jobs.rescue_after`).
     let _heartbeat = RunningGuard::new(ctx, record_id);
     let started = Instant::now();
-    let outcome = attempt(ctx, &record, &lease, hard_stop).await;
+    let outcome = attempt(ctx, &record, &lease, slot, hard_stop).await;
     crate::telemetry::traces::record_job_outcome(outcome.name());
     let elapsed = started.elapsed();
     let duration_ms = elapsed.as_millis() as u64;
@@ -252,6 +265,7 @@ async fn attempt(
     ctx: &Context,
     record: &JobRecord,
     lease: &Lease,
+    slot: &mut Slot,
     hard_stop: &CancellationToken,
 ) -> Outcome {
     let Ok(level) = record.level.parse() else {
@@ -298,7 +312,7 @@ async fn attempt(
     };
     // A write slot only now: the wait on the provider above held none. Jobs that find every
     // slot taken share the next free one's transaction (group commit).
-    match group_commit::write(ctx, fetched, lease, hard_stop).await {
+    match group_commit::write(ctx, fetched, lease, slot, hard_stop).await {
         Written::Done(Ok(summary)) => Outcome::Succeeded(summary),
         Written::Done(Err(PipelineError::LeaseLost)) => Outcome::LeaseLost,
         Written::Done(Err(e)) => Outcome::failed(&e),

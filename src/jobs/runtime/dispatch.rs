@@ -1,12 +1,13 @@
-//! The dispatcher: ids off the channel, each a turn for one free in-flight slot to claim the
-//! next due record in claim order.
+//! The dispatcher: ids off the channel, each a turn for one free slot (in flight and provider)
+//! to claim the next due record in claim order.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::run_claimed;
+use super::slots::Slots;
 use super::{Context, DISPATCHER};
 use crate::db::models::JobRecord;
 use crate::db::{self, DbError};
@@ -19,7 +20,7 @@ use crate::jobs::queue::JobQueue;
 pub(super) async fn dispatch(
     ctx: Context,
     receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<i64>>>,
-    slots: Arc<Semaphore>,
+    slots: Slots,
     stop: CancellationToken,
     hard_stop: CancellationToken,
 ) {
@@ -41,15 +42,16 @@ pub(super) async fn dispatch(
             biased;
             _ = stop.cancelled() => break,
             _ = ctx.faults.armed(DISPATCHER) => panic!("injected dispatcher crash"),
-            slot = slots.clone().acquire_owned() => match slot { Ok(s) => s, Err(_) => break },
+            slot = slots.acquire() => slot,
         };
         let ctx = ctx.clone();
         let hard_stop = hard_stop.clone();
         tokio::spawn(async move {
+            let mut slot = slot;
             let claimed = claim(&ctx, record_id).await;
             drop(held);
             match claimed {
-                Ok(Some(record)) => run_claimed(&ctx, record, &hard_stop).await,
+                Ok(Some(record)) => run_claimed(&ctx, record, &mut slot, &hard_stop).await,
                 Ok(None) => {}
                 // The sweeper offers it again once the database answers.
                 Err(e) => tracing::warn!(job.record = record_id, error = %e, "could not claim job"),

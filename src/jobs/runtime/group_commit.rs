@@ -10,19 +10,24 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::slots::Slot;
 use super::Context;
 use crate::db::jobs::Lease;
 use crate::pipeline::{Fetched, PipelineError, SyncSummary};
 
-/// At most this many jobs in one transaction. The in-flight bound (`jobs.max_in_flight`, 50 by
-/// default) usually caps a batch first; this keeps a large `max_in_flight` from making one
-/// transaction hold thousands of SUCCEEDED marks.
+/// At most this many jobs in one transaction, so that a large `jobs.max_in_flight` (500 by
+/// default) does not make one transaction hold hundreds of SUCCEEDED marks.
 pub(super) const MAX_JOBS: usize = 64;
 
-/// At most about this many raw rows in one transaction (a job with more is written alone): one
-/// array statement on PostgreSQL, and a transaction short enough that a rollback and the
+/// At most about this many raw rows in one transaction (a job with more is written alone): a
+/// transaction short enough that a rollback and the
 /// one-by-one rewrite that follows stay cheap.
 pub(super) const MAX_RAW_ROWS: usize = 10_000;
+
+/// Raw rows of fetched jobs waiting to be written above which a job that joins them keeps its
+/// provider slot until it is written, so no further job is claimed: what bounds the readings held
+/// in memory (about 400 bytes a row) when the provider answers faster than the database writes.
+pub(super) const MAX_WAITING_ROWS: usize = 50_000;
 
 /// Jobs that have fetched and wait to be written.
 #[derive(Default)]
@@ -116,16 +121,27 @@ pub(super) async fn write(
     ctx: &Context,
     fetched: Fetched,
     lease: &Lease,
+    slot: &mut Slot,
     hard_stop: &CancellationToken,
 ) -> Written {
     let record_id = lease.record_id;
     let (answer, mut answered) = oneshot::channel();
-    ctx.group.lock().push(Waiting {
-        record_id,
-        fetched,
-        lease: lease.clone(),
-        answer,
-    });
+    let waiting_rows = {
+        let mut pending = ctx.group.lock();
+        pending.push(Waiting {
+            record_id,
+            fetched,
+            lease: lease.clone(),
+            answer,
+        });
+        pending.iter().map(|w| w.fetched.rows.len()).sum::<usize>()
+    };
+    // The provider slot goes to the next job at once, unless the readings waiting here are
+    // already many: then it is given back only with the in-flight slot, after the write.
+    if waiting_rows <= MAX_WAITING_ROWS {
+        slot.fetched();
+        ctx.slot_freed.notify_one();
+    }
     let outcome = |answer: Result<_, oneshot::error::RecvError>| match answer {
         Ok(result) => Written::Done(result),
         Err(_) => Written::Lost,

@@ -1,9 +1,10 @@
 //! Workers: take record ids off the channel, each a turn to claim the next due record in claim
 //! order (class, then `run_at`, then id; see [`super::Priority`]), run the pipeline, and record
-//! the outcome. Two bounds: a claimed job holds one of `jobs.max_in_flight` slots from its claim
-//! to its outcome, and one of `jobs.concurrency` write slots only for its write transaction, so
-//! jobs waiting on a slow provider do not keep the database work waiting; jobs that find every
-//! write slot taken are written together in the next free one's transaction (group commit).
+//! the outcome. Three bounds: a claimed job holds one of `jobs.max_in_flight` slots from its
+//! claim to its outcome, one of `jobs.max_provider_requests` only while it waits on the provider,
+//! and one of `jobs.concurrency` write slots only for its write transaction, so jobs waiting on a
+//! slow provider do not keep the database work waiting; jobs that find every write slot taken are
+//! written together in the next free one's transaction (group commit).
 //! Beside them a sweeper
 //! finds due jobs (retries, jobs left by a restart, and on PostgreSQL jobs any instance enqueued,
 //! claimed straight from the table), takes back jobs orphaned by a dead process and prunes old
@@ -11,7 +12,7 @@
 //! drained.
 //!
 //! This file starts and stops the tasks; `dispatch`, `attempt`, `sweeper` and `heartbeat` each
-//! hold one of them, `group_commit` the shared write path.
+//! hold one of them, `slots` the claim bounds, `group_commit` the shared write path.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -30,10 +31,12 @@ mod attempt;
 mod dispatch;
 mod group_commit;
 mod heartbeat;
+mod slots;
 mod sweeper;
 
 use dispatch::dispatch;
 use heartbeat::beat;
+use slots::Slots;
 use sweeper::sweep;
 
 /// The `jobs.*` settings the runtime uses.
@@ -43,6 +46,9 @@ pub struct RuntimeSettings {
     pub concurrency: usize,
     /// Jobs claimed at once (the effective `jobs.max_in_flight`, at least `concurrency`).
     pub max_in_flight: usize,
+    /// Jobs waiting on the provider at once (the effective `jobs.max_provider_requests`, at most
+    /// `max_in_flight`).
+    pub max_provider_requests: usize,
     pub backoff: Duration,
     pub timeout: Duration,
     pub shutdown_grace: Duration,
@@ -65,6 +71,7 @@ impl From<&crate::config::JobSettings> for RuntimeSettings {
         Self {
             concurrency: s.concurrency,
             max_in_flight: s.in_flight().max(s.concurrency),
+            max_provider_requests: s.provider_requests().min(s.in_flight().max(s.concurrency)),
             backoff: s.backoff,
             timeout: s.timeout,
             shutdown_grace: s.shutdown_grace,
@@ -89,7 +96,8 @@ struct Context {
     running: Arc<Mutex<HashSet<i64>>>,
     faults: Arc<TaskFaults>,
     metrics: Metrics,
-    /// Signalled each time a job gives its slot back, so the sweeper refills it at once.
+    /// Signalled each time a job gives a slot back (its provider slot after the fetch, its
+    /// in-flight slot at its outcome), so the sweeper refills it at once.
     slot_freed: Arc<Notify>,
     /// One permit per write slot (`jobs.concurrency`): a job holds one only for its commit.
     writes: Arc<Semaphore>,
@@ -107,10 +115,10 @@ pub struct JobRuntime {
     stop: CancellationToken,
     /// Cancelled when the shutdown grace is over: jobs still fetching are handed back.
     hard_stop: CancellationToken,
-    /// One permit per in-flight slot (`jobs.max_in_flight`); a claimed job holds one until its
-    /// outcome is recorded. Outside the dispatcher, so a dispatcher that is restarted neither
-    /// forgets nor aborts the jobs already running.
-    slots: Arc<Semaphore>,
+    /// The in-flight and provider slots (see [`Slots`]); a claimed job holds its in-flight slot
+    /// until its outcome is recorded. Outside the dispatcher, so a dispatcher that is restarted
+    /// neither forgets nor aborts the jobs already running.
+    slots: Slots,
     settings: RuntimeSettings,
     dispatcher: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -136,7 +144,8 @@ impl JobRuntime {
         let worker = format!("ads-stats-{}", uuid::Uuid::new_v4().simple());
         tracing::info!(
             worker = %worker, concurrency = settings.concurrency,
-            max_in_flight = settings.max_in_flight, "job workers started"
+            max_in_flight = settings.max_in_flight,
+            max_provider_requests = settings.max_provider_requests, "job workers started"
         );
         let ctx = Context {
             db,
@@ -153,7 +162,7 @@ impl JobRuntime {
         };
         let stop = CancellationToken::new();
         let hard_stop = CancellationToken::new();
-        let slots = Arc::new(Semaphore::new(settings.max_in_flight));
+        let slots = Slots::new(settings.max_in_flight, settings.max_provider_requests);
         // A restarted dispatcher takes the same channel up again: ids already in it are not lost.
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let dispatcher = {
@@ -206,9 +215,7 @@ impl JobRuntime {
         self.stop.cancel();
         let _ = self.sweeper.await;
         let _ = self.dispatcher.await;
-        let in_flight = self.settings.max_in_flight;
-        let all = u32::try_from(in_flight).unwrap_or(u32::MAX);
-        let running = in_flight - self.slots.available_permits();
+        let running = self.slots.taken();
         if running > 0 {
             tracing::info!(
                 running,
@@ -216,15 +223,14 @@ impl JobRuntime {
                 "waiting for running jobs"
             );
         }
-        let drained =
-            tokio::time::timeout(self.settings.shutdown_grace, self.slots.acquire_many(all)).await;
+        let drained = tokio::time::timeout(self.settings.shutdown_grace, self.slots.drained()).await;
         if drained.is_err() {
             tracing::warn!(
-                left = in_flight - self.slots.available_permits(),
+                left = self.slots.taken(),
                 "shutdown grace over: handing unfinished jobs back to the queue"
             );
             self.hard_stop.cancel();
-            let _ = self.slots.acquire_many(all).await;
+            self.slots.drained().await;
         }
         self.drained.cancel();
         let _ = self.heartbeat.await;

@@ -1,13 +1,12 @@
 //! The sweeper: takes back orphaned jobs, claims (PostgreSQL) or re-offers (SQLite) due jobs,
 //! refills freed slots, and prunes old job records and raw rows.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::run_claimed;
+use super::slots::Slots;
 use super::{Context, SWEEPER};
 use crate::db::jobs::Lease;
 use crate::db::{self, DbError};
@@ -26,7 +25,7 @@ struct Prunes {
 pub(super) async fn sweep(
     ctx: Context,
     stop: CancellationToken,
-    slots: Arc<Semaphore>,
+    slots: Slots,
     hard_stop: CancellationToken,
 ) {
     let mut prunes = Prunes::default();
@@ -60,8 +59,8 @@ pub(super) async fn sweep(
 /// instance has nothing of its own waiting: without it an instance would take at most its free
 /// slots once per `jobs.poll_interval`, and a tick bigger than the channel (or queued by another
 /// instance) would crawl at `concurrency` jobs per poll. Failures wait for the next full sweep.
-async fn refill_freed_slots(ctx: &Context, slots: &Arc<Semaphore>, hard_stop: &CancellationToken) {
-    if ctx.db.backend_name() != "postgres" || !ctx.queue.is_idle() || slots.available_permits() == 0
+async fn refill_freed_slots(ctx: &Context, slots: &Slots, hard_stop: &CancellationToken) {
+    if ctx.db.backend_name() != "postgres" || !ctx.queue.is_idle() || slots.free() == 0
     {
         return;
     }
@@ -78,7 +77,7 @@ async fn refill_freed_slots(ctx: &Context, slots: &Arc<Semaphore>, hard_stop: &C
 async fn sweep_once(
     ctx: &Context,
     stop: &CancellationToken,
-    slots: &Arc<Semaphore>,
+    slots: &Slots,
     hard_stop: &CancellationToken,
     prunes: &mut Prunes,
 ) -> Result<(), DbError> {
@@ -150,7 +149,7 @@ async fn prune_raw(
 async fn claim_or_offer_due(
     ctx: &Context,
     conn: &mut db::DbConn,
-    slots: &Arc<Semaphore>,
+    slots: &Slots,
     hard_stop: &CancellationToken,
 ) -> Result<(), DbError> {
     if ctx.db.backend_name() != "postgres" {
@@ -165,7 +164,7 @@ async fn claim_or_offer_due(
     // Slots first: a claimed job must never wait for one (its heartbeat would vouch for a job
     // nobody runs yet).
     let mut permits = Vec::new();
-    while let Ok(permit) = slots.clone().try_acquire_owned() {
+    while let Some(permit) = slots.try_acquire() {
         permits.push(permit);
     }
     if permits.is_empty() {
@@ -193,10 +192,10 @@ async fn claim_or_offer_due(
             db::jobs::release(conn, &lease, db::now_utc()).await?;
         }
     }
-    for (record, slot) in claimed.into_iter().zip(permits) {
+    for (record, mut slot) in claimed.into_iter().zip(permits) {
         let (ctx, hard_stop) = (ctx.clone(), hard_stop.clone());
         tokio::spawn(async move {
-            run_claimed(&ctx, record, &hard_stop).await;
+            run_claimed(&ctx, record, &mut slot, &hard_stop).await;
             drop(slot);
             ctx.slot_freed.notify_one();
         });
