@@ -7,7 +7,7 @@
 //!    fires on a cron mark, its workers run every job), with 1 and 3 instances on PostgreSQL and
 //!    1 on SQLite, each tick's ratio to the floor;
 //! 3. a slow provider (`mock.latency`): 1 against 3 instances, with default settings (so
-//!    `jobs.max_in_flight` jobs wait on the provider at once, `jobs.concurrency` write);
+//!    `jobs.max_provider_requests` jobs wait on the provider at once, `jobs.concurrency` write);
 //! 4. the enqueue of a tick at 100,000 sellers (the scheduler's own timing in `scheduler_ticks`);
 //! 5. POST /api/ads-manager/sync under `wrk` with every seller's token while the jobs run.
 //!
@@ -15,11 +15,11 @@
 //!
 //! ```text
 //! BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench tick
-//! ... cargo bench --bench tick -- --sellers 10000 --skip-sqlite
+//! ... cargo bench --bench tick -- --sellers 1000,10000 --skip-sqlite
 //! ... cargo bench --bench tick -- --only-slow --slow-sellers 1000 --latency 1s --slow-instances 1
 //! ```
 //!
-//! Options: --sellers N (1000), --slow-sellers N (200), --latency D (200ms), --load-seconds S (10),
+//! Options: --sellers LIST (1000; each size gets its own floor and ratios), --slow-sellers N (200), --latency D (200ms), --load-seconds S (10),
 //! --enqueue-sellers N (100000), --instances LIST (1,3: PostgreSQL instance counts), --ticks N (2),
 //! --skip-sqlite, --skip-slow, --skip-enqueue, --skip-load, --slow-instances LIST (1,3),
 //! --only-slow (the slow-provider case alone).
@@ -52,7 +52,8 @@ const ADSETS: usize = 3;
 const ADS: usize = 3;
 
 struct Options {
-    sellers: usize,
+    /// Seller counts to run the ticks at, each with its own floor.
+    sellers: Vec<usize>,
     slow_sellers: usize,
     latency: Duration,
     load_seconds: u64,
@@ -73,7 +74,7 @@ struct Options {
 impl Options {
     fn parse() -> Self {
         let mut o = Options {
-            sellers: 1000,
+            sellers: vec![1000],
             slow_sellers: 200,
             latency: Duration::from_millis(200),
             load_seconds: 10,
@@ -100,7 +101,12 @@ impl Options {
                     .unwrap_or_else(|| fail(&format!("{name} takes a whole number above 0")))
             };
             match arg.as_str() {
-                "--sellers" => o.sellers = number(value("--sellers"), "--sellers"),
+                "--sellers" => {
+                    o.sellers = value("--sellers")
+                        .split(',')
+                        .map(|n| number(n.trim().to_string(), "--sellers"))
+                        .collect()
+                }
                 "--slow-sellers" => {
                     o.slow_sellers = number(value("--slow-sellers"), "--slow-sellers")
                 }
@@ -174,11 +180,13 @@ async fn run(o: Options) {
         backends.push(Backend::Sqlite);
     }
 
-    if !o.only_slow {
+    // Each size's PostgreSQL tick / floor ratios (1 instance), for the closing line.
+    let mut verdicts: Vec<(usize, Vec<f64>)> = Vec::new();
+    for &sellers in o.sellers.iter().filter(|_| !o.only_slow) {
         println!(
             "\n== Ticks at {} sellers ({} jobs a tick) ==",
-            o.sellers,
-            o.sellers * 3
+            sellers,
+            sellers * 3
         );
         println!(
             "{:<28} {:>6} {:>8} {:>8} {:>9} {:>8} {:>9} {:>9}",
@@ -191,8 +199,8 @@ async fn run(o: Options) {
         for backend in &backends {
             let floor = {
                 let scratch = Scratch::create(backend).await;
-                scratch.seed(o.sellers).await;
-                let floor = measure_floor(&scratch, o.sellers).await;
+                scratch.seed(sellers).await;
+                let floor = measure_floor(&scratch, sellers).await;
                 scratch.drop_it().await;
                 floor
             };
@@ -205,7 +213,7 @@ async fn run(o: Options) {
             };
             for &instances in instance_counts {
                 let scratch = Scratch::create(backend).await;
-                scratch.seed(o.sellers).await;
+                scratch.seed(sellers).await;
                 let ticks = service_ticks(&scratch, instances, Duration::ZERO, o.ticks).await;
                 scratch.drop_it().await;
                 for (i, t) in ticks.iter().enumerate() {
@@ -240,9 +248,10 @@ async fn run(o: Options) {
                 .collect();
             println!(
                 "PostgreSQL tick / floor at {} sellers (1 instance): {} (target: <= 1.5x)",
-                o.sellers,
+                sellers,
                 ratios.join(", ")
             );
+            verdicts.push((sellers, pg_ratios.clone()));
         }
         println!(
         "target: 10,000 sellers a tick well inside the 5-minute cadence (run with --sellers 10000)"
@@ -254,6 +263,22 @@ async fn run(o: Options) {
                 lite / pg
             );
         }
+    }
+    if verdicts.len() > 1 {
+        let worst = verdicts
+            .iter()
+            .flat_map(|(_, r)| r.iter().copied())
+            .fold(0.0_f64, f64::max);
+        let sizes: Vec<String> = verdicts.iter().map(|(n, _)| n.to_string()).collect();
+        println!(
+            "\nPostgreSQL, this run: worst tick / floor {worst:.2}x at {} sellers ({})",
+            sizes.join(" and "),
+            if worst <= 1.5 {
+                "target met"
+            } else {
+                "target missed"
+            }
+        );
     }
 
     if o.slow {
@@ -313,11 +338,11 @@ async fn run(o: Options) {
             Some(backend @ Backend::Postgres(_)) => {
                 println!(
                     "\n== POST /api/ads-manager/sync under wrk: {} sellers' tokens, 16 connections, {} s paced (about 500 req/s), then {} s saturated, PostgreSQL ==",
-                    o.sellers, o.load_seconds, o.load_seconds
+                    o.sellers[0], o.load_seconds, o.load_seconds
                 );
                 let scratch = Scratch::create(backend).await;
-                scratch.seed(o.sellers).await;
-                load_sync(&scratch, o.sellers, o.load_seconds).await;
+                scratch.seed(o.sellers[0]).await;
+                load_sync(&scratch, o.sellers[0], o.load_seconds).await;
                 scratch.drop_it().await;
             }
             _ => println!("\n(POST /sync load: needs BENCH_DATABASE_URL)"),

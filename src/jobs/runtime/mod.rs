@@ -223,7 +223,8 @@ impl JobRuntime {
                 "waiting for running jobs"
             );
         }
-        let drained = tokio::time::timeout(self.settings.shutdown_grace, self.slots.drained()).await;
+        let drained =
+            tokio::time::timeout(self.settings.shutdown_grace, self.slots.drained()).await;
         if drained.is_err() {
             tracing::warn!(
                 left = self.slots.taken(),

@@ -101,7 +101,9 @@ mod tests {
         assert_eq!(slots.free(), 0);
         first.fetched();
         assert_eq!(slots.free(), 1, "the provider slot is free again");
-        let second = slots.try_acquire().expect("a provider slot and an in-flight slot");
+        let second = slots
+            .try_acquire()
+            .expect("a provider slot and an in-flight slot");
         assert_eq!(slots.taken(), 2);
         drop(second);
         drop(first);

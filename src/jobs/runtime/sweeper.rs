@@ -60,8 +60,7 @@ pub(super) async fn sweep(
 /// slots once per `jobs.poll_interval`, and a tick bigger than the channel (or queued by another
 /// instance) would crawl at `concurrency` jobs per poll. Failures wait for the next full sweep.
 async fn refill_freed_slots(ctx: &Context, slots: &Slots, hard_stop: &CancellationToken) {
-    if ctx.db.backend_name() != "postgres" || !ctx.queue.is_idle() || slots.free() == 0
-    {
+    if ctx.db.backend_name() != "postgres" || !ctx.queue.is_idle() || slots.free() == 0 {
         return;
     }
     let refilled = async {
