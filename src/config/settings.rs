@@ -133,8 +133,8 @@ pub struct JobSettings {
     pub concurrency: usize,
     /// Most jobs this instance has claimed at once: waiting on the provider, fetched and waiting
     /// for one of the `concurrency` write slots, or writing. The fetched jobs queued for a write
-    /// are what group commit writes many to a transaction. 0 means `concurrency`: a job keeps its
-    /// write slot while it waits on the provider.
+    /// are what group commit writes many to a transaction. 0 means `concurrency`: one bound, no more
+    /// jobs claimed than can write at once.
     pub max_in_flight: usize,
     /// Most of those jobs waiting on the provider at once (a job is claimed only when one of
     /// these is free, and gives it back as soon as its readings are in). A job waiting on the

@@ -417,3 +417,57 @@ async fn at_most_concurrency_jobs_write_and_jobs_waiting_to_write_keep_their_lea
     rescuer.shutdown().await;
     app.shutdown().await;
 }
+
+/// PostgreSQL (a lock to hold the writes back): 12 jobs, 12 in flight, 3 provider slots, every
+/// write blocked. A fetched job gives its provider slot to the next job while it waits for a
+/// write slot, so all 12 are fetched and claimed though only 3 may ask the provider at once;
+/// once the lock goes, all 12 succeed on their first attempt, each counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_job_waiting_to_write_gives_its_provider_slot_to_the_next() {
+    let catalog = generated_catalog("g", 4);
+    let (provider, _gate) = GatedProvider::new(true);
+    let app = app(Backend::Postgres)
+        .with_catalog(catalog.clone())
+        .with_provider(provider.clone())
+        .with_settings(|s| {
+            s.jobs.concurrency = 1;
+            s.jobs.max_in_flight = 12;
+            s.jobs.max_provider_requests = 3;
+        })
+        .spawn()
+        .await;
+    let mut lock = app.conn().await;
+    let held = &mut lock;
+    ads_stats::db_run!(held, {
+        held.batch_execute("BEGIN; LOCK TABLE ad_stats_daily IN SHARE MODE")
+            .await
+    })
+    .unwrap();
+
+    enqueue_today(&app, &names("g", 4)).await;
+    wait_until(Duration::from_secs(30), "12 answers", || {
+        provider.answered() == 12
+    })
+    .await;
+    // Nothing is written yet: all 12 hold their in-flight slot, fetched.
+    let jobs = app.jobs().await;
+    assert_eq!(running(&jobs), 12, "{jobs:#?}");
+    let held = &mut lock;
+    ads_stats::db_run!(held, { held.batch_execute("COMMIT").await }).unwrap();
+    drop(lock);
+
+    app.wait_until_idle(Duration::from_secs(60)).await;
+    let jobs = app.jobs().await;
+    assert!(
+        jobs.iter()
+            .all(|j| j.status == "SUCCEEDED" && j.attempts == 1),
+        "{jobs:#?}"
+    );
+    assert!(
+        provider.most_waiting() <= 3,
+        "jobs.max_provider_requests = 3, yet {} asked at once",
+        provider.most_waiting()
+    );
+    assert_books_balance(&app.db, &catalog).await;
+    app.shutdown().await;
+}

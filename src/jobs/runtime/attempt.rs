@@ -297,6 +297,12 @@ async fn attempt(
         _ = hard_stop.cancelled() => return Outcome::Released,
         fetched = tokio::time::timeout(timeout, ctx.pipeline.fetch_resuming(&request, report_runs)) => fetched,
     };
+    // A failed fetch gives its provider slot back at once, not after its outcome is recorded
+    // (which waits out a database outage); a successful one in `group_commit::write`.
+    if !matches!(fetched, Ok(Ok(_))) {
+        slot.fetched();
+        ctx.slot_freed.notify_one();
+    }
     let fetched = match fetched {
         Ok(Ok(fetched)) => fetched,
         Ok(Err(e)) => return Outcome::failed(&e),

@@ -137,7 +137,7 @@ pub(super) async fn write(
         pending.iter().map(|w| w.fetched.rows.len()).sum::<usize>()
     };
     // The provider slot goes to the next job at once, unless the readings waiting here are
-    // already many: then it is given back only with the in-flight slot, after the write.
+    // already many: then it is given back only with the in-flight slot, at the job's outcome.
     if waiting_rows <= MAX_WAITING_ROWS {
         slot.fetched();
         ctx.slot_freed.notify_one();
