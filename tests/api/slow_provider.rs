@@ -131,35 +131,10 @@ async fn more_jobs_wait_on_the_provider_than_write_slots_up_to_max_in_flight(bac
     assert_eq!(app.settings.database.pool_size, 6);
     enqueue_today(&app, &names("w", 5)).await;
 
-    wait_until(
-        Duration::from_secs(30),
-        "10 jobs waiting on the provider",
-        || provider.waiting() == 10,
-    )
-    .await;
     // The database answers while 10 jobs wait: they hold none of its 6 connections.
-    let jobs = app.jobs().await;
-    assert_eq!(running(&jobs), 10, "{jobs:#?}");
-    assert_eq!(jobs.iter().filter(|j| j.status == "QUEUED").count(), 5);
-    // The sweeper polls every 50 ms: a few polls later still no eleventh job is claimed.
-    let polls = Instant::now();
-    while polls.elapsed() < Duration::from_millis(300) {
-        assert_eq!(provider.waiting(), 10);
-        assert_eq!(running(&app.jobs().await), 10);
-    }
-
+    holds_at(&app, &provider, 10, 5).await;
     gate.send_replace(true);
-    app.wait_until_idle(Duration::from_secs(60)).await;
-    let jobs = app.jobs().await;
-    assert_eq!(jobs.len(), 15);
-    assert!(
-        jobs.iter()
-            .all(|j| j.status == "SUCCEEDED" && j.attempts == 1),
-        "{jobs:#?}"
-    );
-    assert_eq!(provider.answered(), 15);
-    assert_eq!(provider.most_waiting(), 10, "jobs.max_in_flight = 10");
-    assert_books_balance(&app.db, &catalog).await;
+    all_succeed_once(&app, &provider, &catalog, 15, 10).await;
     app.shutdown().await;
 }
 
@@ -182,35 +157,53 @@ async fn a_job_is_claimed_only_when_a_provider_slot_is_free(backend: Backend) {
         .await;
     enqueue_today(&app, &names("q", 5)).await;
 
+    holds_at(&app, &provider, 4, 11).await;
+    gate.send_replace(true);
+    all_succeed_once(&app, &provider, &catalog, 15, 4).await;
+    app.shutdown().await;
+}
+
+/// Exactly `waiting` jobs wait on the provider, as many are RUNNING and `queued` stay QUEUED;
+/// the sweeper polls every 50 ms, and a few polls later still no further job is claimed.
+async fn holds_at(app: &TestApp, provider: &GatedProvider, waiting: usize, queued: usize) {
     wait_until(
         Duration::from_secs(30),
-        "4 jobs waiting on the provider",
-        || provider.waiting() == 4,
+        &format!("{waiting} jobs waiting on the provider"),
+        || provider.waiting() == waiting,
     )
     .await;
     let jobs = app.jobs().await;
-    assert_eq!(running(&jobs), 4, "{jobs:#?}");
-    assert_eq!(jobs.iter().filter(|j| j.status == "QUEUED").count(), 11);
-    // A few sweeper polls later still no fifth job is claimed.
+    assert_eq!(running(&jobs), waiting, "{jobs:#?}");
+    assert_eq!(jobs.iter().filter(|j| j.status == "QUEUED").count(), queued);
     let polls = Instant::now();
     while polls.elapsed() < Duration::from_millis(300) {
-        assert_eq!(provider.waiting(), 4);
-        assert_eq!(running(&app.jobs().await), 4);
+        assert_eq!(provider.waiting(), waiting);
+        assert_eq!(running(&app.jobs().await), waiting);
     }
+}
 
-    gate.send_replace(true);
+/// Once the queue drains: all `jobs` records SUCCEEDED on their first attempt, each asked once,
+/// at most `most_waiting` (and that many at some point) at the provider at once, each counted
+/// once.
+async fn all_succeed_once(
+    app: &TestApp,
+    provider: &GatedProvider,
+    catalog: &ads_stats::db::catalog::Catalog,
+    jobs: usize,
+    most_waiting: usize,
+) {
     app.wait_until_idle(Duration::from_secs(60)).await;
-    let jobs = app.jobs().await;
-    assert_eq!(jobs.len(), 15);
+    let records = app.jobs().await;
+    assert_eq!(records.len(), jobs);
     assert!(
-        jobs.iter()
+        records
+            .iter()
             .all(|j| j.status == "SUCCEEDED" && j.attempts == 1),
-        "{jobs:#?}"
+        "{records:#?}"
     );
-    assert_eq!(provider.answered(), 15);
-    assert_eq!(provider.most_waiting(), 4, "jobs.max_provider_requests = 4");
-    assert_books_balance(&app.db, &catalog).await;
-    app.shutdown().await;
+    assert_eq!(provider.answered(), jobs);
+    assert_eq!(provider.most_waiting(), most_waiting, "the provider bound");
+    assert_books_balance(&app.db, catalog).await;
 }
 
 /// 12 jobs wait on a provider that never answers; the shutdown grace runs out, every claimed job
@@ -356,13 +349,7 @@ async fn at_most_concurrency_jobs_write_and_jobs_waiting_to_write_keep_their_lea
         .spawn()
         .await;
     let instance = app.app().instance().to_string();
-    let mut lock = app.conn().await;
-    let held = &mut lock;
-    ads_stats::db_run!(held, {
-        held.batch_execute("BEGIN; LOCK TABLE ad_stats_daily IN SHARE MODE")
-            .await
-    })
-    .unwrap();
+    let mut lock = hold_writes(&app).await;
 
     enqueue_today(&app, &names("l", 4)).await;
     wait_until(Duration::from_secs(30), "12 answers", || {
@@ -436,13 +423,7 @@ async fn a_fetched_job_waiting_to_write_gives_its_provider_slot_to_the_next() {
         })
         .spawn()
         .await;
-    let mut lock = app.conn().await;
-    let held = &mut lock;
-    ads_stats::db_run!(held, {
-        held.batch_execute("BEGIN; LOCK TABLE ad_stats_daily IN SHARE MODE")
-            .await
-    })
-    .unwrap();
+    let mut lock = hold_writes(&app).await;
 
     enqueue_today(&app, &names("g", 4)).await;
     wait_until(Duration::from_secs(30), "12 answers", || {
@@ -470,4 +451,17 @@ async fn a_fetched_job_waiting_to_write_gives_its_provider_slot_to_the_next() {
     );
     assert_books_balance(&app.db, &catalog).await;
     app.shutdown().await;
+}
+
+/// A transaction holding a lock on `ad_stats_daily` that every job write waits for, until the
+/// caller commits it.
+async fn hold_writes(app: &TestApp) -> ads_stats::db::DbConn {
+    let mut lock = app.conn().await;
+    let held = &mut lock;
+    ads_stats::db_run!(held, {
+        held.batch_execute("BEGIN; LOCK TABLE ad_stats_daily IN SHARE MODE")
+            .await
+    })
+    .unwrap();
+    lock
 }
