@@ -19,10 +19,11 @@
 //! ... cargo bench --bench tick -- --only-slow --slow-sellers 1000 --latency 1s --slow-instances 1
 //! ```
 //!
-//! Options: --sellers LIST (1000; each size gets its own floor and ratios), --slow-sellers N (200), --latency D (200ms), --load-seconds S (10),
-//! --enqueue-sellers N (100000), --instances LIST (1,3: PostgreSQL instance counts), --ticks N (2),
-//! --skip-sqlite, --skip-slow, --skip-enqueue, --skip-load, --slow-instances LIST (1,3),
-//! --only-slow (the slow-provider case alone).
+//! Options: --sellers LIST (1000; each size gets its own floor and ratios), --slow-sellers N
+//! (200), --latency D (200ms), --load-seconds S (10), --enqueue-sellers N (100000), --instances
+//! LIST (1,3: PostgreSQL instance counts), --ticks N (2), --skip-sqlite, --skip-slow,
+//! --skip-enqueue, --skip-load, --slow-instances LIST (1,3), --only-slow (the slow-provider case
+//! alone).
 //! Without BENCH_DATABASE_URL only SQLite is measured. Each scenario gets a database of its own
 //! (dropped afterwards), so `pg_stat_database` counts only its commits. Targets are printed next
 //! to the figures; nothing here asserts them.

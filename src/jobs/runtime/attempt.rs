@@ -301,7 +301,6 @@ async fn attempt(
     // (which waits out a database outage); a successful one in `group_commit::write`.
     if !matches!(fetched, Ok(Ok(_))) {
         slot.fetched();
-        ctx.slot_freed.notify_one();
     }
     let fetched = match fetched {
         Ok(Ok(fetched)) => fetched,

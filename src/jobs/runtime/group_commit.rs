@@ -140,7 +140,6 @@ pub(super) async fn write(
     // already many: then it is given back only with the in-flight slot, at the job's outcome.
     if waiting_rows <= MAX_WAITING_ROWS {
         slot.fetched();
-        ctx.slot_freed.notify_one();
     }
     let outcome = |answer: Result<_, oneshot::error::RecvError>| match answer {
         Ok(result) => Written::Done(result),

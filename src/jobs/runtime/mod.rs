@@ -71,7 +71,7 @@ impl From<&crate::config::JobSettings> for RuntimeSettings {
         Self {
             concurrency: s.concurrency,
             max_in_flight: s.in_flight().max(s.concurrency),
-            max_provider_requests: s.provider_requests().min(s.in_flight().max(s.concurrency)),
+            max_provider_requests: s.provider_requests(),
             backoff: s.backoff,
             timeout: s.timeout,
             shutdown_grace: s.shutdown_grace,
@@ -162,7 +162,11 @@ impl JobRuntime {
         };
         let stop = CancellationToken::new();
         let hard_stop = CancellationToken::new();
-        let slots = Slots::new(settings.max_in_flight, settings.max_provider_requests);
+        let slots = Slots::new(
+            settings.max_in_flight,
+            settings.max_provider_requests,
+            ctx.slot_freed.clone(),
+        );
         // A restarted dispatcher takes the same channel up again: ids already in it are not lost.
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let dispatcher = {

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The semaphores of both bounds, shared by the dispatcher, the sweeper and shutdown.
 #[derive(Clone)]
@@ -17,28 +17,45 @@ pub(super) struct Slots {
     in_flight: Arc<Semaphore>,
     fetching: Arc<Semaphore>,
     size: usize,
+    /// Signalled when a job gives its provider slot back, so the sweeper refills it (its
+    /// spawner signals the in-flight slot's return; a slot the sweeper took and did not use goes
+    /// back silently, or the sweeper would wake itself).
+    freed: Arc<Notify>,
 }
 
 /// What a claimed job holds: dropped at its outcome.
 pub(super) struct Slot {
     _in_flight: OwnedSemaphorePermit,
     fetching: Option<OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
 }
 
 impl Slot {
     /// The provider answered (or gave up): the provider slot goes to the next job.
     pub(super) fn fetched(&mut self) {
-        self.fetching = None;
+        if self.fetching.take().is_some() {
+            self.freed.notify_one();
+        }
     }
 }
 
 impl Slots {
-    /// `provider_requests` is capped at `in_flight`: a provider request needs a claimed job.
-    pub(super) fn new(in_flight: usize, provider_requests: usize) -> Self {
+    /// `provider_requests` at most `in_flight` (see `JobSettings::provider_requests`); `freed`
+    /// is signalled whenever a job gives its provider slot back.
+    pub(super) fn new(in_flight: usize, provider_requests: usize, freed: Arc<Notify>) -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(in_flight)),
-            fetching: Arc::new(Semaphore::new(provider_requests.min(in_flight).max(1))),
+            fetching: Arc::new(Semaphore::new(provider_requests)),
             size: in_flight,
+            freed,
+        }
+    }
+
+    fn slot(&self, in_flight: OwnedSemaphorePermit, fetching: OwnedSemaphorePermit) -> Slot {
+        Slot {
+            _in_flight: in_flight,
+            fetching: Some(fetching),
+            freed: self.freed.clone(),
         }
     }
 
@@ -46,10 +63,7 @@ impl Slots {
     pub(super) fn try_acquire(&self) -> Option<Slot> {
         let in_flight = self.in_flight.clone().try_acquire_owned().ok()?;
         let fetching = self.fetching.clone().try_acquire_owned().ok()?;
-        Some(Slot {
-            _in_flight: in_flight,
-            fetching: Some(fetching),
-        })
+        Some(self.slot(in_flight, fetching))
     }
 
     /// Waits for both; always in this order (in flight, then provider), and a provider slot is
@@ -58,10 +72,10 @@ impl Slots {
         // The semaphores are never closed.
         let in_flight = self.in_flight.clone().acquire_owned().await;
         let fetching = self.fetching.clone().acquire_owned().await;
-        Slot {
-            _in_flight: in_flight.expect("in-flight slots are never closed"),
-            fetching: Some(fetching.expect("provider slots are never closed")),
-        }
+        self.slot(
+            in_flight.expect("in-flight slots are never closed"),
+            fetching.expect("provider slots are never closed"),
+        )
     }
 
     /// Jobs that could be claimed right now.
@@ -92,7 +106,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_gives_its_provider_slot_back_and_keeps_its_in_flight_slot() {
-        let slots = Slots::new(3, 1);
+        let slots = Slots::new(3, 1, Arc::default());
         let mut first = slots.try_acquire().expect("both free");
         assert!(
             slots.try_acquire().is_none(),
@@ -112,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn provider_slots_never_exceed_in_flight_slots() {
-        let slots = Slots::new(2, 10);
+        let slots = Slots::new(2, 10, Arc::default());
         let _a = slots.try_acquire().unwrap();
         let _b = slots.try_acquire().unwrap();
         assert!(slots.try_acquire().is_none());
@@ -121,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn drained_waits_for_the_last_job() {
-        let slots = Slots::new(2, 2);
+        let slots = Slots::new(2, 2, Arc::default());
         let held = slots.acquire().await;
         let waiting = tokio::spawn({
             let slots = slots.clone();
